@@ -1,0 +1,124 @@
+"""msgspec Structs of the wire format of ``/v2/data/liquidation.v1/token/{asset}``.
+
+Field names are the API's own (see the endpoint doc's "Fields" and "Response example").
+Rows are decoded strictly: a count that arrives as a string is an error, not a guess.
+The envelope is decoded leniently (``page_size`` has been seen as ``"2"`` on other Kaiko
+endpoints), so it is decoded in two passes: the envelope with ``data`` kept raw, then the
+rows with their own strict decoder. Unknown fields are ignored everywhere, so a field
+Kaiko adds later does not break old clients.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import msgspec
+
+__all__ = [
+    "Access",
+    "Envelope",
+    "ExchangeVolume",
+    "LiquidationRow",
+    "QueryEcho",
+    "TimestampRange",
+    "decode_envelope",
+    "decode_rows",
+    "encode_rows",
+]
+
+
+class ExchangeVolume(msgspec.Struct, frozen=True):
+    """One exchange's share of a bucket (an entry of a row's ``exchanges``)."""
+
+    exchange: str
+    total_trades: int
+    total_amount: float
+    long_trades: int
+    long_amount: float
+    short_trades: int
+    short_amount: float
+
+
+class LiquidationRow(msgspec.Struct, frozen=True):
+    """One interval bucket of liquidations for an asset, all exchanges together.
+
+    ``interval_time`` is a timezone-aware UTC datetime; ``interval_timestamp`` is the
+    integer exactly as sent, which is nanoseconds although the doc says milliseconds.
+    """
+
+    interval_time: datetime
+    interval_timestamp: int
+    total_trades: int
+    total_amount: float
+    long_trades: int
+    long_amount: float
+    short_trades: int
+    short_amount: float
+    exchanges: list[ExchangeVolume]
+
+
+class QueryEcho(msgspec.Struct, frozen=True):
+    """The envelope's ``query`` block. Every field is optional: it is informative only."""
+
+    request_time: str | None = None
+    query_start_time: str | None = None
+    query_end_time: str | None = None
+    data_start_time: str | None = None
+    data_end_time: str | None = None
+    start_time: str | None = None
+    start_timestamp: int | None = None
+    end_time: str | None = None
+    end_timestamp: int | None = None
+    page_size: int | None = None
+    sort: str | None = None
+    token: str | None = None
+    interval: str | None = None
+    commodity: str | None = None
+    data_version: str | None = None
+
+
+class TimestampRange(msgspec.Struct, frozen=True):
+    start_timestamp: int | None = None
+    end_timestamp: int | None = None
+
+
+class Access(msgspec.Struct, frozen=True):
+    access_range: TimestampRange | None = None
+    data_range: TimestampRange | None = None
+
+
+class Envelope(msgspec.Struct, frozen=True):
+    """A whole answer. ``data`` stays raw until :func:`decode_rows` decodes it strictly."""
+
+    query: QueryEcho | None = None
+    answer_time: str | None = None
+    answer_timestamp: int | None = None
+    access: Access | None = None
+    result: str | None = None
+    message: str | None = None
+    data: msgspec.Raw | None = None
+    continuation_token: str | None = None
+    next_url: str | None = None
+
+
+# One decoder per type, built once (msgspec perf tips).
+_envelope_decoder = msgspec.json.Decoder(Envelope, strict=False)
+_rows_decoder = msgspec.json.Decoder(list[LiquidationRow])
+_encoder = msgspec.json.Encoder()
+
+
+def decode_envelope(body: bytes | str) -> Envelope:
+    """Decode an answer's envelope; raises ``msgspec.DecodeError`` on malformed JSON."""
+    return _envelope_decoder.decode(body)
+
+
+def decode_rows(raw: msgspec.Raw | bytes | None) -> list[LiquidationRow]:
+    """Decode the ``data`` array strictly; ``None`` (no ``data`` key) is no rows."""
+    if raw is None:
+        return []
+    return _rows_decoder.decode(raw)
+
+
+def encode_rows(rows: list[LiquidationRow]) -> bytes:
+    """Encode rows back to the wire's JSON (used by the emulator and JSON Lines output)."""
+    return _encoder.encode(rows)

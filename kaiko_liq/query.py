@@ -1,0 +1,174 @@
+"""Argument validation, time parsing and the interval grid (pure, no I/O).
+
+Every rule here comes from the endpoint doc and ``KAIKO_API.md``; the client checks all
+of them before it sends anything, so a bad argument costs no request.
+
+Times:
+    * ISO 8601 strings with ``Z`` or an offset, fractional seconds allowed. A string with
+      no offset (``2025-01-01`` or ``2025-01-01T00:00:00``) is UTC, as in Kaiko's API.
+    * Timezone-aware :class:`datetime.datetime` objects, converted to UTC.
+    * A *naive* datetime is rejected: Python reads it as local time, Kaiko as UTC, and
+      guessing between the two is how a range silently shifts by hours.
+
+The grid: buckets are aligned to the UTC epoch grid of the interval. For intervals that
+divide 24h this is the same as aligning to UTC midnight.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from .errors import InvalidArgumentError
+
+__all__ = [
+    "DATA_START",
+    "MAX_PAGE_SIZE",
+    "SORTS",
+    "Interval",
+    "TimeLike",
+    "format_time",
+    "parse_interval",
+    "parse_time",
+    "validate_asset",
+    "validate_page_size",
+    "validate_sort",
+]
+
+TimeLike = str | datetime
+
+#: Kaiko: historical data for this endpoint starts 2025-01-08 at 1h granularity.
+DATA_START = datetime(2025, 1, 8, tzinfo=UTC)
+#: Kaiko docs for this family of endpoints: default 100, maximum 1000.
+DEFAULT_SERVER_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
+SORTS = ("asc", "desc")
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_HOUR = 3600
+_DAY = 86_400
+_INTERVAL_RE = re.compile(r"^([1-9][0-9]*)([hd])$")
+_ASSET_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+@dataclass(frozen=True, slots=True)
+class Interval:
+    """A validated bucket width: ``text`` as the caller wrote it, ``seconds`` its length."""
+
+    text: str
+    seconds: int
+
+    @property
+    def delta(self) -> timedelta:
+        return timedelta(seconds=self.seconds)
+
+    def floor(self, t: datetime) -> datetime:
+        """The start of the bucket that holds ``t``."""
+        offset = _whole_seconds(t) % self.seconds
+        return t.replace(microsecond=0) - timedelta(seconds=offset)
+
+    def ceil(self, t: datetime) -> datetime:
+        """The first bucket start at or after ``t``."""
+        floor = self.floor(t)
+        return floor if floor == t else floor + self.delta
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def _whole_seconds(t: datetime) -> int:
+    return (t - _EPOCH) // timedelta(seconds=1)
+
+
+def parse_interval(value: str) -> Interval:
+    """Validate ``<n>h`` or ``<n>d`` between 1h and 1d inclusive (endpoint doc)."""
+    if not isinstance(value, str):
+        raise InvalidArgumentError(
+            f"interval must be a string like '1h', '4h' or '1d', got {type(value).__name__}"
+        )
+    match = _INTERVAL_RE.match(value.strip())
+    if match is None:
+        raise InvalidArgumentError(
+            f"interval {value!r} is not of the form '<n>h' or '<n>d' "
+            "(for example '1h', '4h', '1d'); allowed: 1h to 24h, or 1d"
+        )
+    n, unit = int(match.group(1)), match.group(2)
+    seconds = n * (_HOUR if unit == "h" else _DAY)
+    if seconds > _DAY:
+        raise InvalidArgumentError(
+            f"interval {value!r} is longer than one day; allowed: 1h to 24h, or 1d"
+        )
+    return Interval(text=value.strip(), seconds=seconds)
+
+
+def parse_time(value: TimeLike, name: str = "time") -> datetime:
+    """Parse an ISO 8601 string or an aware datetime into a UTC datetime."""
+    if isinstance(value, datetime):
+        if value.tzinfo is None or value.tzinfo.utcoffset(value) is None:
+            raise InvalidArgumentError(
+                f"{name} {value!r} is a naive datetime; pass a timezone-aware one, "
+                "e.g. datetime(2025, 1, 1, tzinfo=timezone.utc), or an ISO 8601 string"
+            )
+        return value.astimezone(UTC)
+    if not isinstance(value, str):
+        raise InvalidArgumentError(
+            f"{name} must be an ISO 8601 string or a timezone-aware datetime, "
+            f"got {type(value).__name__}"
+        )
+    text = value.strip()
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidArgumentError(
+            f"{name} {value!r} is not an ISO 8601 time; expected e.g. "
+            "'2025-01-31T09:00:00Z', '2025-01-31T10:00:00+01:00' or '2025-01-31'"
+        ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def format_time(t: datetime) -> str:
+    """UTC ISO 8601 with ``Z``; milliseconds only when the time has them."""
+    t = t.astimezone(UTC)
+    if t.microsecond:
+        return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def validate_sort(value: str) -> str:
+    if value not in SORTS:
+        raise InvalidArgumentError(f"sort {value!r} is not allowed; use 'asc' or 'desc'")
+    return value
+
+
+def validate_page_size(value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidArgumentError(
+            f"page_size must be an integer from 1 to {MAX_PAGE_SIZE}, got {value!r}"
+        )
+    if not 1 <= value <= MAX_PAGE_SIZE:
+        raise InvalidArgumentError(
+            f"page_size {value} is out of range; allowed: 1 to {MAX_PAGE_SIZE}"
+        )
+    return value
+
+
+def validate_asset(value: str) -> str:
+    """An asset becomes one URL path segment: letters, digits, '-' and '_' only."""
+    if not isinstance(value, str) or not value:
+        raise InvalidArgumentError("asset must be a non-empty string such as 'eth' or 'btc'")
+    if _ASSET_RE.match(value) is None:
+        raise InvalidArgumentError(
+            f"asset {value!r} has characters other than letters, digits, '-' and '_'"
+        )
+    return value.lower()
+
+
+def validate_window(start: datetime, end: datetime) -> None:
+    if start >= end:
+        raise InvalidArgumentError(
+            f"start {format_time(start)} is not before end {format_time(end)}; "
+            "the window is [start, end), start inclusive and end exclusive"
+        )
