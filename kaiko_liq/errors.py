@@ -12,6 +12,7 @@
     ├── TransportError                             no usable answer came back
     │   └── RequestTimeoutError                    connect or read timed out
     ├── UnexpectedResponseError                    an answer we cannot trust
+    │   ├── MalformedBodyError                     not JSON (cut short?); retried
     │   ├── UnsafeURLError                         next_url leaves the configured host
     │   └── InconsistentDataError                  duplicate/out-of-order rows, token loops
     └── IncompleteFetchError                       some sub-ranges failed; says which
@@ -38,6 +39,7 @@ __all__ = [
     "InconsistentDataError",
     "InvalidArgumentError",
     "KaikoLiqError",
+    "MalformedBodyError",
     "NotFoundError",
     "RateLimitedError",
     "RequestTimeoutError",
@@ -162,6 +164,10 @@ class UnexpectedResponseError(KaikoLiqError):
         super().__init__(f"{message} ({self.url})")
 
 
+class MalformedBodyError(UnexpectedResponseError):
+    """A 200 whose body is not JSON at all, usually a body cut short; it is retried."""
+
+
 class UnsafeURLError(UnexpectedResponseError):
     """A ``next_url`` points to another host or scheme; it was not followed with the key."""
 
@@ -189,7 +195,8 @@ class IncompleteFetchError(KaikoLiqError):
     """Some sub-ranges of a fetch failed. Nothing is returned silently short.
 
     ``failed`` lists each failed sub-range with its error; ``completed`` lists the
-    ``(start, end)`` sub-ranges that were fetched in full.
+    ``(start, end)`` sub-ranges fetched in full; ``pending`` those never fetched because
+    a stream stopped at an earlier failure.
     """
 
     def __init__(
@@ -197,13 +204,18 @@ class IncompleteFetchError(KaikoLiqError):
         asset: str,
         failed: Sequence[FailedRange],
         completed: Sequence[tuple[datetime, datetime]],
+        *,
+        pending: Sequence[tuple[datetime, datetime]] = (),
     ) -> None:
         self.asset = asset
         self.failed = list(failed)
         self.completed = list(completed)
+        self.pending = list(pending)
+        total = len(self.failed) + len(self.completed) + len(self.pending)
         shown = "; ".join(str(f) for f in self.failed[:5])
         more = f"; and {len(self.failed) - 5} more" if len(self.failed) > 5 else ""
+        not_fetched = f", {len(self.pending)} not fetched" if self.pending else ""
         super().__init__(
-            f"{asset}: {len(self.failed)} of {len(self.failed) + len(self.completed)} "
-            f"sub-ranges failed, {len(self.completed)} completed. Missing: {shown}{more}"
+            f"{asset}: {len(self.failed)} of {total} sub-ranges failed, "
+            f"{len(self.completed)} completed{not_fetched}. Missing: {shown}{more}"
         )

@@ -96,7 +96,8 @@ class Envelope(msgspec.Struct, frozen=True):
     access: Access | None = None
     result: str | None = None
     message: str | None = None
-    data: msgspec.Raw | None = None
+    # Raw cannot sit in a union; an absent ``data`` is the empty Raw.
+    data: msgspec.Raw = msgspec.Raw(b"")
     continuation_token: str | None = None
     next_url: str | None = None
 
@@ -112,10 +113,8 @@ def decode_envelope(body: bytes | str) -> Envelope:
     return _envelope_decoder.decode(body)
 
 
-def decode_rows(raw: msgspec.Raw | bytes | None) -> list[LiquidationRow]:
-    """Decode the ``data`` array strictly; ``None`` (no ``data`` key) is no rows."""
-    if raw is None:
-        return []
+def decode_rows(raw: msgspec.Raw | bytes) -> list[LiquidationRow]:
+    """Decode the ``data`` array strictly; raises ``msgspec.ValidationError`` on a bad row."""
     return _rows_decoder.decode(raw)
 
 

@@ -8,9 +8,9 @@ them outward exactly as it would have snapped one unsharded query.
 
 How many units a shard holds: a shard of ``k`` units has ``k * b`` buckets (``b`` buckets
 per unit) and costs ``ceil(k * b / page_size)`` requests. ``k = page_size // b`` fits one
-page, but can waste up to a fifth of each page (``page_size=119``, 1h: 96 of 119). So we
-take the smallest ``k`` whose pages are at least :data:`MIN_PAGE_FILL` full; the whole
-plan then costs at most ``ceil(buckets / page_size) / MIN_PAGE_FILL + 1`` requests. Small
+page, but can waste up to a fifth of it (``page_size=119``, 1h: 96 of 119). When that
+one page would be less than :data:`MIN_PAGE_FILL` full we take instead the smallest ``k``
+whose pages are, on average; the whole plan then costs at most ``ceil(buckets / page_size) / MIN_PAGE_FILL + 1`` requests. Small
 shards matter too: they are what runs concurrently.
 """
 
@@ -47,8 +47,12 @@ def unit_seconds(interval: Interval) -> int:
 
 
 def units_per_shard(interval: Interval, page_size: int) -> int:
-    """The smallest number of units per shard whose pages are :data:`MIN_PAGE_FILL` full."""
+    """Units per shard: all that fit one page if that page is :data:`MIN_PAGE_FILL` full,
+    else the smallest number whose pages are, on average, that full."""
     per_unit = unit_seconds(interval) // interval.seconds
+    one_page = page_size // per_unit
+    if one_page and one_page * per_unit >= MIN_PAGE_FILL * page_size:
+        return one_page
     best_k, best_fill = 1, 0.0
     for k in range(1, _MAX_UNITS + 1):
         buckets = k * per_unit

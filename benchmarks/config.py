@@ -1,0 +1,103 @@
+"""The benchmark's settings: the full run, and a ``--quick`` one that finishes in ~1 min.
+
+Everything a reader needs to reproduce a number is here and is copied into the JSON.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+
+__all__ = ["MemoryWindow", "Settings", "settings_for"]
+
+
+def _utc(year: int, month: int, day: int) -> datetime:
+    return datetime(year, month, day, tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryWindow:
+    label: str
+    start: datetime
+    end: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    quick: bool
+    #: Backfill: assets and window (the emulator has data 2025-01-08 .. 2026-11-01).
+    assets: tuple[str, ...]
+    start: datetime
+    end: datetime
+    interval: str
+    #: The emulator of the backfill and fault scenarios, and the key's limit.
+    latency: float
+    jitter: float
+    rate_limit: float
+    #: ``N_min`` counts pages of this size (the API's maximum).
+    page_size: int
+    #: How many assets the sequential loop is measured on (the rest is scaled).
+    sequential_assets: int
+    per_day_concurrency: int
+    #: kaiko-liq runs are short: repeat them (fresh emulator each) and take the median.
+    kaiko_repeats: int
+    #: Decode: pages captured per asset, and timing passes per decoder.
+    decode_pages_per_asset: int
+    decode_repeat: int
+    #: Memory: windows streamed (each in a fresh process) and the client's rate limit.
+    memory_asset: str
+    memory_windows: tuple[MemoryWindow, ...]
+    memory_rate_limit: float
+    #: Faults.
+    fault_rate: float
+    seed: int
+    #: Upper bound on one measured client run before it is reported as failed.
+    run_timeout: float
+
+    def to_json(self) -> dict[str, object]:
+        out = asdict(self)
+        for key, value in out.items():
+            if isinstance(value, datetime):
+                out[key] = value.isoformat()
+        out["memory_windows"] = [
+            {"label": w.label, "start": w.start.isoformat(), "end": w.end.isoformat()}
+            for w in self.memory_windows
+        ]
+        return out
+
+
+_MEMORY_WINDOWS = (
+    MemoryWindow("1 month", _utc(2025, 1, 8), _utc(2025, 2, 8)),
+    MemoryWindow("1 year", _utc(2025, 1, 8), _utc(2026, 1, 8)),
+    MemoryWindow("2 years", _utc(2025, 1, 8), _utc(2027, 1, 8)),
+)
+
+
+def settings_for(*, quick: bool, sequential_assets: int | None = None) -> Settings:
+    """The full run, or the quick one; ``sequential_assets=0`` measures every asset."""
+    assets = ("btc", "eth") if quick else ("btc", "eth", "sol", "xrp", "doge")
+    seq = len(assets) if quick else 1
+    if sequential_assets is not None:
+        seq = len(assets) if sequential_assets <= 0 else min(sequential_assets, len(assets))
+    return Settings(
+        quick=quick,
+        assets=assets,
+        start=_utc(2025, 1, 8),
+        end=_utc(2025, 7, 8) if quick else _utc(2027, 1, 8),
+        interval="1h",
+        latency=0.1,
+        jitter=0.02,
+        rate_limit=100.0,
+        page_size=1000,
+        sequential_assets=seq,
+        per_day_concurrency=32,
+        kaiko_repeats=1 if quick else 3,
+        decode_pages_per_asset=1 if quick else 2,
+        decode_repeat=5 if quick else 20,
+        memory_asset="btc",
+        memory_windows=_MEMORY_WINDOWS,
+        memory_rate_limit=1000.0,
+        fault_rate=0.1,
+        seed=7,
+        run_timeout=300.0,
+    )

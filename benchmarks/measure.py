@@ -1,0 +1,94 @@
+"""Timing one client run against an emulator process, and what each run reports."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from .emulator_proc import Emulator
+from .rows import RowSet
+
+__all__ = ["ClientRun", "Timed", "median_run", "timed_run"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Timed(Generic[T]):
+    value: T
+    wall: float
+    emulator_cpu: float
+
+    @property
+    def emulator_cpu_share(self) -> float:
+        """The emulator's CPU time over the run's wall time (1.0 = one core busy)."""
+        return self.emulator_cpu / self.wall if self.wall > 0 else 0.0
+
+
+def timed_run(
+    emulator: Emulator,
+    make: Callable[[str], Coroutine[Any, Any, T]],
+    *,
+    timeout: float,
+) -> Timed[T]:
+    """Run ``make(base_url)`` in a fresh event loop; wall time and emulator CPU over it."""
+
+    async def bounded() -> T:
+        return await asyncio.wait_for(make(emulator.base_url), timeout)
+
+    cpu0 = emulator.cpu_seconds()
+    t0 = time.perf_counter()
+    value = asyncio.run(bounded())
+    wall = time.perf_counter() - t0
+    cpu = emulator.cpu_seconds() - cpu0
+    emulator.check_alive()
+    return Timed(value, wall, cpu)
+
+
+@dataclass(frozen=True, slots=True)
+class ClientRun:
+    """One client's backfill: time, traffic, and the data it returned."""
+
+    client: str
+    assets: tuple[str, ...]
+    wall: float
+    requests: int
+    rate_limited: int
+    retries: int | None
+    rowset: RowSet
+    emulator_cpu_share: float
+    walls: tuple[float, ...] = ()
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "client": self.client,
+            "assets": list(self.assets),
+            "wall_s": round(self.wall, 4),
+            "walls_s": [round(w, 4) for w in self.walls or (self.wall,)],
+            "requests": self.requests,
+            "rate_limited_429": self.rate_limited,
+            "retries": self.retries,
+            "rows": self.rowset.to_json(),
+            "emulator_cpu_share": round(self.emulator_cpu_share, 3),
+        }
+
+
+def median_run(runs: list[ClientRun]) -> ClientRun:
+    """The run with the (lower) median wall time, carrying every run's wall time."""
+    ordered = sorted(runs, key=lambda r: r.wall)
+    mid = ordered[(len(ordered) - 1) // 2]
+    walls = tuple(r.wall for r in runs)
+    return ClientRun(
+        client=mid.client,
+        assets=mid.assets,
+        wall=mid.wall,
+        requests=mid.requests,
+        rate_limited=mid.rate_limited,
+        retries=mid.retries,
+        rowset=mid.rowset,
+        emulator_cpu_share=mid.emulator_cpu_share,
+        walls=walls,
+    )

@@ -1,0 +1,89 @@
+"""Shard planning: whole days on the grid, caller's exact ends, near-minimal requests."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kaiko_liq.plan import MIN_PAGE_FILL, buckets_in, plan_subranges, unit_seconds
+from kaiko_liq.query import parse_interval
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+INTERVALS = [f"{n}h" for n in range(1, 25)] + ["1d"]
+
+
+def requests_needed(start: datetime, end: datetime, interval: str, page_size: int) -> int:
+    """Upper bound on requests a plan costs: every bucket present, shard by shard."""
+    grid = parse_interval(interval)
+    shards = plan_subranges(start, end, grid, page_size)
+    return sum(max(1, math.ceil(buckets_in(s.start, s.end, grid) / page_size)) for s in shards)
+
+
+def test_two_year_hourly_window_costs_about_the_minimum() -> None:
+    grid = parse_interval("1h")
+    start, end = datetime(2025, 1, 8, tzinfo=UTC), datetime(2027, 1, 8, tzinfo=UTC)
+    shards = plan_subranges(start, end, grid, 1000)
+    minimum = math.ceil(buckets_in(start, end, grid) / 1000)
+    assert minimum == 18
+    assert len(shards) <= minimum * 1.1 + 1
+    # 41 days of 24 buckets: 984 rows, one page each.
+    assert shards[0].end - shards[0].start == timedelta(days=41)
+
+
+def test_shards_tile_the_window_exactly_and_keep_the_callers_ends() -> None:
+    grid = parse_interval("1h")
+    start = datetime(2025, 1, 31, 9, 0, 1, tzinfo=UTC)
+    end = datetime(2025, 6, 27, 23, 59, 59, tzinfo=UTC)
+    shards = plan_subranges(start, end, grid, 100)
+    assert shards[0].start == start and shards[-1].end == end
+    for a, b in zip(shards, shards[1:], strict=False):
+        assert a.end == b.start
+        assert (b.start - EPOCH) % timedelta(days=1) == timedelta(0)
+    assert [s.index for s in shards] == list(range(len(shards)))
+
+
+def test_an_empty_window_plans_nothing() -> None:
+    t = datetime(2025, 1, 1, tzinfo=UTC)
+    assert plan_subranges(t, t, parse_interval("1h"), 1000) == []
+
+
+def test_a_day_that_does_not_fit_in_a_page_is_one_shard_paged_inside() -> None:
+    start, end = datetime(2025, 2, 1, tzinfo=UTC), datetime(2025, 2, 3, tzinfo=UTC)
+    shards = plan_subranges(start, end, parse_interval("1h"), 5)
+    assert all(s.end - s.start >= timedelta(days=1) for s in shards[:-1])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    start_minutes=st.integers(0, 60 * 24 * 800),
+    length_minutes=st.integers(1, 60 * 24 * 900),
+    interval=st.sampled_from(INTERVALS),
+    page_size=st.integers(1, 1000),
+)
+def test_plans_are_aligned_and_near_minimal(
+    start_minutes: int, length_minutes: int, interval: str, page_size: int
+) -> None:
+    grid = parse_interval(interval)
+    start = datetime(2024, 6, 1, tzinfo=UTC) + timedelta(minutes=start_minutes)
+    end = start + timedelta(minutes=length_minutes)
+    shards = plan_subranges(start, end, grid, page_size)
+    assert shards[0].start == start and shards[-1].end == end
+    unit = timedelta(seconds=unit_seconds(grid))
+    for a, b in zip(shards, shards[1:], strict=False):
+        assert a.end == b.start and a.start < a.end
+        assert (b.start - EPOCH) % unit == timedelta(0), "inner boundaries on the unit grid"
+    # Together the shards snap to exactly the buckets of the whole window, none twice.
+    assert sum(buckets_in(s.start, s.end, grid) for s in shards) == buckets_in(start, end, grid)
+    if page_size >= 100:
+        minimum = math.ceil(buckets_in(start, end, grid) / page_size)
+        assert requests_needed(start, end, interval, page_size) <= minimum / MIN_PAGE_FILL + 1
+        assert requests_needed(start, end, interval, page_size) <= 1.1 * minimum + 1
+
+
+@pytest.mark.parametrize("interval", ["1h", "5h", "7h", "1d"])
+def test_units_are_whole_days(interval: str) -> None:
+    assert unit_seconds(parse_interval(interval)) % 86_400 == 0
