@@ -15,6 +15,8 @@ All three must return the same rows (count and checksum) or the run says so.
 from __future__ import annotations
 
 import asyncio
+import functools
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -76,7 +78,7 @@ def _dict_rows(rows: Mapping[str, list[dict[str, Any]]]) -> dict[str, list[Canon
 
 def _descending(rows: Mapping[str, list[LiquidationRow]]) -> bool:
     return all(
-        all(a.interval_timestamp > b.interval_timestamp for a, b in zip(rs, rs[1:], strict=False))
+        all(a.interval_timestamp > b.interval_timestamp for a, b in itertools.pairwise(rs))
         for rs in rows.values()
     )
 
@@ -104,19 +106,16 @@ def run_kaiko_liq(
     ordered = True
     for i in range(settings.kaiko_repeats):
         with emulator_for(settings, fault_rate=fault_rate) as emu:
-            timed = timed_run(
-                emu,
-                lambda base: _kaiko_liq_fetch(
-                    base,
-                    settings.assets,
-                    settings.start,
-                    settings.end,
-                    interval=settings.interval,
-                    rate_limit=settings.rate_limit,
-                    api_key=f"bench-kaiko-liq-{i}",
-                ),
-                timeout=settings.run_timeout,
+            fetch = functools.partial(
+                _kaiko_liq_fetch,
+                assets=settings.assets,
+                start=settings.start,
+                end=settings.end,
+                interval=settings.interval,
+                rate_limit=settings.rate_limit,
+                api_key=f"bench-kaiko-liq-{i}",
             )
+            timed = timed_run(emu, fetch, timeout=settings.run_timeout)
         rows, counters = timed.value
         ordered = ordered and _descending(rows)
         canonical = _struct_rows(rows)
@@ -143,7 +142,11 @@ def _run_baseline(
             timed = timed_run(
                 emu,
                 lambda base: baselines.sequential_next_url(
-                    base, "bench-sequential", list(assets), settings.start, settings.end,
+                    base,
+                    "bench-sequential",
+                    list(assets),
+                    settings.start,
+                    settings.end,
                     interval=settings.interval,
                 ),
                 timeout=settings.run_timeout,
@@ -153,7 +156,11 @@ def _run_baseline(
             timed = timed_run(
                 emu,
                 lambda base: baselines.per_day_gather(
-                    base, "bench-per-day", list(assets), settings.start, settings.end,
+                    base,
+                    "bench-per-day",
+                    list(assets),
+                    settings.start,
+                    settings.end,
                     interval=settings.interval,
                     concurrency=settings.per_day_concurrency,
                     page_size=settings.page_size,
@@ -188,7 +195,7 @@ def run(settings: Settings) -> Outcome:
     kl, kl_rows, kl_ordered = run_kaiko_liq(settings)
     seq_assets = assets[: settings.sequential_assets]
     seq, seq_rows = _run_baseline(settings, "sequential", seq_assets)
-    day, day_rows = _run_baseline(settings, "per-day", assets)
+    day, _ = _run_baseline(settings, "per-day", assets)
 
     scale = len(assets) / len(seq_assets)
     seq_wall_all = seq.wall * scale

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 __all__ = [
+    "Outcome",
     "Table",
     "Target",
     "fmt_bytes",
@@ -64,6 +65,15 @@ class Target:
         }
 
 
+@dataclass(slots=True)
+class Outcome:
+    """What a scenario hands back: JSON-able data, tables to print, targets to judge."""
+
+    data: dict[str, object]
+    tables: list[Table] = field(default_factory=list)
+    targets: list[Target] = field(default_factory=list)
+
+
 def targets_table(targets: Sequence[Target]) -> Table:
     table = Table("Targets", ("scenario", "target", "measured", "verdict"))
     for t in targets:
@@ -112,6 +122,11 @@ def _is_numeric(cell: str) -> bool:
     return bool(head) and (head[0].isdigit() or head.startswith("."))
 
 
+def _line(cells: Sequence[str], widths: Sequence[int], right: Sequence[bool]) -> str:
+    parts = [c.rjust(w) if r else c.ljust(w) for c, w, r in zip(cells, widths, right, strict=True)]
+    return "  ".join(parts).rstrip()
+
+
 def render_text(tables: Sequence[Table], header: str = "") -> str:
     """Aligned columns; numeric columns right-aligned."""
     out: list[str] = []
@@ -125,18 +140,10 @@ def render_text(tables: Sequence[Table], header: str = "") -> str:
             bool(table.rows) and all(_is_numeric(r[i]) or r[i] == "-" for r in table.rows)
             for i in range(len(table.headers))
         ]
-
-        def line(cells: Sequence[str], widths: list[int] = widths, right: list[bool] = right) -> str:
-            parts = [
-                c.rjust(w) if r else c.ljust(w)
-                for c, w, r in zip(cells, widths, right, strict=True)
-            ]
-            return "  ".join(parts).rstrip()
-
         out.append(f"== {table.title} ==")
-        out.append(line(table.headers))
+        out.append(_line(table.headers, widths, right))
         out.append("  ".join("-" * w for w in widths))
-        out += [line(row) for row in table.rows]
+        out += [_line(row, widths, right) for row in table.rows]
         out += [f"  * {note}" for note in table.notes]
         out.append("")
     return "\n".join(out)

@@ -16,7 +16,7 @@ from typing import Any
 
 from kaiko_liq.models import LiquidationRow
 
-__all__ = ["RowSet", "canonical_dict", "canonical_struct", "summarize"]
+__all__ = ["Canonical", "RowSet", "canonical_dict", "canonical_struct", "summarize"]
 
 Canonical = tuple[Any, ...]
 

@@ -31,8 +31,8 @@ from .errors import (
     APIError,
     ClientClosedError,
     FailedRange,
-    InconsistentDataError,
     IncompleteFetchError,
+    InconsistentDataError,
     InvalidArgumentError,
     KaikoLiqError,
     ServerError,
@@ -137,7 +137,9 @@ class LiquidationClient:
                 f"rate_limit {rate_limit} is out of range; use requests per second, 1 to 10000"
             )
         if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int):
-            raise InvalidArgumentError(f"max_concurrency must be an integer, got {max_concurrency!r}")
+            raise InvalidArgumentError(
+                f"max_concurrency must be an integer, got {max_concurrency!r}"
+            )
         if not 1 <= max_concurrency <= 256:
             raise InvalidArgumentError(
                 f"max_concurrency {max_concurrency} is out of range; allowed: 1 to 256"

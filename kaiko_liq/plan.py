@@ -10,8 +10,9 @@ How many units a shard holds: a shard of ``k`` units has ``k * b`` buckets (``b`
 per unit) and costs ``ceil(k * b / page_size)`` requests. ``k = page_size // b`` fits one
 page, but can waste up to a fifth of it (``page_size=119``, 1h: 96 of 119). When that
 one page would be less than :data:`MIN_PAGE_FILL` full we take instead the smallest ``k``
-whose pages are, on average; the whole plan then costs at most ``ceil(buckets / page_size) / MIN_PAGE_FILL + 1`` requests. Small
-shards matter too: they are what runs concurrently.
+whose pages are, on average. The whole plan then costs at most
+``ceil(buckets / page_size) / MIN_PAGE_FILL + 1`` requests. Small shards matter too:
+they are what runs concurrently.
 """
 
 from __future__ import annotations

@@ -161,6 +161,7 @@ def parse_page(status: int, body: bytes, url: str) -> Page:
     try:
         rows = decode_rows(envelope.data)
     except msgspec.ValidationError as exc:
-        raise UnexpectedResponseError(f"a row does not match the documented fields: {exc}", url
+        raise UnexpectedResponseError(
+            f"a row does not match the documented fields: {exc}", url
         ) from exc
     return Page(rows, envelope.next_url or None, envelope.continuation_token or None)

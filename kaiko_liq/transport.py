@@ -169,9 +169,7 @@ class Transport:
                     if self.adaptive is not None:
                         self.adaptive.on_rate_limited()
                 if should_retry_status(answer.status):
-                    error = api_error_for_status(
-                        answer.status, error_message(answer.body), url
-                    )
+                    error = api_error_for_status(answer.status, error_message(answer.body), url)
                     retry_after = parse_retry_after(answer.headers.get("Retry-After"))
                 else:
                     try:
@@ -187,7 +185,9 @@ class Transport:
             attempt += 1
             if attempt >= self._policy.max_attempts:
                 raise error
-            delay = retry_delay(attempt - 1, self._policy, retry_after=retry_after, random=self._rng)
+            delay = retry_delay(
+                attempt - 1, self._policy, retry_after=retry_after, random=self._rng
+            )
             if self._clock() - started + delay > self._policy.deadline:
                 raise error
             self.stats.retries += 1

@@ -15,7 +15,10 @@ def test_seed_example_decodes_field_for_field() -> None:
     envelope = decode_envelope(seed_response_json())
     assert envelope.query is not None
     q = envelope.query
-    assert (q.query_start_time, q.query_end_time) == ("2025-01-31T09:00:01Z", "2025-02-27T23:59:59Z")
+    assert (q.query_start_time, q.query_end_time) == (
+        "2025-01-31T09:00:01Z",
+        "2025-02-27T23:59:59Z",
+    )
     assert (q.data_start_time, q.data_end_time) == ("2025-01-31T09:00:00Z", "2025-02-28T00:00:00Z")
     assert (q.start_timestamp, q.end_timestamp) == (1740693600000, 1740700800000)
     assert (q.page_size, q.sort, q.token, q.interval) == (2, "desc", "eth", "1h")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from datetime import UTC, datetime, timedelta
 
@@ -40,7 +41,7 @@ def test_shards_tile_the_window_exactly_and_keep_the_callers_ends() -> None:
     end = datetime(2025, 6, 27, 23, 59, 59, tzinfo=UTC)
     shards = plan_subranges(start, end, grid, 100)
     assert shards[0].start == start and shards[-1].end == end
-    for a, b in zip(shards, shards[1:], strict=False):
+    for a, b in itertools.pairwise(shards):
         assert a.end == b.start
         assert (b.start - EPOCH) % timedelta(days=1) == timedelta(0)
     assert [s.index for s in shards] == list(range(len(shards)))
@@ -73,7 +74,7 @@ def test_plans_are_aligned_and_near_minimal(
     shards = plan_subranges(start, end, grid, page_size)
     assert shards[0].start == start and shards[-1].end == end
     unit = timedelta(seconds=unit_seconds(grid))
-    for a, b in zip(shards, shards[1:], strict=False):
+    for a, b in itertools.pairwise(shards):
         assert a.end == b.start and a.start < a.end
         assert (b.start - EPOCH) % unit == timedelta(0), "inner boundaries on the unit grid"
     # Together the shards snap to exactly the buckets of the whole window, none twice.

@@ -105,4 +105,6 @@ def test_sort_page_size_and_asset() -> None:
 
 def test_format_time_is_utc_z_with_ms_only_when_needed() -> None:
     assert format_time(datetime(2025, 1, 1, tzinfo=UTC)) == "2025-01-01T00:00:00Z"
-    assert format_time(datetime(2025, 1, 1, 0, 0, 1, 5000, tzinfo=UTC)) == "2025-01-01T00:00:01.005Z"
+    assert (
+        format_time(datetime(2025, 1, 1, 0, 0, 1, 5000, tzinfo=UTC)) == "2025-01-01T00:00:01.005Z"
+    )

@@ -1,0 +1,75 @@
+"""One streaming run in a fresh process, for the memory scenario.
+
+``python -m benchmarks.stream_worker BASE_URL ASSET START END OUT`` streams the window
+with ``client.stream`` and writes each row to ``OUT`` as a JSON line as soon as it
+arrives, then prints one JSON object: rows, requests, wall time, RSS before streaming
+and peak RSS (``ru_maxrss``) of this process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import resource
+import sys
+import time
+from typing import BinaryIO
+
+import msgspec
+import psutil
+
+from kaiko_liq import LiquidationClient  # type: ignore[attr-defined]
+
+
+async def _stream(args: argparse.Namespace, out: BinaryIO) -> dict[str, int]:
+    encoder = msgspec.json.Encoder()
+    rows = 0
+    async with LiquidationClient(
+        "bench-memory", base_url=args.base_url, rate_limit=args.rate_limit
+    ) as client:
+        stream = client.stream(args.asset, args.start, args.end)
+        async with stream:
+            async for row in stream:
+                # A buffered write per row, as a user's export loop would do it.
+                out.write(encoder.encode(row))
+                out.write(b"\n")
+                rows += 1
+        return {"rows": rows, "requests": int(client.stats.requests)}
+
+
+def _peak_rss_bytes() -> int:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # Linux reports KiB, macOS bytes.
+    return peak if sys.platform == "darwin" else peak * 1024
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("base_url")
+    parser.add_argument("asset")
+    parser.add_argument("start")
+    parser.add_argument("end")
+    parser.add_argument("out")
+    parser.add_argument("--rate-limit", type=float, default=1000.0)
+    args = parser.parse_args(argv)
+    rss_before = psutil.Process().memory_info().rss
+    t0 = time.perf_counter()
+    with open(args.out, "wb") as out:
+        counts = asyncio.run(_stream(args, out))
+    wall = time.perf_counter() - t0
+    print(
+        json.dumps(
+            {
+                **counts,
+                "wall_s": wall,
+                "rss_before_bytes": rss_before,
+                "peak_rss_bytes": _peak_rss_bytes(),
+            }
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
