@@ -52,7 +52,7 @@ async def _kaiko_liq_fetch(
     rate_limit: float,
     api_key: str,
 ) -> tuple[dict[str, list[LiquidationRow]], dict[str, int]]:
-    from kaiko_liq import LiquidationClient  # type: ignore[attr-defined]
+    from kaiko_liq import LiquidationClient
 
     async with LiquidationClient(api_key, base_url=base_url, rate_limit=rate_limit) as client:
         results = await asyncio.gather(

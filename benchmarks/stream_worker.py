@@ -19,7 +19,7 @@ from typing import BinaryIO
 import msgspec
 import psutil
 
-from kaiko_liq import LiquidationClient  # type: ignore[attr-defined]
+from kaiko_liq import LiquidationClient
 
 
 async def _stream(args: argparse.Namespace, out: BinaryIO) -> dict[str, int]:

@@ -271,13 +271,14 @@ class LiquidationClient:
         async def run(shard: SubRange, tg: anyio.abc.TaskGroup) -> None:
             try:
                 results[shard.index] = await self._fetch_shard(req, shard)
-            except KaikoLiqError as exc:
-                if _is_fatal(exc):
-                    # A wrong key, asset or parameter fails every shard alike: stop now.
+            except Exception as exc:
+                if isinstance(exc, KaikoLiqError) and not _is_fatal(exc):
+                    failed.append(FailedRange(shard.start, shard.end, exc))
+                else:
+                    # A wrong key, asset or parameter fails every shard alike (and a bug
+                    # is no shard's fault): stop now, and raise it as it is.
                     fatal.append(exc)
                     tg.cancel_scope.cancel()
-                else:
-                    failed.append(FailedRange(shard.start, shard.end, exc))
 
         async with anyio.create_task_group() as tg:
             for shard in req.shards:
@@ -412,7 +413,7 @@ class _Slot:
     shard: SubRange
     done: anyio.Event
     rows: list[LiquidationRow] | None = None
-    error: BaseException | None = None
+    error: Exception | None = None
 
 
 class RowStream:
@@ -493,7 +494,7 @@ class RowStream:
             for position, slot in enumerate(slots):
                 await slot.done.wait()
                 if slot.error is not None:
-                    if isinstance(slot.error, KaikoLiqError) and _is_fatal(slot.error):
+                    if not isinstance(slot.error, KaikoLiqError) or _is_fatal(slot.error):
                         raise slot.error
                     done = [(s.shard.start, s.shard.end) for s in slots[:position]]
                     pending = [(s.shard.start, s.shard.end) for s in slots[position + 1 :]]
@@ -503,7 +504,9 @@ class RowStream:
                         done,
                         pending=pending,
                     ) from slot.error
-                rows, slot.rows = slot.rows or [], None
+                if slot.rows is None:
+                    raise ClientClosedError("the stream's fetch was cancelled before it finished")
+                rows, slot.rows = slot.rows, None
                 permits.release()
                 if rows and previous is not None:
                     _check_boundary(previous, rows[0], req)
@@ -523,7 +526,8 @@ class RowStream:
         async def run(slot: _Slot) -> None:
             try:
                 slot.rows = await self._client._fetch_shard(self._req, slot.shard)
-            except KaikoLiqError as exc:
+            except Exception as exc:
+                # Handed to the consumer, which raises it in order; nothing is dropped.
                 slot.error = exc
             finally:
                 slot.done.set()

@@ -202,8 +202,11 @@ def _columns(groups: _Groups, shape: Shape) -> dict[str, tuple[_Kind, list[Any]]
 # --- optional dependencies ------------------------------------------------------------------
 
 
-def _require(module: str, purpose: str, extra: str | None = None) -> Any:
-    """Import an optional dependency, or say which extra brings it."""
+def import_optional(module: str, purpose: str, extra: str | None = None) -> Any:
+    """Import an optional dependency, or raise ImportError naming the extra that brings it.
+
+    Package-internal (backfill uses it too); ``purpose`` says what needed the module.
+    """
     try:
         return importlib.import_module(module)
     except ImportError as exc:
@@ -233,7 +236,7 @@ def _arrow_type(pa: Any, kind: _Kind) -> Any:
 
 def arrow_schema(shape: Shape = "totals", *, asset: bool = True) -> pa.Schema:
     """The Arrow schema of a shape, with or without the ``asset`` column."""
-    pa = _require("pyarrow", "arrow_schema")
+    pa = import_optional("pyarrow", "arrow_schema")
     layout = _LAYOUTS[_check_shape(shape)]
     return pa.schema(
         [pa.field(name, _arrow_type(pa, kind)) for name, kind in layout if asset or name != "asset"]
@@ -241,7 +244,7 @@ def arrow_schema(shape: Shape = "totals", *, asset: bool = True) -> pa.Schema:
 
 
 def _arrow_table(groups: _Groups, shape: Shape, purpose: str) -> pa.Table:
-    pa = _require("pyarrow", purpose)
+    pa = import_optional("pyarrow", purpose)
     columns = _columns(groups, shape)
     arrays = {
         name: pa.array(values, type=_arrow_type(pa, kind))
@@ -260,8 +263,8 @@ def to_pandas(rows: Rows, asset: str | None = None, *, shape: Shape = "totals") 
 
     Built through Arrow, which the pandas extra brings along.
     """
-    _require("pandas", "to_pandas")
-    _require("pyarrow", "to_pandas", extra="pandas")
+    import_optional("pandas", "to_pandas")
+    import_optional("pyarrow", "to_pandas", extra="pandas")
     return to_arrow(rows, asset, shape=shape).to_pandas()
 
 
@@ -280,7 +283,7 @@ def _polars_type(pl: Any, kind: _Kind) -> Any:
 
 def to_polars(rows: Rows, asset: str | None = None, *, shape: Shape = "totals") -> pl.DataFrame:
     """A ``polars.DataFrame``, built without pyarrow (the polars extra does not need it)."""
-    polars = _require("polars", "to_polars")
+    polars = import_optional("polars", "to_polars")
     columns = _columns(_groups(rows, asset), _check_shape(shape))
     series = [
         polars.Series(name, values, dtype=_polars_type(polars, kind))
@@ -295,7 +298,7 @@ def flatten_exchanges(table: pa.Table) -> pa.Table:
 
     Keeps ``asset`` (when present) and ``interval_time`` as keys, one row per exchange.
     """
-    pc = _require("pyarrow.compute", "flatten_exchanges")
+    pc = import_optional("pyarrow.compute", "flatten_exchanges")
     nested = table.column("exchanges")
     parents = pc.list_parent_indices(nested)
     flat = pc.list_flatten(nested)
@@ -446,7 +449,7 @@ def _csv_file(groups: _Groups, shape: Shape) -> Callable[[IO[bytes]], None]:
 
 def _parquet_file(table: pa.Table) -> Callable[[IO[bytes]], None]:
     def write(stream: IO[bytes]) -> None:
-        pq = _require("pyarrow.parquet", "writing Parquet")
+        pq = import_optional("pyarrow.parquet", "writing Parquet")
         pq.write_table(table, stream)
 
     return write

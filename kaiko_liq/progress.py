@@ -97,9 +97,9 @@ class ProgressLine:
         if not self.enabled:
             return
         now = self._clock()
-        if not force and self._last_draw is not None:
-            if now - self._last_draw < self.min_interval:
-                return
+        last = self._last_draw
+        if not force and last is not None and now - last < self.min_interval:
+            return
         self._last_draw = now
         columns = shutil.get_terminal_size(fallback=(80, 24)).columns
         text = text[: max(columns - 1, 10)]

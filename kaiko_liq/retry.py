@@ -69,6 +69,9 @@ _DELAY_SECONDS_RE = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
 # Beyond this many doublings every sane ``base_delay`` already exceeds ``max_delay``;
 # clamping the exponent keeps ``2**attempt`` from overflowing a float.
 _MAX_BACKOFF_EXPONENT = 64
+#: AdaptiveRate: a 429 within this many ``cooldown`` periods of the previous decrease
+#: means the server has been refusing all along (see AdaptiveRate.on_rate_limited).
+SUSTAINED_WINDOW = 2.0
 # The AsyncLimiter attributes AdaptiveRate rewrites (see AdaptiveRate._apply); checked up
 # front so that a future aiolimiter with another layout fails loudly instead of silently.
 _LIMITER_ATTRIBUTES = ("max_rate", "time_period", "_rate_per_sec", "_level")
@@ -277,6 +280,7 @@ class AdaptiveRate:
         self._period = float(limiter.time_period)
         self._peak = self._ceiling
         self._last_decrease: float | None = None
+        self._successes = 0  # since the last decrease
         self._rate = self._ceiling
         self._apply()
 
@@ -288,14 +292,24 @@ class AdaptiveRate:
     def on_rate_limited(self) -> None:
         """A 429 came back: decrease the rate, unless it was just decreased."""
         now = self._clock()
-        if self._last_decrease is not None and now - self._last_decrease < self._cooldown:
+        since = None if self._last_decrease is None else now - self._last_decrease
+        if since is not None and since < self._cooldown:
             return
+        target = self._rate * self._decrease
+        if since is not None and since <= SUSTAINED_WINDOW * self._cooldown and self._successes:
+            # Refused again right after the last decrease: the server has been limiting us
+            # all along, so the successes since then measure what it allows. Jump there
+            # instead of halving a limit the client was not even reaching (workers asleep
+            # in backoff send far less than a rate set far above the server's).
+            target = min(target, self._successes / since)
         self._last_decrease = now
+        self._successes = 0
         self._peak = self._rate
-        self._set(self._rate * self._decrease)
+        self._set(target)
 
     def on_success(self) -> None:
         """A request succeeded: add a little rate back, up to the ceiling."""
+        self._successes += 1
         if self._rate < self._ceiling:
             self._set(self._rate + self._increase * max(self._peak, self._rate) / self._rate)
 

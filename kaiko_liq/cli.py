@@ -1,0 +1,452 @@
+"""The ``kaiko-liq`` command line: a thin shell over the library.
+
+::
+
+    kaiko-liq fetch ASSET [ASSET ...] --start ISO --end ISO [-o PATH] [--format F] ...
+    kaiko-liq backfill ASSET [ASSET ...] --start ISO --end ISO --out DIR ...
+    kaiko-liq emulator [--port N] [--latency S] ...
+
+``fetch`` writes one file set (see :mod:`kaiko_liq.export` for the tables); ``backfill``
+writes a resumable Parquet dataset (see :mod:`kaiko_liq.backfill`). The API key comes from
+``KAIKO_API_KEY`` or ``--api-key-file``, never from a flag's value: flags end up in shell
+history and ``ps`` output. ``--emulator`` runs the built-in emulator in-process instead
+of calling Kaiko, and says on stderr that the data is synthetic.
+
+Every failure is one line on stderr, ``kaiko-liq: error: ...``, never a traceback. Exit
+codes: 0 done, 1 the fetch or the writing failed, 2 a bad argument or setup (nothing was
+fetched), 130 interrupted (Ctrl-C; a backfill keeps every shard already written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import anyio
+
+from .backfill import BackfillProgress, BackfillSummary, backfill
+from .client import LiquidationClient
+from .errors import InvalidArgumentError, KaikoLiqError
+from .export import (
+    FORMATS,
+    Format,
+    exchanges_path,
+    format_for_path,
+    import_optional,
+    write_csv,
+    write_files,
+    write_jsonl,
+)
+from .models import LiquidationRow
+from .progress import ProgressLine, backfill_line, draw_until_cancelled, fetch_line
+from .query import (
+    SORTS,
+    parse_interval,
+    parse_time,
+    validate_asset,
+    validate_page_size,
+    validate_window,
+)
+
+__all__ = ["main"]
+
+PROG = "kaiko-liq"
+_KEY_ENV = "KAIKO_API_KEY"
+_EXIT_FAILED = 1
+_EXIT_USAGE = 2
+_EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+
+T = TypeVar("T")
+
+
+class _UsageError(Exception):
+    """A bad command line; printed as one line, exit 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, except that errors are one line (no usage dump) and go through main()."""
+
+    def error(self, message: str) -> NoReturn:
+        raise _UsageError(f"{message} (see '{self.prog} --help')")
+
+
+# --- the command line ---------------------------------------------------------------------
+
+
+def _connection_options() -> _Parser:
+    """Where to fetch from and how hard; shared by fetch and backfill."""
+    parent = _Parser(add_help=False)
+    group = parent.add_argument_group("connection")
+    group.add_argument(
+        "--emulator",
+        action="store_true",
+        help="fetch SYNTHETIC data from the built-in emulator (no key, no network)",
+    )
+    group.add_argument("--base-url", help="another origin, e.g. an emulator you started")
+    group.add_argument(
+        "--region", choices=("us", "eu"), default="us", help="Kaiko region (default: us)"
+    )
+    group.add_argument(
+        "--api-key-file",
+        type=Path,
+        metavar="PATH",
+        help=f"read the API key from this file (default: ${_KEY_ENV})",
+    )
+    group.add_argument(
+        "--rate-limit", type=float, metavar="R", help="requests per second (default: 15)"
+    )
+    group.add_argument(
+        "--max-concurrency", type=int, metavar="N", help="requests in flight (default: 16)"
+    )
+    group.add_argument("--quiet", "-q", action="store_true", help="no progress line and no summary")
+    return parent
+
+
+def _window_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("assets", nargs="+", metavar="ASSET", help="asset codes, e.g. eth btc")
+    parser.add_argument("--start", required=True, help="ISO 8601, inclusive (UTC if no offset)")
+    parser.add_argument("--end", required=True, help="ISO 8601, exclusive (UTC if no offset)")
+    parser.add_argument(
+        "--interval", default="1h", help="bucket width, 1h to 24h or 1d (default: 1h)"
+    )
+    parser.add_argument(
+        "--page-size", type=int, metavar="N", help="rows per request, 1 to 1000 (default: 1000)"
+    )
+
+
+def _build_parser() -> _Parser:
+    from .emulator.command import add_arguments as add_emulator_arguments
+    from .emulator.command import run as run_emulator
+
+    parser = _Parser(
+        prog=PROG,
+        description="Kaiko token-level liquidation volumes: fetch, backfill, emulate.",
+        epilog=f"The API key is read from ${_KEY_ENV} or --api-key-file.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    connection = _connection_options()
+
+    fetch = commands.add_parser(
+        "fetch",
+        parents=[connection],
+        help="fetch a window into one file set, or stdout",
+        description=(
+            "Fetch every bucket of [start, end) for each asset. With -o PATH, CSV and "
+            "Parquet write the totals to PATH and the per-exchange breakdown beside it "
+            "(out.csv and out.exchanges.csv); JSON Lines keeps both in one file. Without "
+            "-o, JSON Lines (or --format csv, totals only) goes to stdout."
+        ),
+    )
+    _window_options(fetch)
+    fetch.add_argument(
+        "--sort", choices=SORTS, default="asc", help="time order of the output (default: asc)"
+    )
+    fetch.add_argument("-o", "--output", type=Path, metavar="PATH", help="write here")
+    fetch.add_argument(
+        "--format", choices=FORMATS, help="default: from PATH's extension; jsonl on stdout"
+    )
+    fetch.set_defaults(handler=_run_fetch)
+
+    bulk = commands.add_parser(
+        "backfill",
+        parents=[connection],
+        help="fetch long ranges into a resumable Parquet dataset",
+        description=(
+            "Fetch [start, end) for every asset into DIR/asset=<asset>/<shard>.parquet, one "
+            "file per shard, with DIR/_manifest.json recording what is done. Run the same "
+            "command again to fetch only what is missing."
+        ),
+    )
+    _window_options(bulk)
+    bulk.add_argument("--out", required=True, type=Path, metavar="DIR", help="dataset dir")
+    bulk.set_defaults(handler=_run_backfill)
+
+    emulator = commands.add_parser(
+        "emulator",
+        help="serve the built-in Kaiko emulator (synthetic data) over HTTP",
+        description="Serve the built-in emulator until interrupted; prints its base URL.",
+    )
+    add_emulator_arguments(emulator)
+    emulator.set_defaults(handler=run_emulator)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code (the console script exits with it)."""
+    try:
+        parser = _build_parser()
+        args = parser.parse_args(argv)
+    except _UsageError as exc:
+        return _fail(str(exc), _EXIT_USAGE)
+    except SystemExit as exc:  # --help and --version exit through argparse
+        return exc.code if isinstance(exc.code, int) else 0
+    try:
+        handler: Callable[[argparse.Namespace], int] = args.handler
+        return handler(args)
+    except KeyboardInterrupt:
+        return _EXIT_INTERRUPTED
+    except (InvalidArgumentError, ImportError) as exc:
+        return _fail(str(exc), _EXIT_USAGE)
+    except KaikoLiqError as exc:
+        return _fail(str(exc), _EXIT_FAILED)
+    except BrokenPipeError:
+        # The reader went away (``| head``): not an error worth a message. Point stdout at
+        # devnull so the interpreter's final flush does not raise again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return _EXIT_FAILED
+    except OSError as exc:
+        where = f" {exc.filename}" if exc.filename else ""
+        return _fail(f"cannot write{where}: {exc.strerror or exc}", _EXIT_FAILED)
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"{PROG}: error: {' '.join(message.split())}", file=sys.stderr)
+    return code
+
+
+def _say(message: str, *, quiet: bool = False) -> None:
+    if not quiet:
+        print(f"{PROG}: {message}", file=sys.stderr)
+
+
+# --- shared checks and the client -------------------------------------------------------------
+
+
+def _check_window(args: argparse.Namespace) -> list[str]:
+    """Everything the client would check, checked first: errors come before any network
+    or emulator start-up, and name the flag."""
+    assets = list(dict.fromkeys(validate_asset(a) for a in args.assets))
+    start = parse_time(args.start, "--start")
+    end = parse_time(args.end, "--end")
+    validate_window(start, end)
+    parse_interval(args.interval)
+    if args.page_size is not None:
+        validate_page_size(args.page_size)
+    return assets
+
+
+def _api_key(args: argparse.Namespace) -> str | None:
+    """The key from --api-key-file or the environment; None only where none is needed."""
+    if args.emulator and args.base_url:
+        raise InvalidArgumentError("--emulator and --base-url exclude each other; pick one")
+    path: Path | None = args.api_key_file
+    if path is not None:
+        try:
+            key = path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise InvalidArgumentError(
+                f"cannot read --api-key-file {path}: {exc.strerror or exc}"
+            ) from None
+        if not key:
+            raise InvalidArgumentError(f"--api-key-file {path} is empty")
+        return key
+    key = os.environ.get(_KEY_ENV, "").strip()
+    if key:
+        return key
+    if args.emulator or args.base_url:
+        return None
+    raise InvalidArgumentError(
+        f"no API key: export {_KEY_ENV}=... or pass --api-key-file PATH "
+        "(or try --emulator for synthetic data)"
+    )
+
+
+@asynccontextmanager
+async def _client(args: argparse.Namespace, key: str | None) -> AsyncIterator[LiquidationClient]:
+    """The one client of a command, on Kaiko, a given origin, or an in-process emulator."""
+    options: dict[str, Any] = {}
+    if args.rate_limit is not None:
+        options["rate_limit"] = args.rate_limit
+    if args.max_concurrency is not None:
+        options["max_concurrency"] = args.max_concurrency
+    if args.page_size is not None:
+        options["page_size"] = args.page_size
+    if not args.emulator:
+        base_url: str | None = args.base_url
+        async with LiquidationClient(key, region=args.region, base_url=base_url, **options) as c:
+            yield c
+        return
+    from .emulator import EmulatorConfig, running_emulator
+
+    async with running_emulator(EmulatorConfig(), host="127.0.0.1", port=0) as emu:
+        # Always said, even with --quiet: synthetic figures must never pass for Kaiko's.
+        print(
+            f"{PROG}: --emulator: SYNTHETIC data from the built-in emulator at "
+            f"{emu.base_url}, not Kaiko's",
+            file=sys.stderr,
+        )
+        async with LiquidationClient(key, base_url=emu.base_url, **options) as c:
+            yield c
+
+
+async def _with_progress(
+    line: ProgressLine, render: Callable[[], str], work: Callable[[], Awaitable[T]]
+) -> T:
+    """Run ``work`` while redrawing the progress line; errors come out unwrapped."""
+    error: Exception | None = None
+    result: list[T] = []
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(draw_until_cancelled, line, render)
+        try:
+            result.append(await work())
+        except Exception as exc:  # re-raised below, outside the group (no ExceptionGroup)
+            error = exc
+        finally:
+            tg.cancel_scope.cancel()
+            line.clear()
+    if error is not None:
+        raise error
+    return result[0]
+
+
+# --- fetch ------------------------------------------------------------------------------------
+
+
+def _run_fetch(args: argparse.Namespace) -> int:
+    assets = _check_window(args)
+    output: Path | None = args.output
+    fmt: Format
+    if output is not None:
+        fmt = format_for_path(output, args.format)
+        for path in (output, exchanges_path(output)):
+            if not path.parent.is_dir():
+                raise InvalidArgumentError(f"cannot write {path}: {path.parent} is not a directory")
+    else:
+        fmt = format_for_path("-", args.format or "jsonl")
+        if fmt == "parquet":
+            raise InvalidArgumentError(
+                "Parquet is not written to stdout; pass -o PATH.parquet (two files: totals "
+                "and .exchanges), or --format csv|jsonl for stdout"
+            )
+    if fmt == "parquet":
+        import_optional("pyarrow.parquet", "writing Parquet", extra="parquet")
+    key = _api_key(args)
+
+    started = time.monotonic()
+    rows, stats = asyncio.run(_fetch(args, assets, key))
+    if output is not None:
+        written = write_files(output, rows, fmt)
+        where = ", ".join(str(p) for p in written)
+    elif fmt == "csv":
+        write_csv(sys.stdout, rows)
+        sys.stdout.flush()
+        where = "stdout (totals only; the per-exchange breakdown needs -o PATH or jsonl)"
+    else:
+        write_jsonl(sys.stdout.buffer, rows)
+        sys.stdout.buffer.flush()
+        where = "stdout"
+    total = sum(len(r) for r in rows.values())
+    _say(
+        f"{len(rows)} asset(s), {total:,} rows, {stats[0]:,} requests, {stats[1]:,} retries "
+        f"in {time.monotonic() - started:.1f}s to {where}",
+        quiet=args.quiet,
+    )
+    return 0
+
+
+async def _fetch(
+    args: argparse.Namespace, assets: list[str], key: str | None
+) -> tuple[dict[str, list[LiquidationRow]], tuple[int, int]]:
+    """Every asset concurrently under one client; the first failure cancels the rest
+    (the output is all or nothing, so the others would be wasted)."""
+    line = ProgressLine.for_stream(sys.stderr, quiet=args.quiet)
+    async with _client(args, key) as client:
+        clock0 = time.monotonic()
+        results: dict[str, list[LiquidationRow]] = {}
+        errors: list[KaikoLiqError] = []
+
+        async def one(asset: str, scope: anyio.CancelScope) -> None:
+            try:
+                results[asset] = await client.fetch(
+                    asset, args.start, args.end, interval=args.interval, sort=args.sort
+                )
+            except KaikoLiqError as exc:
+                errors.append(exc)
+                scope.cancel()
+
+        async def fetch_all() -> None:
+            async with anyio.create_task_group() as tg:
+                for asset in assets:
+                    tg.start_soon(one, asset, tg.cancel_scope)
+
+        def render() -> str:
+            stats = client.stats
+            return fetch_line(
+                rows=stats.rows, requests=stats.requests, elapsed=time.monotonic() - clock0
+            )
+
+        await _with_progress(line, render, fetch_all)
+        if errors:
+            raise errors[0]
+        return {a: results[a] for a in assets}, (client.stats.requests, client.stats.retries)
+
+
+# --- backfill ---------------------------------------------------------------------------------
+
+
+def _run_backfill(args: argparse.Namespace) -> int:
+    assets = _check_window(args)
+    import_optional("pyarrow.parquet", "backfill", extra="parquet")
+    out: Path = args.out
+    if out.exists() and not out.is_dir():
+        raise InvalidArgumentError(f"--out {out} exists and is not a directory")
+    key = _api_key(args)
+    summary = asyncio.run(_backfill(args, assets, key))
+    _say(f"backfill done: {summary}", quiet=args.quiet)
+    return 0
+
+
+async def _backfill(
+    args: argparse.Namespace, assets: list[str], key: str | None
+) -> BackfillSummary:
+    line = ProgressLine.for_stream(sys.stderr, quiet=args.quiet)
+    latest: list[BackfillProgress] = []
+    async with _client(args, key) as client:
+        clock0 = time.monotonic()
+        requests0 = client.stats.requests
+
+        def render() -> str:
+            if not latest:
+                return "planning shards..."
+            p = latest[-1]
+            return backfill_line(
+                done=p.shards_done,
+                total=p.shards_total,
+                skipped=p.shards_skipped,
+                rows=p.rows,
+                requests=client.stats.requests - requests0,
+                elapsed=time.monotonic() - clock0,
+            )
+
+        def on_progress(progress: BackfillProgress) -> None:
+            latest[:] = [progress]
+
+        async def work() -> BackfillSummary:
+            return await backfill(
+                client,
+                assets,
+                args.start,
+                args.end,
+                args.out,
+                interval=args.interval,
+                page_size=args.page_size,
+                on_progress=on_progress,
+            )
+
+        return await _with_progress(line, render, work)
+
+
+def _entry() -> NoReturn:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    _entry()

@@ -1,0 +1,246 @@
+"""The aiohttp application: one route, ``GET /v2/data/liquidation.v1/token/{asset}``.
+
+A request goes through these steps, in this order (the order is part of the contract):
+
+1. **latency** - sleep ``latency`` + jitter: it models the round trip, so every request
+   on the route pays it, errors included;
+2. **auth** - ``X-Api-Key`` missing, empty or (with ``api_key`` set) wrong: 401;
+3. **rate limit** - per key; over it: 429 ``Rate limit reached`` (+ ``Retry-After``);
+4. **faults** - with probability ``fault_rate``: a 5xx, a dropped connection, or a body
+   cut short (see :mod:`.faults`); rate-limited requests never reach this step;
+5. **asset** - unknown: 404;
+6. **query** - from the continuation token if there is one (other parameters are then
+   ignored), else from the parameters: a bad one is a 400 naming it;
+7. **answer** - the page, msgspec-encoded, gzipped when the client accepts gzip.
+
+Every error body is ``{"result": "error", "message": ...}``, unknown routes included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+import zlib
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
+
+from aiohttp import web
+
+from .config import EmulatorConfig
+from .data import ASSETS
+from .envelope import encode_page
+from .errors import Rejection, error_body
+from .faults import FAULT_MESSAGES, Fault, FaultInjector, Latency
+from .paging import slice_page
+from .params import Query, parse_query
+from .ratelimit import Clock, KeyedRateLimiter
+from .stats import DROPPED, EmulatorStats
+from .tokens import TokenCodec
+
+__all__ = ["CONFIG_KEY", "ROUTE", "STATS_KEY", "create_app"]
+
+ROUTE = "/v2/data/liquidation.v1/token/{asset}"
+CONFIG_KEY = web.AppKey("kaiko_liq.emulator.config", EmulatorConfig)
+STATS_KEY = web.AppKey("kaiko_liq.emulator.stats", EmulatorStats)
+
+#: Counted when the client went away before its answer (nginx's convention).
+CLIENT_CLOSED = 499
+#: gzip level 1: pages are large and repetitive, and level 1 already shrinks them ~6x at
+#: a fraction of the default level's CPU, which matters at ~100 pages a second.
+_GZIP_LEVEL = 1
+_JSON = "application/json; charset=utf-8"
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class _Dropped(Exception):
+    """The handler closed the connection on purpose; there is no response to send."""
+
+
+def _wire_form(request: web.Request, body: bytes) -> tuple[bytes, dict[str, str]]:
+    """The body as sent (gzipped when the client accepts gzip) and its headers."""
+    headers = {"Content-Type": _JSON, "Vary": "Accept-Encoding"}
+    if _accepts_gzip(request):
+        compressor = zlib.compressobj(_GZIP_LEVEL, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+        body = compressor.compress(body) + compressor.flush()
+        headers["Content-Encoding"] = "gzip"
+    return body, headers
+
+
+def _respond(
+    request: web.Request, status: int, body: bytes, extra: Mapping[str, str] | None = None
+) -> web.Response:
+    wire, headers = _wire_form(request, body)
+    headers.update(extra or {})
+    return web.Response(status=status, body=wire, headers=headers)
+
+
+def _accepts_gzip(request: web.Request) -> bool:
+    """``gzip`` is listed in Accept-Encoding and not refused with ``q=0``."""
+    for item in request.headers.get("Accept-Encoding", "").split(","):
+        name, _, params = item.strip().partition(";")
+        if name.strip().lower() in ("gzip", "x-gzip"):
+            q = params.strip().replace(" ", "")
+            return q not in ("q=0", "q=0.0", "q=0.00", "q=0.000")
+    return False
+
+
+class _Emulator:
+    """The state behind one application: config, counters, limiter, fault stream."""
+
+    def __init__(self, config: EmulatorConfig, clock: Clock) -> None:
+        self.config = config
+        self.stats = EmulatorStats()
+        self._latency = Latency(config.latency, config.jitter, config.seed)
+        self._faults = FaultInjector(config.fault_rate, config.seed)
+        self._tokens = TokenCodec(config.seed)
+        self._limiter = (
+            None if config.rate_limit is None else KeyedRateLimiter(config.rate_limit, clock=clock)
+        )
+
+    @web.middleware
+    async def observe(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Count every request and its outcome; make framework errors JSON too."""
+        self.stats.started()
+        status = CLIENT_CLOSED  # stays so if the handler is cancelled (client went away)
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        except web.HTTPException as exc:  # unknown route, wrong method...
+            status = exc.status
+            return _respond(request, exc.status, error_body(exc.reason))
+        except _Dropped:
+            status = DROPPED
+            # Nothing reaches the client: the transport is closed. aiohttp notices the
+            # closed transport when it tries to send this, and drops it quietly.
+            return web.Response(status=500)
+        finally:
+            self.stats.finished(status)
+
+    async def liquidations(self, request: web.Request) -> web.StreamResponse:
+        request_time = datetime.now(UTC)
+        delay = self._latency.draw()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        truncate = False
+        headers: Mapping[str, str] = {}
+        try:
+            self._rate_limit(self._authenticate(request))
+            fault = self._faults.draw()
+            if fault is not None:
+                self.stats.faults[fault.value] += 1
+                if fault is Fault.DROP:
+                    if request.transport is not None:
+                        request.transport.close()
+                    raise _Dropped
+                if fault.status is not None:
+                    raise Rejection(fault.status, FAULT_MESSAGES[fault])
+                truncate = True  # cut short whatever answer the request would get
+            query, position = self._query(request)
+            status, body = 200, self._page(request, query, position, request_time)
+        except Rejection as rejection:
+            status, body, headers = (
+                rejection.status,
+                error_body(rejection.message),
+                rejection.headers,
+            )
+        if truncate:
+            return await _send_truncated(request, status, body)
+        return _respond(request, status, body, headers)
+
+    def _authenticate(self, request: web.Request) -> str:
+        key = request.headers.get("X-Api-Key", "").strip()
+        if not key:
+            raise Rejection(401, "Missing API key: send it in the X-Api-Key header")
+        expected = self.config.api_key
+        if expected is not None and key != expected:
+            raise Rejection(401, "Invalid API key")  # never echo the key
+        return key
+
+    def _rate_limit(self, key: str) -> None:
+        if self._limiter is None:
+            return
+        wait = self._limiter.acquire(key)
+        if wait > 0:
+            headers = {}
+            if self.config.retry_after:
+                # Whole seconds, at least 1: Retry-After takes no fractions (RFC 9110).
+                headers["Retry-After"] = str(max(1, math.ceil(wait)))
+            raise Rejection(429, "Rate limit reached", headers)
+
+    def _query(self, request: web.Request) -> tuple[Query, int]:
+        asset = request.match_info["asset"].lower()
+        if asset not in ASSETS:
+            raise Rejection(
+                404, f"Unknown asset {asset!r}; this emulator serves {', '.join(ASSETS)}"
+            )
+        token = request.query.get("continuation_token")
+        if token is None:
+            query = parse_query(asset, request.query)
+            return query, query.first_position
+        query, position = self._tokens.decode(token)
+        if query.asset != asset:
+            raise Rejection(
+                400,
+                f"continuation_token was issued for asset {query.asset!r}, "
+                f"not {asset!r}; follow next_url exactly as received",
+            )
+        return query, position
+
+    def _page(
+        self, request: web.Request, query: Query, position: int, request_time: datetime
+    ) -> bytes:
+        cap = self.config.page_cap
+        page = slice_page(
+            query.asset,
+            query.seconds,
+            data_start=query.data_start,
+            data_end=query.data_end,
+            position=position,
+            descending=query.descending,
+            limit=query.page_size if cap is None else min(cap, query.page_size),
+            seed=self.config.seed,
+            empty_last_page=self.config.empty_last_page,
+        )
+        token = next_url = None
+        if page.next_position is not None:
+            token = self._tokens.encode(query, page.next_position)
+            # Absolute, from the request's own scheme and host, and nothing but the token.
+            next_url = str(request.url.with_query({"continuation_token": token}))
+        return encode_page(
+            query,
+            page,
+            request_time=request_time,
+            answer_time=datetime.now(UTC),
+            continuation_token=token,
+            next_url=next_url,
+        )
+
+
+async def _send_truncated(request: web.Request, status: int, body: bytes) -> web.StreamResponse:
+    """Promise the whole body in Content-Length, send half of it, then close."""
+    wire, headers = _wire_form(request, body)
+    response = web.StreamResponse(status=status, headers=headers)
+    response.content_length = len(wire)
+    response.force_close()  # no keep-alive: the connection ends after the short body
+    await response.prepare(request)
+    await response.write(wire[: len(wire) // 2])
+    return response
+
+
+def create_app(
+    config: EmulatorConfig | None = None, *, clock: Clock = time.monotonic
+) -> web.Application:
+    """An aiohttp application serving the emulated endpoint.
+
+    ``clock`` is the rate limiter's (monotonic seconds); tests inject a fake one.
+    ``app[STATS_KEY]`` holds the :class:`EmulatorStats`, ``app[CONFIG_KEY]`` the config.
+    """
+    emulator = _Emulator(config or EmulatorConfig(), clock)
+    app = web.Application(middlewares=[emulator.observe])
+    app[CONFIG_KEY] = emulator.config
+    app[STATS_KEY] = emulator.stats
+    app.router.add_get(ROUTE, emulator.liquidations)
+    return app
