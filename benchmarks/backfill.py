@@ -19,12 +19,13 @@ import functools
 import itertools
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from kaiko_liq.models import LiquidationRow
 from kaiko_liq.plan import buckets_in
-from kaiko_liq.query import parse_interval
+from kaiko_liq.query import DEFAULT_SERVER_PAGE_SIZE, parse_interval
 
 from . import baselines
 from .config import Settings
@@ -33,7 +34,11 @@ from .measure import ClientRun, median_run, timed_run
 from .report import Outcome, Table, Target, fmt_int, fmt_ratio, fmt_seconds
 from .rows import Canonical, RowSet, canonical_dict, canonical_struct, summarize
 
-__all__ = ["n_min", "run", "run_kaiko_liq"]
+__all__ = ["KaikoLiqResult", "n_min", "run", "run_kaiko_liq", "warm_up"]
+
+
+#: A process busy this share of a run's wall time is taken to be its bottleneck.
+_BUSY = 0.7
 
 
 def n_min(assets: Sequence[str], start: datetime, end: datetime, interval: str, page: int) -> int:
@@ -93,51 +98,84 @@ def emulator_for(settings: Settings, *, fault_rate: float = 0.0) -> Emulator:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class KaikoLiqResult:
+    """kaiko-liq's backfill: the median measured run, the warm-up run, and the rows."""
+
+    run: ClientRun
+    cold: ClientRun | None
+    canonical: dict[str, list[Canonical]]
+    descending: bool
+
+
+def _kaiko_liq_once(
+    emu: Emulator, settings: Settings, assets: tuple[str, ...], key: str, label: str
+) -> tuple[ClientRun, dict[str, list[LiquidationRow]]]:
+    fetch = functools.partial(
+        _kaiko_liq_fetch,
+        assets=assets,
+        start=settings.start,
+        end=settings.end,
+        interval=settings.interval,
+        rate_limit=settings.rate_limit,
+        api_key=key,
+    )
+    timed = timed_run(emu, fetch, timeout=settings.run_timeout)
+    rows, counters = timed.value
+    run = ClientRun(
+        client=label,
+        assets=assets,
+        wall=timed.wall,
+        requests=counters["requests"],
+        rate_limited=counters["rate_limited"],
+        retries=counters["retries"],
+        rowset=summarize(_struct_rows(rows)),
+        emulator_cpu_share=timed.emulator_cpu_share,
+        client_cpu_share=timed.client_cpu_share,
+    )
+    return run, rows
+
+
+def warm_up(emu: Emulator, settings: Settings, assets: tuple[str, ...]) -> ClientRun | None:
+    """One kaiko-liq pass over the window with a key of its own, before measuring.
+
+    The emulator generates its synthetic rows on first use (tens of microseconds a row,
+    so a cold 1000-row page costs it ~40 ms of CPU); a real server reads them from
+    storage. Warming it first keeps that generator out of the measured run. The key's
+    own token bucket means the measured key still starts with a full burst.
+    """
+    if not settings.warm_up:
+        return None
+    run, _ = _kaiko_liq_once(emu, settings, assets, "bench-warm-up", "kaiko-liq, cold emulator")
+    return run
+
+
 def run_kaiko_liq(
     settings: Settings, *, fault_rate: float = 0.0, label: str = "kaiko-liq"
-) -> tuple[ClientRun, dict[str, list[Canonical]], bool]:
-    """kaiko-liq's backfill, ``kaiko_repeats`` times (fresh emulator each); the median run.
-
-    Also returns the canonical rows (for cross-checks) and whether each asset's rows came
-    back strictly descending (the default ``sort``) in every repetition.
+) -> KaikoLiqResult:
+    """kaiko-liq's backfill against one emulator: a warm-up run, then ``kaiko_repeats``
+    measured runs, each with a fresh key (so a fresh rate-limit bucket); the median run.
     """
     runs: list[ClientRun] = []
     canonical: dict[str, list[Canonical]] = {}
-    ordered = True
-    for i in range(settings.kaiko_repeats):
-        with emulator_for(settings, fault_rate=fault_rate) as emu:
-            fetch = functools.partial(
-                _kaiko_liq_fetch,
-                assets=settings.assets,
-                start=settings.start,
-                end=settings.end,
-                interval=settings.interval,
-                rate_limit=settings.rate_limit,
-                api_key=f"bench-kaiko-liq-{i}",
+    descending = True
+    with emulator_for(settings, fault_rate=fault_rate) as emu:
+        cold = warm_up(emu, settings, settings.assets)
+        for i in range(settings.kaiko_repeats):
+            run, rows = _kaiko_liq_once(
+                emu, settings, settings.assets, f"bench-kaiko-liq-{i}", label
             )
-            timed = timed_run(emu, fetch, timeout=settings.run_timeout)
-        rows, counters = timed.value
-        ordered = ordered and _descending(rows)
-        canonical = _struct_rows(rows)
-        runs.append(
-            ClientRun(
-                client=label,
-                assets=settings.assets,
-                wall=timed.wall,
-                requests=counters["requests"],
-                rate_limited=counters["rate_limited"],
-                retries=counters["retries"],
-                rowset=summarize(canonical),
-                emulator_cpu_share=timed.emulator_cpu_share,
-            )
-        )
-    return median_run(runs), canonical, ordered
+            descending = descending and _descending(rows)
+            canonical = _struct_rows(rows)
+            runs.append(run)
+    return KaikoLiqResult(median_run(runs), cold, canonical, descending)
 
 
 def _run_baseline(
     settings: Settings, name: str, assets: tuple[str, ...]
 ) -> tuple[ClientRun, dict[str, list[Canonical]]]:
     with emulator_for(settings) as emu:
+        warm_up(emu, settings, assets)
         if name == "sequential":
             timed = timed_run(
                 emu,
@@ -178,8 +216,14 @@ def _run_baseline(
         retries=timed.value.rate_limited,
         rowset=summarize(canonical),
         emulator_cpu_share=timed.emulator_cpu_share,
+        client_cpu_share=timed.client_cpu_share,
     )
     return run, canonical
+
+
+def _default_pages(rows_per_asset: Mapping[str, int], assets: Sequence[str]) -> int:
+    """Pages Kaiko's loop needs at the server's default page size: ceil(rows / 100)."""
+    return sum(max(1, math.ceil(rows_per_asset[a] / DEFAULT_SERVER_PAGE_SIZE)) for a in assets)
 
 
 def _subset(rows: Mapping[str, list[Canonical]], assets: Sequence[str]) -> RowSet:
@@ -192,15 +236,19 @@ def run(settings: Settings) -> Outcome:
     bound = max(nmin / settings.rate_limit, settings.latency)
     buckets = buckets_in(settings.start, settings.end, parse_interval(settings.interval))
 
-    kl, kl_rows, kl_ordered = run_kaiko_liq(settings)
+    kaiko = run_kaiko_liq(settings)
+    kl, kl_rows, kl_ordered = kaiko.run, kaiko.canonical, kaiko.descending
     seq_assets = assets[: settings.sequential_assets]
     seq, seq_rows = _run_baseline(settings, "sequential", seq_assets)
     day, _ = _run_baseline(settings, "per-day", assets)
 
-    scale = len(assets) / len(seq_assets)
+    # The sequential loop's time is its page count x one round trip, and its pages per
+    # asset are ceil(rows / 100): scale the measured subset by pages, not by assets.
+    seq_scaled = len(seq_assets) < len(assets)
+    per_asset = kl.rowset.per_asset
+    scale = _default_pages(per_asset, assets) / _default_pages(per_asset, seq_assets)
     seq_wall_all = seq.wall * scale
     seq_requests_all = round(seq.requests * scale)
-    seq_scaled = scale != 1
 
     seq_match = _subset(kl_rows, seq_assets).same_data(_subset(seq_rows, seq_assets))
     day_match = kl.rowset.same_data(day.rowset)
@@ -218,24 +266,31 @@ def run(settings: Settings) -> Outcome:
             "same rows",
             "wall / bound",
             "vs kaiko-liq",
+            "client CPU",
             "emulator CPU",
         ),
     )
-    rows_of = {
-        kl.client: (kl, kl.wall, kl.requests, kl.rate_limited, "-"),
-        seq.client: (
+    lines: list[tuple[ClientRun, float, int, int, str]] = [
+        (kl, kl.wall, kl.requests, kl.rate_limited, "-"),
+    ]
+    if kaiko.cold is not None:
+        cold = kaiko.cold
+        cold_match = _yes(cold.rowset.same_data(kl.rowset))
+        lines.append((cold, cold.wall, cold.requests, cold.rate_limited, cold_match))
+    lines += [
+        (
             seq,
             seq_wall_all,
             seq_requests_all,
             round(seq.rate_limited * scale),
-            "yes" if seq_match else "NO",
+            _yes(seq_match),
         ),
-        day.client: (day, day.wall, day.requests, day.rate_limited, "yes" if day_match else "NO"),
-    }
-    for name, (client_run, wall, requests, n429, match) in rows_of.items():
+        (day, day.wall, day.requests, day.rate_limited, _yes(day_match)),
+    ]
+    for client_run, wall, requests, n429, match in lines:
         star = "*" if client_run is seq and seq_scaled else ""
         table.add(
-            name,
+            client_run.client,
             fmt_seconds(wall) + star,
             fmt_int(requests) + star,
             fmt_int(n429) + star,
@@ -243,29 +298,50 @@ def run(settings: Settings) -> Outcome:
             client_run.rowset.checksum[:12],
             match,
             fmt_ratio(wall / bound),
-            fmt_ratio(wall / kl.wall) if client_run is not kl else "1.00×",
+            fmt_ratio(wall / kl.wall),
+            f"{client_run.client_cpu_share:.0%}",
             f"{client_run.emulator_cpu_share:.0%}",
         )
     table.notes += [
         f"{len(assets)} assets ({', '.join(assets)}) x {settings.start:%Y-%m-%d} → "
         f"{settings.end:%Y-%m-%d}, interval {settings.interval}: {buckets:,} buckets per asset; "
-        f"emulator latency {settings.latency * 1000:.0f} ms ± {settings.jitter * 1000:.0f} ms, "
+        f"emulator latency {settings.latency * 1000:.0f} ms + 0-{settings.jitter * 1000:.0f} ms "
+        f"jitter, "
         f"key limit {settings.rate_limit:g} req/s.",
         f"bound = max(N_min / rate, latency) = max({nmin} / {settings.rate_limit:g}, "
         f"{settings.latency:g}) = {bound:.2f} s, N_min = Σ ceil(buckets / {settings.page_size}).",
         f"kaiko-liq: rate_limit={settings.rate_limit:g}, default settings otherwise; median of "
         f"{len(kl.walls)} run(s) ({', '.join(f'{w:.2f}' for w in kl.walls)} s); "
         f"{kl.retries} retries.",
-        "emulator CPU = the emulator process's CPU time / wall time (it runs in its own process).",
+        "client CPU, emulator CPU = CPU time of the benchmark's (client's) process and of the "
+        "emulator's process / wall time; 100% = one core busy: at ~100% that side, not the "
+        "network or the rate limit, is the bottleneck.",
     ]
+    if kaiko.cold is not None:
+        table.notes.append(
+            "each emulator is warmed by one kaiko-liq pass over the window with another key "
+            "before the measured client (it generates its synthetic rows on first use); "
+            "'kaiko-liq, cold emulator' is that warm-up pass. --cold skips it."
+        )
+    if kl.emulator_cpu_share >= _BUSY:
+        table.notes.append(
+            f"WARNING: the emulator was busy {kl.emulator_cpu_share:.0%} of the kaiko-liq run: "
+            "its own CPU (generating or encoding pages), not the client, set the wall time."
+        )
+    elif kl.client_cpu_share >= _BUSY:
+        table.notes.append(
+            f"the client's process was busy {kl.client_cpu_share:.0%} of the kaiko-liq run: "
+            "decoding and checking rows, not the network or the rate limit, set the wall time."
+        )
     if seq_scaled:
         table.notes.append(
             f"* sequential loop MEASURED on {len(seq_assets)} asset(s) ({', '.join(seq_assets)}):"
-            f" {seq.wall:.1f} s, {seq.requests} requests, {seq.rowset.rows:,} rows; wall,"
-            f" requests and 429s scaled x{scale:g} to {len(assets)} assets (the loop is"
-            f" strictly sequential, so time is linear in assets); rows and checksum are the"
-            f" measured subset's, compared with kaiko-liq's rows for the same assets."
-            f" --sequential-assets 0 measures all of them."
+            f" {seq.wall:.1f} s, {seq.requests} requests, {seq.rowset.rows:,} rows. Wall,"
+            f" requests and 429s are scaled x{scale:.2f} to {len(assets)} assets: the loop is"
+            f" strictly sequential, one round trip a page, and needs ceil(rows / 100) pages"
+            f" per asset (rows per asset from kaiko-liq's result). Rows and checksum are the"
+            f" measured subset's, compared with kaiko-liq's rows for the same asset(s)."
+            f" --sequential-assets 0 measures all of them (~{seq_wall_all:.0f} s)."
         )
     if not data_ok:
         table.notes.append(
@@ -302,7 +378,9 @@ def run(settings: Settings) -> Outcome:
             kl.rate_limited == 0,
         ),
     ]
-    data = {
+    data: dict[str, object] = {
+        "warm_up": settings.warm_up,
+        "kaiko_liq_cold_emulator": None if kaiko.cold is None else kaiko.cold.to_json(),
         "assets": list(assets),
         "buckets_per_asset": buckets,
         "n_min": nmin,

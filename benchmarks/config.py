@@ -44,6 +44,9 @@ class Settings:
     #: Decode: pages captured per asset, and timing passes per decoder.
     decode_pages_per_asset: int
     decode_repeat: int
+    #: Decode with rows kept alive: the pages repeated this many times, and passes.
+    decode_keep_copies: int
+    decode_keep_repeat: int
     #: Memory: windows streamed (each in a fresh process) and the client's rate limit.
     memory_asset: str
     memory_windows: tuple[MemoryWindow, ...]
@@ -51,6 +54,8 @@ class Settings:
     #: Faults.
     fault_rate: float
     seed: int
+    #: Warm the emulator's data with one kaiko-liq pass before each measured client.
+    warm_up: bool
     #: Upper bound on one measured client run before it is reported as failed.
     run_timeout: float
 
@@ -73,7 +78,9 @@ _MEMORY_WINDOWS = (
 )
 
 
-def settings_for(*, quick: bool, sequential_assets: int | None = None) -> Settings:
+def settings_for(
+    *, quick: bool, sequential_assets: int | None = None, warm_up: bool = True
+) -> Settings:
     """The full run, or the quick one; ``sequential_assets=0`` measures every asset."""
     assets = ("btc", "eth") if quick else ("btc", "eth", "sol", "xrp", "doge")
     seq = len(assets) if quick else 1
@@ -93,11 +100,14 @@ def settings_for(*, quick: bool, sequential_assets: int | None = None) -> Settin
         per_day_concurrency=32,
         kaiko_repeats=1 if quick else 3,
         decode_pages_per_asset=1 if quick else 2,
-        decode_repeat=5 if quick else 20,
+        decode_repeat=10 if quick else 40,
+        decode_keep_copies=2 if quick else 8,
+        decode_keep_repeat=2 if quick else 3,
         memory_asset="btc",
         memory_windows=_MEMORY_WINDOWS,
         memory_rate_limit=1000.0,
         fault_rate=0.1,
         seed=7,
+        warm_up=warm_up,
         run_timeout=300.0,
     )

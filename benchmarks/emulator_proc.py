@@ -39,6 +39,9 @@ class EmulatorError(RuntimeError):
 class Emulator:
     """``python -m kaiko_liq.emulator`` as a context manager; ``base_url`` once entered."""
 
+    #: The command before the options (a probe may point it at a patched emulator).
+    command: tuple[str, ...] = (sys.executable, "-m", "kaiko_liq.emulator")
+
     def __init__(
         self,
         *,
@@ -79,7 +82,7 @@ class Emulator:
     def __enter__(self) -> Self:
         self._stderr = tempfile.TemporaryFile("w+", encoding="utf-8")
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "kaiko_liq.emulator", *self.args],
+            [*self.command, *self.args],
             stdout=subprocess.PIPE,
             stderr=self._stderr,
             stdin=subprocess.DEVNULL,

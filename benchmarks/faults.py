@@ -16,10 +16,11 @@ __all__ = ["run"]
 
 
 def run(settings: Settings) -> Outcome:
-    clean, _, _ = run_kaiko_liq(settings, label="no faults")
-    faulty, _, faulty_ordered = run_kaiko_liq(
+    clean = run_kaiko_liq(settings, label="no faults").run
+    faulty_result = run_kaiko_liq(
         settings, fault_rate=settings.fault_rate, label=f"fault rate {settings.fault_rate:g}"
     )
+    faulty, faulty_ordered = faulty_result.run, faulty_result.descending
     same = clean.rowset.same_data(faulty.rowset) and faulty_ordered
     ratio = faulty.wall / clean.wall
     table = Table(

@@ -62,6 +62,7 @@ def machine_info() -> dict[str, object]:
         "executable": sys.executable,
         "packages": {name: _version(name) for name in ("kaiko-liq", "aiohttp", "msgspec")},
         "git_commit": _git_commit(),
+        "load_average_1m": round(os.getloadavg()[0], 2),
         "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
 
@@ -71,5 +72,5 @@ def machine_line(info: dict[str, object]) -> str:
     return (
         f"{info['cpu_model']}, {info['logical_cores']} logical cores, "
         f"{info['memory_gb']} GB; {info['python']}; {info['platform']}; "
-        f"commit {info['git_commit']}; {info['date']}"
+        f"commit {info['git_commit']}; load {info['load_average_1m']} at start; {info['date']}"
     )

@@ -21,11 +21,17 @@ class Timed(Generic[T]):
     value: T
     wall: float
     emulator_cpu: float
+    client_cpu: float
 
     @property
     def emulator_cpu_share(self) -> float:
         """The emulator's CPU time over the run's wall time (1.0 = one core busy)."""
         return self.emulator_cpu / self.wall if self.wall > 0 else 0.0
+
+    @property
+    def client_cpu_share(self) -> float:
+        """This (the client's) process's CPU time over the run's wall time."""
+        return self.client_cpu / self.wall if self.wall > 0 else 0.0
 
 
 def timed_run(
@@ -40,12 +46,14 @@ def timed_run(
         return await asyncio.wait_for(make(emulator.base_url), timeout)
 
     cpu0 = emulator.cpu_seconds()
+    own0 = time.process_time()
     t0 = time.perf_counter()
     value = asyncio.run(bounded())
     wall = time.perf_counter() - t0
+    own = time.process_time() - own0
     cpu = emulator.cpu_seconds() - cpu0
     emulator.check_alive()
-    return Timed(value, wall, cpu)
+    return Timed(value, wall, cpu, own)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +68,7 @@ class ClientRun:
     retries: int | None
     rowset: RowSet
     emulator_cpu_share: float
+    client_cpu_share: float
     walls: tuple[float, ...] = ()
 
     def to_json(self) -> dict[str, object]:
@@ -73,6 +82,7 @@ class ClientRun:
             "retries": self.retries,
             "rows": self.rowset.to_json(),
             "emulator_cpu_share": round(self.emulator_cpu_share, 3),
+            "client_cpu_share": round(self.client_cpu_share, 3),
         }
 
 
@@ -90,5 +100,6 @@ def median_run(runs: list[ClientRun]) -> ClientRun:
         retries=mid.retries,
         rowset=mid.rowset,
         emulator_cpu_share=mid.emulator_cpu_share,
+        client_cpu_share=mid.client_cpu_share,
         walls=walls,
     )

@@ -104,7 +104,7 @@ def run(settings: Settings) -> Outcome:
     table.notes.append(
         f"asset {settings.memory_asset}; each window in a fresh process; zero-latency emulator "
         f"with no rate limit; client rate_limit={settings.memory_rate_limit:g}. Peak RSS is "
-        f"ru_maxrss of the whole process (interpreter and imports included); RSS before is "
+        f"the worker's VmHWM (the whole process: interpreter and imports included); RSS before is "
         f"after imports, before the client opens."
     )
     return Outcome(

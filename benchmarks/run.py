@@ -62,6 +62,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         help="assets the sequential loop is measured on, the rest scaled linearly "
         "(default: 1 in the full run, all with --quick; 0 = all)",
     )
+    parser.add_argument(
+        "--cold",
+        action="store_true",
+        help="skip the warm-up pass that fills the emulator's data cache before each "
+        "measured client (then the emulator's data generation is part of the time)",
+    )
     return parser.parse_args(argv)
 
 
@@ -72,7 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"unknown scenario(s): {', '.join(unknown)}", file=sys.stderr)
         return 2
-    settings = settings_for(quick=args.quick, sequential_assets=args.sequential_assets)
+    settings = settings_for(
+        quick=args.quick, sequential_assets=args.sequential_assets, warm_up=not args.cold
+    )
     out: Path = args.out or _RESULTS / ("quick.json" if args.quick else "latest.json")
 
     info = machine_info()

@@ -3,7 +3,7 @@
 ``python -m benchmarks.stream_worker BASE_URL ASSET START END OUT`` streams the window
 with ``client.stream`` and writes each row to ``OUT`` as a JSON line as soon as it
 arrives, then prints one JSON object: rows, requests, wall time, RSS before streaming
-and peak RSS (``ru_maxrss``) of this process.
+and peak RSS of this process (``VmHWM``; ``ru_maxrss`` where there is no /proc).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ async def _stream(args: argparse.Namespace, out: BinaryIO) -> dict[str, int]:
     async with LiquidationClient(
         "bench-memory", base_url=args.base_url, rate_limit=args.rate_limit
     ) as client:
-        stream = client.stream(args.asset, args.start, args.end)
+        stream = client.stream(args.asset, args.start, args.end, window=args.window)
         async with stream:
             async for row in stream:
                 # A buffered write per row, as a user's export loop would do it.
@@ -39,6 +39,20 @@ async def _stream(args: argparse.Namespace, out: BinaryIO) -> dict[str, int]:
 
 
 def _peak_rss_bytes() -> int:
+    """This process's peak RSS.
+
+    On Linux ``ru_maxrss`` is no good here: the kernel carries the high-water mark across
+    ``execve``, so a fresh interpreter started by a 150 MB parent reports >= 150 MB (the
+    parent's pages at fork). ``VmHWM`` in ``/proc/self/status`` is the peak of this
+    process's own address space, reset by ``execve``.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     # Linux reports KiB, macOS bytes.
     return peak if sys.platform == "darwin" else peak * 1024
@@ -52,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("end")
     parser.add_argument("out")
     parser.add_argument("--rate-limit", type=float, default=1000.0)
+    parser.add_argument(
+        "--window", type=int, default=None, help="client.stream's read-ahead (default: its own)"
+    )
     args = parser.parse_args(argv)
     rss_before = psutil.Process().memory_info().rss
     t0 = time.perf_counter()

@@ -84,6 +84,7 @@ from .export import (
     to_arrow,
 )
 from .models import LiquidationRow
+from .progress import plural
 from .query import (
     Interval,
     TimeLike,
@@ -218,9 +219,10 @@ class BackfillSummary:
     def __str__(self) -> str:
         skipped = f", {self.shards_skipped} already on disk" if self.shards_skipped else ""
         return (
-            f"{len(self.assets)} asset(s), {self.shards_total} shards{skipped}: wrote "
-            f"{self.shards_written} files, {self.rows:,} rows, {self.requests:,} requests, "
-            f"{self.retries:,} retries in {self.seconds:.1f}s to {self.out_dir}"
+            f"{plural(len(self.assets), 'asset')}, {self.shards_total} shards{skipped}: "
+            f"wrote {plural(self.shards_written, 'file')}, {self.rows:,} rows, "
+            f"{plural(self.requests, 'request')}, {plural(self.retries, 'retry', 'retries')} "
+            f"in {self.seconds:.1f}s to {self.out_dir}"
         )
 
 

@@ -37,6 +37,7 @@ from .errors import InvalidArgumentError, KaikoLiqError
 from .export import (
     FORMATS,
     Format,
+    MissingDependencyError,
     exchanges_path,
     format_for_path,
     import_optional,
@@ -45,7 +46,7 @@ from .export import (
     write_jsonl,
 )
 from .models import LiquidationRow
-from .progress import ProgressLine, backfill_line, draw_until_cancelled, fetch_line
+from .progress import ProgressLine, backfill_line, draw_until_cancelled, fetch_line, plural
 from .query import (
     SORTS,
     parse_interval,
@@ -185,14 +186,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except _UsageError as exc:
         return _fail(str(exc), _EXIT_USAGE)
-    except SystemExit as exc:  # --help and --version exit through argparse
-        return exc.code if isinstance(exc.code, int) else 0
+    except SystemExit as exc:  # --help exits through argparse
+        return 0 if exc.code is None else exc.code if isinstance(exc.code, int) else _EXIT_USAGE
     try:
         handler: Callable[[argparse.Namespace], int] = args.handler
         return handler(args)
     except KeyboardInterrupt:
         return _EXIT_INTERRUPTED
-    except (InvalidArgumentError, ImportError) as exc:
+    except (InvalidArgumentError, MissingDependencyError) as exc:
         return _fail(str(exc), _EXIT_USAGE)
     except KaikoLiqError as exc:
         return _fail(str(exc), _EXIT_FAILED)
@@ -220,9 +221,11 @@ def _say(message: str, *, quiet: bool = False) -> None:
 # --- shared checks and the client -------------------------------------------------------------
 
 
-def _check_window(args: argparse.Namespace) -> list[str]:
+def _check_arguments(args: argparse.Namespace) -> list[str]:
     """Everything the client would check, checked first: errors come before any network
-    or emulator start-up, and name the flag."""
+    or emulator start-up, and name the flag. Returns the assets, deduplicated."""
+    if args.emulator and args.base_url:
+        raise InvalidArgumentError("--emulator and --base-url exclude each other; pick one")
     assets = list(dict.fromkeys(validate_asset(a) for a in args.assets))
     start = parse_time(args.start, "--start")
     end = parse_time(args.end, "--end")
@@ -235,8 +238,6 @@ def _check_window(args: argparse.Namespace) -> list[str]:
 
 def _api_key(args: argparse.Namespace) -> str | None:
     """The key from --api-key-file or the environment; None only where none is needed."""
-    if args.emulator and args.base_url:
-        raise InvalidArgumentError("--emulator and --base-url exclude each other; pick one")
     path: Path | None = args.api_key_file
     if path is not None:
         try:
@@ -311,7 +312,7 @@ async def _with_progress(
 
 
 def _run_fetch(args: argparse.Namespace) -> int:
-    assets = _check_window(args)
+    assets = _check_arguments(args)
     output: Path | None = args.output
     fmt: Format
     if output is not None:
@@ -345,8 +346,8 @@ def _run_fetch(args: argparse.Namespace) -> int:
         where = "stdout"
     total = sum(len(r) for r in rows.values())
     _say(
-        f"{len(rows)} asset(s), {total:,} rows, {stats[0]:,} requests, {stats[1]:,} retries "
-        f"in {time.monotonic() - started:.1f}s to {where}",
+        f"{plural(len(rows), 'asset')}, {plural(total, 'row')}, {plural(stats[0], 'request')}, "
+        f"{plural(stats[1], 'retry', 'retries')} in {time.monotonic() - started:.1f}s to {where}",
         quiet=args.quiet,
     )
     return 0
@@ -393,7 +394,7 @@ async def _fetch(
 
 
 def _run_backfill(args: argparse.Namespace) -> int:
-    assets = _check_window(args)
+    assets = _check_arguments(args)
     import_optional("pyarrow.parquet", "backfill", extra="parquet")
     out: Path = args.out
     if out.exists() and not out.is_dir():

@@ -40,8 +40,8 @@ fsynced, then renamed over the target, so a reader never sees half a file and a 
 leaves the old file (or none) in place.
 
 Optional dependencies are imported only inside the functions that need them; a missing
-one raises ``ImportError`` naming the extra to install (``kaiko-liq[parquet]``,
-``kaiko-liq[pandas]``, ``kaiko-liq[polars]``).
+one raises :class:`MissingDependencyError` (an ``ImportError``) naming the extra to
+install: ``kaiko-liq[parquet]``, ``kaiko-liq[pandas]`` or ``kaiko-liq[polars]``.
 
 Example::
 
@@ -65,7 +65,7 @@ from typing import IO, TYPE_CHECKING, Any, Literal, TextIO, get_args
 
 import msgspec
 
-from .errors import InvalidArgumentError
+from .errors import InvalidArgumentError, KaikoLiqError
 from .models import LiquidationRow
 from .query import format_time
 
@@ -80,6 +80,7 @@ __all__ = [
     "SHAPES",
     "TOTAL_COLUMNS",
     "Format",
+    "MissingDependencyError",
     "Rows",
     "Shape",
     "arrow_schema",
@@ -202,16 +203,20 @@ def _columns(groups: _Groups, shape: Shape) -> dict[str, tuple[_Kind, list[Any]]
 # --- optional dependencies ------------------------------------------------------------------
 
 
-def import_optional(module: str, purpose: str, extra: str | None = None) -> Any:
-    """Import an optional dependency, or raise ImportError naming the extra that brings it.
+class MissingDependencyError(KaikoLiqError, ImportError):
+    """An optional dependency is not installed; the message names the extra to install."""
 
-    Package-internal (backfill uses it too); ``purpose`` says what needed the module.
+
+def import_optional(module: str, purpose: str, extra: str | None = None) -> Any:
+    """Import an optional dependency, or raise :class:`MissingDependencyError` naming the
+    extra that brings it. Package-internal (backfill uses it too); ``purpose`` says what
+    needed the module.
     """
     try:
         return importlib.import_module(module)
     except ImportError as exc:
         extra = extra or _EXTRA_FOR[module.partition(".")[0]]
-        raise ImportError(
+        raise MissingDependencyError(
             f"{purpose} needs {module.partition('.')[0]}, which is not installed: "
             f"pip install 'kaiko-liq[{extra}]'"
         ) from exc

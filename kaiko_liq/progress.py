@@ -15,7 +15,19 @@ from typing import TextIO
 
 import anyio
 
-__all__ = ["ProgressLine", "backfill_line", "draw_until_cancelled", "fetch_line", "format_duration"]
+__all__ = [
+    "ProgressLine",
+    "backfill_line",
+    "draw_until_cancelled",
+    "fetch_line",
+    "format_duration",
+    "plural",
+]
+
+
+def plural(n: int, one: str, many: str | None = None) -> str:
+    """``"1 file"``, ``"2 files"``, ``"1,200 retries"`` (with ``many="retries"``)."""
+    return f"{n:,} {one if n == 1 else many or one + 's'}"
 
 
 def format_duration(seconds: float) -> str:

@@ -48,8 +48,8 @@ SORTS = ("asc", "desc")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _HOUR = 3600
 _DAY = 86_400
-_INTERVAL_RE = re.compile(r"^([1-9][0-9]*)([hd])$")
-_ASSET_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+_INTERVAL_RE = re.compile(r"([1-9][0-9]*)([hd])")
+_ASSET_RE = re.compile(r"[A-Za-z0-9_-]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +87,7 @@ def parse_interval(value: str) -> Interval:
         raise InvalidArgumentError(
             f"interval must be a string like '1h', '4h' or '1d', got {type(value).__name__}"
         )
-    match = _INTERVAL_RE.match(value.strip())
+    match = _INTERVAL_RE.fullmatch(value.strip())
     if match is None:
         raise InvalidArgumentError(
             f"interval {value!r} is not of the form '<n>h' or '<n>d' "
@@ -159,7 +159,7 @@ def validate_asset(value: str) -> str:
     """An asset becomes one URL path segment: letters, digits, '-' and '_' only."""
     if not isinstance(value, str) or not value:
         raise InvalidArgumentError("asset must be a non-empty string such as 'eth' or 'btc'")
-    if _ASSET_RE.match(value) is None:
+    if _ASSET_RE.fullmatch(value) is None:
         raise InvalidArgumentError(
             f"asset {value!r} has characters other than letters, digits, '-' and '_'"
         )

@@ -69,12 +69,9 @@ _DELAY_SECONDS_RE = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
 # Beyond this many doublings every sane ``base_delay`` already exceeds ``max_delay``;
 # clamping the exponent keeps ``2**attempt`` from overflowing a float.
 _MAX_BACKOFF_EXPONENT = 64
-#: AdaptiveRate: a 429 within this many ``cooldown`` periods of the previous decrease
-#: means the server has been refusing all along (see AdaptiveRate.on_rate_limited).
-SUSTAINED_WINDOW = 2.0
 # The AsyncLimiter attributes AdaptiveRate rewrites (see AdaptiveRate._apply); checked up
 # front so that a future aiolimiter with another layout fails loudly instead of silently.
-_LIMITER_ATTRIBUTES = ("max_rate", "time_period", "_rate_per_sec", "_level")
+_LIMITER_ATTRIBUTES = ("max_rate", "time_period", "_rate_per_sec", "_level", "has_capacity")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -205,37 +202,43 @@ class AdaptiveRate:
     """AIMD control of ONE shared :class:`aiolimiter.AsyncLimiter`.
 
     A 429 multiplies the rate by ``decrease`` (not below ``floor``); each success adds a
-    little back, never above ``ceiling`` (the rate the user configured)::
+    little back, never above ``ceiling`` (the rate the user configured). Call both from
+    the event loop that uses the limiter::
 
         limiter = AsyncLimiter(rate_limit, 1)
         adaptive = AdaptiveRate(limiter, ceiling=rate_limit)
         async with limiter:
-            status = await send()
-        adaptive.on_rate_limited() if status == 429 else adaptive.on_success()
+            answer = await send()
+        if answer.status == 429:
+            adaptive.on_rate_limited(parse_retry_after(answer.headers.get("Retry-After")))
+        else:
+            adaptive.on_success()
 
     Why these rules and defaults:
 
-    * **Decrease once per signal, not per response.** When the server starts refusing,
+    * **One decrease per signal, not per response.** When the server starts refusing,
       every request already sent at the old rate comes back 429 too. Those are one piece
       of news, so decreases are at least ``cooldown`` seconds apart; without that a burst
       of ten 429s would divide the rate by 1024.
-    * **Halve** (``decrease=0.5``): classic AIMD. From a ceiling ``k`` times the server's
-      limit it takes ``log2(k)`` cooldowns to get under it, and every step also empties
-      the limiter's excess burst capacity (see :meth:`_apply`), which pauses sending.
-    * **Increase additively, in time and relative to the last peak.** Each success adds
+    * **Halve** (``decrease=0.5``), as classic AIMD does: from a ceiling ``k`` times the
+      server's limit it takes ``log2(k)`` cooldowns to get under it.
+    * **No burst after a refusal, and the key waits as long as the server says.** Every
+      429 empties the limiter's burst allowance, and a ``Retry-After`` holds *all*
+      requests for that long, not just the refused one: the limit is per key, so the
+      others would only be refused too. Without this, a fetch with many pending pages
+      spends the limiter's spare capacity on a flood of requests that all come back 429
+      before the first decrease has any effect.
+    * **Increase additively, in time, relative to the last peak.** Each success adds
       ``increase * peak / rate``, where ``peak`` is the rate at the last decrease. At
       ``rate`` successes per second that is ``increase * peak`` per second, TCP-style
-      (+1/cwnd per ack), and it takes ``(1 - decrease) / increase`` seconds (10 s with the
-      defaults) to climb back to where the server pushed back, whatever the absolute rate.
-      Per cycle the client then sends about ``0.75 * limit * 10 s`` requests and gets 429s
-      only for the few sent in the round trip after crossing the limit: a small fraction,
-      where a fixed step (say ``ceiling / 50``) would climb back within a second when the
-      ceiling is far above the limit and hit 429s in every cycle. Above the last peak the
-      step is ``increase`` per success (5 % per second): the server's limit may have risen.
-      Fewer successes (a client using less than its rate) also means slower growth, so
-      the rate does not drift far above what is actually being sent.
-
-    Changes apply to the limiter immediately; see :meth:`_apply` for how.
+      (+1/cwnd per ack), so climbing back from a decrease takes ``(1 - decrease) /
+      increase`` seconds (10 s by default) whatever the absolute rate. Each such cycle
+      sends about ``0.75 * limit * 10 s`` requests and is refused only for the few sent in
+      the round trip after crossing the limit; a step relative to the ceiling (say
+      ``ceiling / 50``) would instead climb back within a second when the ceiling is far
+      above the limit, and be refused every second. Above the last peak the step is
+      ``increase`` per success (5 % a second): the server's limit may have gone up. A
+      client sending less than its rate gets fewer successes, so its rate grows slower.
     """
 
     def __init__(
@@ -247,17 +250,20 @@ class AdaptiveRate:
         decrease: float = 0.5,
         increase: float = 0.05,
         cooldown: float = 1.0,
+        max_pause: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """``ceiling`` and ``floor`` are requests/second; ``increase`` is the share of the
-        last peak rate regained per second; ``cooldown`` is in seconds of ``clock``.
+        last peak rate regained per second; ``cooldown`` (in seconds of ``clock``) is the
+        least time between two decreases; ``max_pause`` caps the pause a ``Retry-After``
+        imposes on the whole limiter (as :attr:`RetryPolicy.max_retry_after` does for one
+        request).
 
         The limiter is set to ``ceiling`` at once. A ``floor`` above ``ceiling`` is lowered
         to it: a user who configured 0.2 requests/second meant it.
         """
         for name in _LIMITER_ATTRIBUTES:
             if not hasattr(limiter, name):
-                # Fail now, loudly, rather than adapt a number the limiter never reads.
                 raise TypeError(
                     f"AdaptiveRate needs an aiolimiter.AsyncLimiter with {name!r} "
                     "(aiolimiter 1.1 to 1.3); this limiter has a different layout"
@@ -265,6 +271,7 @@ class AdaptiveRate:
         _require_positive("ceiling", ceiling, finite=True)
         _require_positive("floor", floor, finite=True)
         _require_positive("increase", increase, finite=True)
+        _require_positive("max_pause", max_pause, finite=True)
         if not 0 < decrease < 1:
             raise InvalidArgumentError(f"decrease must be between 0 and 1, got {decrease!r}")
         if not cooldown >= 0:
@@ -275,13 +282,13 @@ class AdaptiveRate:
         self._decrease = decrease
         self._increase = increase
         self._cooldown = cooldown
+        self._max_pause = max_pause
         self._clock = clock
         # The limiter's own period stays the unit of its burst capacity (see _apply).
         self._period = float(limiter.time_period)
+        self._rate = self._ceiling
         self._peak = self._ceiling
         self._last_decrease: float | None = None
-        self._successes = 0  # since the last decrease
-        self._rate = self._ceiling
         self._apply()
 
     @property
@@ -289,33 +296,39 @@ class AdaptiveRate:
         """The current rate, in requests/second."""
         return self._rate
 
-    def on_rate_limited(self) -> None:
-        """A 429 came back: decrease the rate, unless it was just decreased."""
+    def on_rate_limited(self, retry_after: float | None = None) -> None:
+        """A 429 came back, with ``retry_after`` seconds from its ``Retry-After`` if any.
+
+        Decreases the rate unless it was decreased less than ``cooldown`` ago, then holds
+        the limiter: no burst, and nothing at all for ``retry_after`` seconds.
+        """
         now = self._clock()
-        since = None if self._last_decrease is None else now - self._last_decrease
-        if since is not None and since < self._cooldown:
-            return
-        target = self._rate * self._decrease
-        if since is not None and since <= SUSTAINED_WINDOW * self._cooldown and self._successes:
-            # Refused again right after the last decrease: the server has been limiting us
-            # all along, so the successes since then measure what it allows. Jump there
-            # instead of halving a limit the client was not even reaching (workers asleep
-            # in backoff send far less than a rate set far above the server's).
-            target = min(target, self._successes / since)
-        self._last_decrease = now
-        self._successes = 0
-        self._peak = self._rate
-        self._set(target)
+        if self._last_decrease is None or now - self._last_decrease >= self._cooldown:
+            self._last_decrease = now
+            self._peak = self._rate
+            self._set(self._rate * self._decrease)
+        self._hold(min(max(retry_after or 0.0, 0.0), self._max_pause))
 
     def on_success(self) -> None:
         """A request succeeded: add a little rate back, up to the ceiling."""
-        self._successes += 1
         if self._rate < self._ceiling:
             self._set(self._rate + self._increase * max(self._peak, self._rate) / self._rate)
 
     def _set(self, rate: float) -> None:
         self._rate = min(max(rate, self._floor), self._ceiling)
         self._apply()
+
+    def _hold(self, pause: float) -> None:
+        """Fill the limiter so that its next admission is ``pause`` seconds away.
+
+        The bucket admits when ``_level + 1 <= max_rate`` and drains at the rate, so a
+        level of ``max_rate - 1 + rate * pause`` admits one request after ``pause`` and then
+        paces the rest at the rate. ``has_capacity()`` first drains the bucket up to now,
+        so the pause counts from now; a level already higher (a longer pause) is kept.
+        """
+        limiter = self._limiter
+        limiter.has_capacity()
+        limiter._level = max(limiter._level, limiter.max_rate - 1 + self._rate * pause)
 
     def _apply(self) -> None:
         """Make the limiter enforce ``self._rate``.

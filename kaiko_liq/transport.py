@@ -130,6 +130,14 @@ class Transport:
             session, self._session = self._session, None
             await session.close()
 
+    def _scrub(self, body: bytes) -> bytes:
+        """Drop the key from a body before any of it can reach an error message (a
+        server or proxy that echoes request headers into its error page)."""
+        key = self._api_key
+        if key and key.encode() in body:
+            return body.replace(key.encode(), b"***")
+        return body
+
     async def _send(self, url: str, params: Mapping[str, str] | None) -> _Answer:
         session = self._ensure_session()
         headers = {"Accept-Encoding": "gzip"}
@@ -162,6 +170,7 @@ class Transport:
             except (aiohttp.ClientError, ConnectionError) as exc:
                 error = TransportError(f"connection failed: {type(exc).__name__}: {exc}", url)
             else:
+                answer.body = self._scrub(answer.body)
                 self.stats.by_status[answer.status] += 1
                 self.stats.bytes_received += len(answer.body)
                 if answer.status == 429:

@@ -27,6 +27,7 @@ from kaiko_liq.backfill import (
     shard_filename,
 )
 from kaiko_liq.client import LiquidationClient
+from kaiko_liq.emulator import RunningEmulator
 from kaiko_liq.errors import AuthenticationError, InvalidArgumentError, ServerError
 from kaiko_liq.export import arrow_schema, to_arrow
 from kaiko_liq.models import ExchangeVolume, LiquidationRow
@@ -313,8 +314,13 @@ async def test_resuming_with_another_interval_is_refused(tmp_path: Path) -> None
     await run(FakeClient(), tmp_path, "eth", end=T0 + D)
     with pytest.raises(InvalidArgumentError, match=r"interval 1h, not 4h.*--interval 1h"):
         await run(FakeClient(), tmp_path, "eth", end=T0 + D, interval="4h")
-    # The same width spelled differently is the same grid.
-    await run(FakeClient(), tmp_path, "eth", end=T0 + D, interval="1h")
+
+
+async def test_the_same_width_spelled_differently_is_the_same_grid(tmp_path: Path) -> None:
+    await run(FakeClient(), tmp_path, "eth", end=T0 + 2 * D, interval="24h")
+    again = FakeClient()
+    await run(again, tmp_path, "eth", end=T0 + 2 * D, interval="1d")
+    assert again.fetched == []
 
 
 async def test_a_directory_with_data_but_no_manifest_is_refused(tmp_path: Path) -> None:
@@ -409,7 +415,9 @@ async def test_cancelling_keeps_what_landed_and_records_it(tmp_path: Path) -> No
 # --- against the emulator, through the real client ------------------------------------------
 
 
-async def test_backfill_through_the_client_equals_fetch(emulator: Any, tmp_path: Path) -> None:
+async def test_backfill_through_the_client_equals_fetch(
+    emulator: RunningEmulator, tmp_path: Path
+) -> None:
     start, end = "2025-02-01T05:00:00Z", "2025-02-09T00:00:00Z"
     async with LiquidationClient(base_url=emulator.base_url, page_size=50) as client:
         summary = await backfill(client, ["eth", "btc"], start, end, tmp_path, interval="1h")

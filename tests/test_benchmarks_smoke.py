@@ -65,6 +65,8 @@ def test_measure_decoders_counts_every_row() -> None:
         assert r.bytes == sum(len(b) for b in bodies)
         assert r.seconds > 0
         assert r.rows_per_s > 0
+    kept = measure_decoders(bodies, repeat=1, keep=True)
+    assert [r.rows for r in kept] == [27] * len(kept)
 
 
 def test_checksums_agree_between_dicts_and_structs() -> None:

@@ -385,7 +385,7 @@ async def test_shards_merge_in_order_whatever_order_they_finish(
 
 def _corrupt_inside(url: URL, data: list[dict[str, Any]]) -> list[dict[str, Any]]:
     # A row repeated in the middle of a page.
-    return data[:3] + [data[2]] + data[3:] if len(data) > 3 else data
+    return [*data[:3], data[2], *data[3:]] if len(data) > 3 else data
 
 
 def _swap_inside(url: URL, data: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -405,7 +405,9 @@ async def test_a_duplicate_or_out_of_order_row_inside_a_page_raises(
     method: str,
 ) -> None:
     start, end = t("2025-02-01T00:00:00Z"), t("2025-02-02T00:00:00Z")
-    mocked.get(ANY_KAIKO, callback=FakeKaiko(hours(iso(start), 24), corrupt=corrupt).handle, repeat=True)
+    mocked.get(
+        ANY_KAIKO, callback=FakeKaiko(hours(iso(start), 24), corrupt=corrupt).handle, repeat=True
+    )
     with pytest.raises(InconsistentDataError, match="duplicate or out of"):
         await collect(client, method, start, end, sort="asc")
 
@@ -437,7 +439,9 @@ async def test_a_row_of_the_neighbouring_shard_at_a_boundary_raises(
             return [leaked, *data] if sort == "asc" else [*data, leaked]
         return data
 
-    mocked.get(ANY_KAIKO, callback=FakeKaiko(hours(iso(start), 72), corrupt=leak).handle, repeat=True)
+    mocked.get(
+        ANY_KAIKO, callback=FakeKaiko(hours(iso(start), 72), corrupt=leak).handle, repeat=True
+    )
     with pytest.raises(InconsistentDataError):
         await collect(client, method, start, end, sort=sort, page_size=24)
 
@@ -516,7 +520,7 @@ async def test_leaving_async_with_stream_cancels_it(slow_many_shards: FakeKaiko)
             asked = len(slow_many_shards.calls)
             await settle_and_check_quiet(slow_many_shards)
             assert len(slow_many_shards.calls) == asked
-            assert client._streams == set()
+            assert not client._streams
         gc.collect()
     assert [str(w.message) for w in caught] == []
 
@@ -524,7 +528,7 @@ async def test_leaving_async_with_stream_cancels_it(slow_many_shards: FakeKaiko)
 async def test_a_stream_closed_while_a_request_is_in_flight_cancels_it(
     mocked: aioresponses, client: LiquidationClient
 ) -> None:
-    started, finished = asyncio.Event(), []
+    started, finished = asyncio.Event(), list[URL]()
 
     async def hang(url: URL, **kwargs: Any) -> CallbackResult:
         started.set()
@@ -534,7 +538,11 @@ async def test_a_stream_closed_while_a_request_is_in_flight_cancels_it(
 
     mocked.get(ANY_KAIKO, callback=hang, repeat=True)
     stream = client.stream("eth", "2025-02-01", "2025-02-03")
-    consumer = asyncio.create_task(anext(aiter(stream)))
+
+    async def first_row() -> LiquidationRow:
+        return await anext(aiter(stream))
+
+    consumer = asyncio.create_task(first_row())
     await started.wait()
     consumer.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -554,49 +562,54 @@ GOOD: dict[str, Any] = {
 }
 
 
+BAD_ARGUMENTS: list[tuple[dict[str, Any], str]] = [
+    ({"start": "2025-02-02T00:00:00Z"}, "not before end"),
+    ({"end": "2025-01-01T00:00:00Z"}, "not before end"),
+    ({"start": "yesterday"}, "not an ISO 8601 time"),
+    ({"end": "2025-13-01"}, "not an ISO 8601 time"),
+    ({"start": 1738368000}, "ISO 8601 string or a timezone-aware datetime"),
+    ({"start": datetime(2025, 2, 1)}, "naive datetime"),
+    ({"end": datetime(2025, 2, 2)}, "naive datetime"),
+    ({"interval": "0h"}, "allowed: 1h to 24h"),
+    ({"interval": "25h"}, "longer than one day"),
+    ({"interval": "2d"}, "longer than one day"),
+    ({"interval": "1m"}, "allowed: 1h to 24h"),
+    ({"interval": "1.5h"}, "allowed: 1h to 24h"),
+    ({"interval": 1}, "interval must be a string"),
+    ({"sort": "ascending"}, "use 'asc' or 'desc'"),
+    ({"sort": "ASC"}, "use 'asc' or 'desc'"),
+    ({"page_size": 0}, "allowed: 1 to 1000"),
+    ({"page_size": 1001}, "allowed: 1 to 1000"),
+    ({"page_size": -5}, "allowed: 1 to 1000"),
+    ({"page_size": True}, "page_size must be an integer"),
+    ({"page_size": "100"}, "page_size must be an integer"),
+    ({"asset": ""}, "non-empty string"),
+    ({"asset": "eth/usd"}, "letters, digits"),
+    ({"asset": "../btc"}, "letters, digits"),
+    ({"asset": "eth usd"}, "letters, digits"),
+    ({"asset": "eth?x=1"}, "letters, digits"),
+    ({"asset": "eth%2F"}, "letters, digits"),
+    ({"asset": "eth\n"}, "letters, digits"),
+    ({"asset": "ÉTH"}, "letters, digits"),
+]
+
+
 @pytest.mark.parametrize(
-    ("change", "message"),
+    ("method", "change", "message"),
     [
-        ({"start": "2025-02-02T00:00:00Z"}, "not before end"),
-        ({"end": "2025-01-01T00:00:00Z"}, "not before end"),
-        ({"start": "yesterday"}, "not an ISO 8601 time"),
-        ({"end": "2025-13-01"}, "not an ISO 8601 time"),
-        ({"start": 1738368000}, "ISO 8601 string or a timezone-aware datetime"),
-        ({"start": datetime(2025, 2, 1)}, "naive datetime"),
-        ({"end": datetime(2025, 2, 2)}, "naive datetime"),
-        ({"interval": "0h"}, "allowed: 1h to 24h"),
-        ({"interval": "25h"}, "longer than one day"),
-        ({"interval": "2d"}, "longer than one day"),
-        ({"interval": "1m"}, "allowed: 1h to 24h"),
-        ({"interval": "1.5h"}, "allowed: 1h to 24h"),
-        ({"interval": 1}, "interval must be a string"),
-        ({"sort": "ascending"}, "use 'asc' or 'desc'"),
-        ({"sort": "ASC"}, "use 'asc' or 'desc'"),
-        ({"page_size": 0}, "allowed: 1 to 1000"),
-        ({"page_size": 1001}, "allowed: 1 to 1000"),
-        ({"page_size": -5}, "allowed: 1 to 1000"),
-        ({"page_size": True}, "page_size must be an integer"),
-        ({"page_size": "100"}, "page_size must be an integer"),
-        ({"asset": ""}, "non-empty string"),
-        ({"asset": "eth/usd"}, "letters, digits"),
-        ({"asset": "../btc"}, "letters, digits"),
-        ({"asset": "eth usd"}, "letters, digits"),
-        ({"asset": "eth?x=1"}, "letters, digits"),
-        ({"asset": "eth%2F"}, "letters, digits"),
-        ({"asset": "eth\n"}, "letters, digits"),
-        ({"asset": "ÉTH"}, "letters, digits"),
+        pytest.param(method, change, message, id=f"{method}-{i}")
+        for method in ("fetch", "stream", "plan")
+        for i, (change, message) in enumerate(BAD_ARGUMENTS)
+        if not (method == "plan" and "sort" in change)  # plan() takes no sort
     ],
 )
-@pytest.mark.parametrize("method", ["fetch", "stream", "plan"])
 async def test_every_bad_argument_raises_before_any_request(
     mocked: aioresponses,
     client: LiquidationClient,
+    method: str,
     change: dict[str, Any],
     message: str,
-    method: str,
 ) -> None:
-    if method == "plan" and "sort" in change:
-        pytest.skip("plan() has no sort")
     args = {**GOOD, **change}
     asset, start, end = args.pop("asset"), args.pop("start"), args.pop("end")
     with pytest.raises(ValueError, match=re.escape(message)) as info:

@@ -11,7 +11,8 @@ A request goes through these steps, in this order (the order is part of the cont
 5. **asset** - unknown: 404;
 6. **query** - from the continuation token if there is one (other parameters are then
    ignored), else from the parameters: a bad one is a 400 naming it;
-7. **answer** - the page, msgspec-encoded, gzipped when the client accepts gzip.
+7. **answer** - the page, msgspec-encoded, gzipped when the client accepts gzip (the
+   rows of a page are compressed once and cached, see :mod:`.compression`).
 
 Every error body is ``{"result": "error", "message": ...}``, unknown routes included.
 """
@@ -21,18 +22,19 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-import zlib
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 
 from aiohttp import web
 
+from ..models import encode_rows
+from .compression import GzipAssembler, gzip_bytes
 from .config import EmulatorConfig
 from .data import ASSETS
 from .envelope import encode_page
 from .errors import Rejection, error_body
 from .faults import FAULT_MESSAGES, Fault, FaultInjector, Latency
-from .paging import slice_page
+from .paging import PageSlice, slice_page
 from .params import Query, parse_query
 from .ratelimit import Clock, KeyedRateLimiter
 from .stats import DROPPED, EmulatorStats
@@ -46,10 +48,8 @@ STATS_KEY = web.AppKey("kaiko_liq.emulator.stats", EmulatorStats)
 
 #: Counted when the client went away before its answer (nginx's convention).
 CLIENT_CLOSED = 499
-#: gzip level 1: pages are large and repetitive, and level 1 already shrinks them ~6x at
-#: a fraction of the default level's CPU, which matters at ~100 pages a second.
-_GZIP_LEVEL = 1
-_JSON = "application/json; charset=utf-8"
+_HEADERS = {"Content-Type": "application/json; charset=utf-8", "Vary": "Accept-Encoding"}
+_GZIP_HEADERS = {**_HEADERS, "Content-Encoding": "gzip"}
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -60,12 +60,9 @@ class _Dropped(Exception):
 
 def _wire_form(request: web.Request, body: bytes) -> tuple[bytes, dict[str, str]]:
     """The body as sent (gzipped when the client accepts gzip) and its headers."""
-    headers = {"Content-Type": _JSON, "Vary": "Accept-Encoding"}
     if _accepts_gzip(request):
-        compressor = zlib.compressobj(_GZIP_LEVEL, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
-        body = compressor.compress(body) + compressor.flush()
-        headers["Content-Encoding"] = "gzip"
-    return body, headers
+        return gzip_bytes(body), dict(_GZIP_HEADERS)
+    return body, dict(_HEADERS)
 
 
 def _respond(
@@ -95,6 +92,7 @@ class _Emulator:
         self._latency = Latency(config.latency, config.jitter, config.seed)
         self._faults = FaultInjector(config.fault_rate, config.seed)
         self._tokens = TokenCodec(config.seed)
+        self._gzip = GzipAssembler()
         self._limiter = (
             None if config.rate_limit is None else KeyedRateLimiter(config.rate_limit, clock=clock)
         )
@@ -125,30 +123,42 @@ class _Emulator:
         if delay > 0:
             await asyncio.sleep(delay)
         truncate = False
-        headers: Mapping[str, str] = {}
         try:
             self._rate_limit(self._authenticate(request))
-            fault = self._faults.draw()
-            if fault is not None:
-                self.stats.faults[fault.value] += 1
-                if fault is Fault.DROP:
-                    if request.transport is not None:
-                        request.transport.close()
-                    raise _Dropped
-                if fault.status is not None:
-                    raise Rejection(fault.status, FAULT_MESSAGES[fault])
-                truncate = True  # cut short whatever answer the request would get
+            truncate = self._inject_fault(request)
             query, position = self._query(request)
-            status, body = 200, self._page(request, query, position, request_time)
         except Rejection as rejection:
-            status, body, headers = (
-                rejection.status,
-                error_body(rejection.message),
-                rejection.headers,
-            )
+            body = error_body(rejection.message)
+            if truncate:
+                return await _send_truncated(request, rejection.status, body)
+            return _respond(request, rejection.status, body, rejection.headers)
+        head, page, tail = self._page(request, query, position, request_time)
         if truncate:
-            return await _send_truncated(request, status, body)
-        return _respond(request, status, body, headers)
+            return await _send_truncated(request, 200, head + encode_rows(page.rows) + tail)
+        if not _accepts_gzip(request):
+            return web.Response(body=head + encode_rows(page.rows) + tail, headers=_HEADERS)
+        # A page's rows never change: compress them once (see compression.py). Its first
+        # and last buckets and its length say which rows they are.
+        rows = page.rows
+        key: tuple[object, ...] = (query.asset, query.seconds, query.sort, len(rows))
+        if rows:
+            key += (rows[0].interval_timestamp, rows[-1].interval_timestamp)
+        body = self._gzip.assemble(head, key, lambda: encode_rows(rows), tail)
+        return web.Response(body=body, headers=_GZIP_HEADERS)
+
+    def _inject_fault(self, request: web.Request) -> bool:
+        """Maybe fail: raise for a 5xx or a drop; ``True`` when the body is to be cut."""
+        fault = self._faults.draw()
+        if fault is None:
+            return False
+        self.stats.faults[fault.value] += 1
+        if fault is Fault.DROP:
+            if request.transport is not None:
+                request.transport.close()
+            raise _Dropped
+        if fault.status is not None:
+            raise Rejection(fault.status, FAULT_MESSAGES[fault])
+        return True  # TRUNCATE: cut short whatever answer the request gets
 
     def _authenticate(self, request: web.Request) -> str:
         key = request.headers.get("X-Api-Key", "").strip()
@@ -191,7 +201,8 @@ class _Emulator:
 
     def _page(
         self, request: web.Request, query: Query, position: int, request_time: datetime
-    ) -> bytes:
+    ) -> tuple[bytes, PageSlice, bytes]:
+        """The page at ``position``: its rows, and the JSON before and after them."""
         cap = self.config.page_cap
         page = slice_page(
             query.asset,
@@ -209,7 +220,7 @@ class _Emulator:
             token = self._tokens.encode(query, page.next_position)
             # Absolute, from the request's own scheme and host, and nothing but the token.
             next_url = str(request.url.with_query({"continuation_token": token}))
-        return encode_page(
+        head, tail = encode_page(
             query,
             page,
             request_time=request_time,
@@ -217,6 +228,7 @@ class _Emulator:
             continuation_token=token,
             next_url=next_url,
         )
+        return head, page, tail
 
 
 async def _send_truncated(request: web.Request, status: int, body: bytes) -> web.StreamResponse:

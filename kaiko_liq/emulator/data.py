@@ -66,6 +66,8 @@ _DATA_END_S = int(DATA_END.timestamp())
 _QUANTUM = 4096
 #: Cap on one exchange-side-hour amount, so sums stay exact (2e9 * 24h * 8 < 2**41).
 _MAX_AMOUNT = 2e9
+#: Cap on an hour's activity over calm (the worst real cascades were ~100x a calm hour).
+_MAX_SURGE = 150.0
 #: Dispersion of one liquidation's USD size (lognormal sigma).
 _SIZE_SIGMA = 1.3
 _SIZE_MEAN_FACTOR = math.exp(_SIZE_SIGMA**2 / 2)
@@ -132,7 +134,7 @@ def _rng(*parts: object) -> random.Random:
 class _MarketHour:
     """What the whole market does in one hour: activity multiplier and long bias."""
 
-    cascade: float  # 1.0 in a calm hour
+    cascade: float  # activity multiplier: the day's regime x any cascade (about 1 when calm)
     long_share: float  # the share of liquidations that are longs
 
 
@@ -151,7 +153,7 @@ def _market_day(seed: int, day: int) -> tuple[_MarketHour, ...]:
         cascade, long_share = echo, min(0.97, max(0.03, bias + rng.gauss(0.0, 0.12)))
         echo = 1.0
         if rng.random() < 0.004:  # a few market-wide cascades a month
-            size = min(60.0, 3.0 + 3.0 * rng.paretovariate(1.2))
+            size = min(80.0, 4.0 + 4.0 * rng.paretovariate(1.2))
             cascade = size
             long_share = 0.9 if rng.random() < 0.65 else 0.1
             echo = 1.0 + (size - 1.0) * 0.3
@@ -263,10 +265,11 @@ def _asset_day(seed: int, asset: str, day: int) -> tuple[LiquidationRow | None, 
         m = market[h]
         cascade = m.cascade**prof.beta
         long_share = m.long_share
-        if rng.random() < 0.003:  # an asset-only cascade (a listing, a squeeze...)
-            cascade *= 2.0 + rng.paretovariate(1.3)
+        if rng.random() < 0.0015:  # an asset-only cascade (a listing, a squeeze...)
+            cascade *= min(30.0, 2.0 + rng.paretovariate(1.3))
             long_share = 0.85 if rng.random() < 0.5 else 0.15
-        shock = rng.gammavariate(1.5, 1.0 / 1.5)
+        cascade = min(cascade, _MAX_SURGE)
+        shock = rng.gammavariate(2.5, 1.0 / 2.5)
         activity = prof.trades_per_hour * _activity_curve(h) * weekend * own_day * cascade * shock
         rows.append(_hour_row(rng, prof, start, activity, long_share))
     return tuple(rows)

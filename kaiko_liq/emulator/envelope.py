@@ -12,7 +12,6 @@ from datetime import UTC, datetime, timedelta
 
 import msgspec
 
-from ..models import LiquidationRow
 from ..query import format_time
 from .paging import PageSlice
 from .params import Query
@@ -52,13 +51,19 @@ class _Access(msgspec.Struct):
     data_range: _Range
 
 
-class _Answer(msgspec.Struct, omit_defaults=True):
+class _Head(msgspec.Struct):
+    """Everything before ``data``."""
+
     query: _QueryBlock
     answer_time: str
     answer_timestamp: int
     access: _Access
     result: str
-    data: list[LiquidationRow]
+
+
+class _Tail(msgspec.Struct, omit_defaults=True):
+    """Everything after ``data``: present only when more follows."""
+
     continuation_token: str | None = None
     next_url: str | None = None
 
@@ -85,8 +90,13 @@ def encode_page(
     answer_time: datetime,
     continuation_token: str | None,
     next_url: str | None,
-) -> bytes:
-    """The JSON body of one page. Times look like the example: ``2025-01-31T09:00:00Z``."""
+) -> tuple[bytes, bytes]:
+    """The JSON of one page around its rows: ``head + encode_rows(page.rows) + tail``.
+
+    Split in two so the rows, the bulk of the body, can be encoded and compressed once
+    and reused (see :mod:`.compression`). Times look like the example's:
+    ``2025-01-31T09:00:00Z``.
+    """
     block = _QueryBlock(
         request_time=format_time(request_time),
         query_start_time=query.query_start_time,
@@ -104,15 +114,15 @@ def encode_page(
         commodity="liquidationEvents",
         data_version="v1",
     )
-    return _encoder.encode(
-        _Answer(
+    head = _encoder.encode(
+        _Head(
             query=block,
             answer_time=format_time(answer_time),
             answer_timestamp=_ms(answer_time),
             access=_ACCESS,
             result="success",
-            data=page.rows,
-            continuation_token=continuation_token,
-            next_url=next_url,
         )
     )
+    tail = _encoder.encode(_Tail(continuation_token, next_url))
+    # '{...}' + ',"data":' ... rows ... + ',"continuation_token":...}' (or just '}')
+    return head[:-1] + b',"data":', (b"}" if tail == b"{}" else b"," + tail[1:])

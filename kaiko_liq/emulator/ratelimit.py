@@ -19,6 +19,7 @@ from collections.abc import Callable
 __all__ = ["KeyedRateLimiter", "TokenBucket"]
 
 Clock = Callable[[], float]
+_EPSILON = 1e-9
 
 
 class TokenBucket:
@@ -42,8 +43,10 @@ class TokenBucket:
         now = self._clock()
         self._tokens = min(self._capacity, self._tokens + (now - self._stamp) * self._rate)
         self._stamp = now
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
+        # The epsilon forgives float rounding: a client pacing itself at exactly the
+        # rate must not be refused for being 1e-14 tokens short.
+        if self._tokens >= 1.0 - _EPSILON:
+            self._tokens = max(0.0, self._tokens - 1.0)
             return 0.0
         return (1.0 - self._tokens) / self._rate
 

@@ -17,6 +17,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import re
 
 import msgspec
 
@@ -29,6 +30,8 @@ _VERSION = b"\x01"
 _MAC_SIZE = 16
 #: Far above any real token (~150 characters); refuse before decoding anything bigger.
 _MAX_TOKEN_CHARS = 4096
+#: base64url without padding; b64decode alone would skip stray characters, not refuse them.
+_TOKEN_RE = re.compile(r"[A-Za-z0-9_-]+")
 
 
 class _Body(msgspec.Struct, frozen=True, array_like=True):
@@ -60,11 +63,11 @@ class TokenCodec:
 
     def decode(self, token: str) -> tuple[Query, int]:
         """The query and cursor a token carries; a :class:`Rejection` (400) if it is bad."""
-        if len(token) > _MAX_TOKEN_CHARS:
+        if len(token) > _MAX_TOKEN_CHARS or _TOKEN_RE.fullmatch(token) is None:
             raise _invalid()
         try:
             raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        except (binascii.Error, ValueError):
+        except (binascii.Error, ValueError):  # e.g. a length no base64 string can have
             raise _invalid() from None
         signed, mac = raw[:-_MAC_SIZE], raw[-_MAC_SIZE:]
         if len(raw) <= _MAC_SIZE + 1 or not hmac.compare_digest(mac, self._mac(signed)):

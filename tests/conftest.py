@@ -1,0 +1,45 @@
+"""Shared fixtures: a real emulator over loopback, and a factory for configured ones.
+
+``emulator`` is a well-behaved server (no latency, no rate limit, no faults, seed 0) that
+accepts any non-empty API key. ``make_emulator(**config)`` starts one with the given
+:class:`~kaiko_liq.emulator.EmulatorConfig` fields; every emulator it started is stopped
+at teardown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from kaiko_liq.emulator import EmulatorConfig, RunningEmulator, running_emulator
+
+EmulatorFactory = Callable[..., Awaitable[RunningEmulator]]
+
+
+@pytest.fixture
+def api_key() -> str:
+    return "test-key"
+
+
+@pytest_asyncio.fixture
+async def emulator() -> AsyncIterator[RunningEmulator]:
+    config = EmulatorConfig(latency=0.0, rate_limit=None, fault_rate=0.0, seed=0)
+    async with running_emulator(config, host="127.0.0.1", port=0) as emu:
+        yield emu
+
+
+@pytest_asyncio.fixture
+async def make_emulator() -> AsyncIterator[EmulatorFactory]:
+    async with AsyncExitStack() as stack:
+
+        async def make(**config: Any) -> RunningEmulator:
+            """Start an emulator; keyword arguments are EmulatorConfig fields."""
+            return await stack.enter_async_context(
+                running_emulator(EmulatorConfig(**config), host="127.0.0.1", port=0)
+            )
+
+        yield make
