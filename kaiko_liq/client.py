@@ -35,8 +35,9 @@ from .errors import (
     InconsistentDataError,
     InvalidArgumentError,
     KaikoLiqError,
+    MalformedBodyError,
     ServerError,
-    UnsafeURLError,
+    UnexpectedResponseError,
 )
 from .models import LiquidationRow
 from .plan import SubRange, plan_subranges
@@ -356,10 +357,12 @@ class LiquidationClient:
 
 
 def _is_fatal(exc: KaikoLiqError) -> bool:
-    """Errors that no other shard can escape: bad key, bad asset, rejected parameters,
-    a server that sends us elsewhere. Other failures are per shard and reported as such."""
-    if isinstance(exc, UnsafeURLError):
-        return True
+    """Errors no other shard can escape, raised as they are rather than per shard: a bad
+    key, asset or parameter; an answer we cannot trust (wrong shape, rows out of order, a
+    token loop, a ``next_url`` elsewhere). Transient failures that outlived their retries
+    (5xx, 429, transport, a body cut short) are per shard: the rest may still succeed."""
+    if isinstance(exc, UnexpectedResponseError):
+        return not isinstance(exc, MalformedBodyError)
     return isinstance(exc, APIError) and not isinstance(exc, ServerError) and exc.status != 429
 
 
@@ -430,6 +433,8 @@ class RowStream:
         self._window = window
         self._task: asyncio.Task[None] | None = None
         self._closed = False
+        self._managed = False
+        self._started = False
         self._iterator: AsyncIterator[LiquidationRow] | None = None
 
     def __repr__(self) -> str:
@@ -439,6 +444,7 @@ class RowStream:
         )
 
     async def __aenter__(self) -> Self:
+        self._managed = True
         return self
 
     async def __aexit__(
@@ -450,12 +456,20 @@ class RowStream:
         await self.aclose()
 
     def __aiter__(self) -> AsyncIterator[LiquidationRow]:
+        if self._managed:
+            return self._held_iterator()
+        # Plain ``async for``: we must not hold the generator, so that breaking out drops
+        # its last reference and asyncio's async-generator finalizer closes it at once,
+        # which cancels the producer. (Holding it would keep it alive until gc or close.)
+        return self._rows()
+
+    async def __anext__(self) -> LiquidationRow:
+        return await self._held_iterator().__anext__()
+
+    def _held_iterator(self) -> AsyncIterator[LiquidationRow]:
         if self._iterator is None:
             self._iterator = self._rows()
         return self._iterator
-
-    async def __anext__(self) -> LiquidationRow:
-        return await self.__aiter__().__anext__()
 
     async def aclose(self) -> None:
         """Cancel the producer and wait for it; nothing is left running."""
@@ -482,6 +496,9 @@ class RowStream:
     async def _rows(self) -> AsyncIterator[LiquidationRow]:
         if self._closed:
             raise ClientClosedError("this stream is closed")
+        if self._started:
+            raise InvalidArgumentError("a stream can be iterated once; call stream() again")
+        self._started = True
         self._client._check_open()
         req = self._req
         order = req.shards_in_order()

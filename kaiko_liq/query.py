@@ -130,8 +130,11 @@ def parse_time(value: TimeLike, name: str = "time") -> datetime:
 
 
 def format_time(t: datetime) -> str:
-    """UTC ISO 8601 with ``Z``; milliseconds only when the time has them."""
+    """UTC ISO 8601 with ``Z``, exact: milliseconds when the time has them, microseconds
+    when it has those (rounding them away would move an end time across a bucket)."""
     t = t.astimezone(UTC)
+    if t.microsecond % 1000:
+        return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     if t.microsecond:
         return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
     return t.strftime("%Y-%m-%dT%H:%M:%SZ")
