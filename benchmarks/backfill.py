@@ -323,15 +323,20 @@ def run(settings: Settings) -> Outcome:
             "before the measured client (it generates its synthetic rows on first use); "
             "'kaiko-liq, cold emulator' is that warm-up pass. --cold skips it."
         )
-    if kl.emulator_cpu_share >= _BUSY:
+    client_cpu, emulator_cpu = kl.client_cpu_share * kl.wall, kl.emulator_cpu_share * kl.wall
+    table.notes.append(
+        f"kaiko-liq run: client process CPU {client_cpu:.2f} s, emulator CPU "
+        f"{emulator_cpu:.2f} s, bound {bound:.2f} s. A side whose CPU time alone exceeds the "
+        f"bound cannot finish within it, whatever the network does."
+    )
+    if emulator_cpu > bound or kl.emulator_cpu_share >= _BUSY:
         table.notes.append(
-            f"WARNING: the emulator was busy {kl.emulator_cpu_share:.0%} of the kaiko-liq run: "
-            "its own CPU (generating or encoding pages), not the client, set the wall time."
+            "WARNING: the emulator's own CPU (generating and encoding pages) limited the "
+            "kaiko-liq run; its wall time measures the emulator more than the client."
         )
-    elif kl.client_cpu_share >= _BUSY:
+    if client_cpu > bound or kl.client_cpu_share >= _BUSY:
         table.notes.append(
-            f"the client's process was busy {kl.client_cpu_share:.0%} of the kaiko-liq run: "
-            "decoding and checking rows, not the network or the rate limit, set the wall time."
+            "the client's own CPU (decoding and checking rows) limited the kaiko-liq run."
         )
     if seq_scaled:
         table.notes.append(

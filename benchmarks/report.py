@@ -150,7 +150,7 @@ def render_text(tables: Sequence[Table], header: str = "") -> str:
 
 
 def _md_cell(cell: str) -> str:
-    return cell.replace("|", "\\|")
+    return cell.replace("|", "\\|").replace("*", "\\*")
 
 
 def render_markdown(tables: Sequence[Table], header: str = "") -> str:
@@ -170,6 +170,6 @@ def render_markdown(tables: Sequence[Table], header: str = "") -> str:
         out += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in table.rows]
         if table.notes:
             out.append("")
-            out += [f"- {note}" for note in table.notes]
+            out += [f"- {_md_cell(note)}" for note in table.notes]
         out.append("")
     return "\n".join(out)

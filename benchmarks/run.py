@@ -113,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     total = time.perf_counter() - started
 
     header = f"kaiko-liq benchmarks{' (--quick)' if args.quick else ''}: {machine_line(info)}"
+    if args.quick:
+        header += "\n--quick: small windows, one run each; the targets are judged on the full run."
     print(render_text(tables, header=header))
     print(f"total {total:.0f} s; results in {out} and {out.with_suffix('.md')}")
 

@@ -19,15 +19,19 @@ __all__ = [
     "Envelope",
     "ExchangeVolume",
     "LiquidationRow",
+    "PageBody",
     "QueryEcho",
     "TimestampRange",
     "decode_envelope",
+    "decode_page",
     "decode_rows",
     "encode_rows",
 ]
 
 
-class ExchangeVolume(msgspec.Struct, frozen=True):
+# gc=False: rows hold only scalars and a list of scalar structs, so they cannot form
+# cycles; untracked, a fetch that keeps 100k rows costs the cycle collector nothing.
+class ExchangeVolume(msgspec.Struct, frozen=True, gc=False):
     """One exchange's share of a bucket (an entry of a row's ``exchanges``)."""
 
     exchange: str
@@ -39,7 +43,7 @@ class ExchangeVolume(msgspec.Struct, frozen=True):
     short_amount: float
 
 
-class LiquidationRow(msgspec.Struct, frozen=True):
+class LiquidationRow(msgspec.Struct, frozen=True, gc=False):
     """One interval bucket of liquidations for an asset, all exchanges together.
 
     ``interval_time`` is a timezone-aware UTC datetime; ``interval_timestamp`` is the
@@ -102,10 +106,45 @@ class Envelope(msgspec.Struct, frozen=True):
     next_url: str | None = None
 
 
+class PageBody(msgspec.Struct, frozen=True):
+    """A whole answer with its rows decoded: what :func:`decode_page` returns."""
+
+    query: QueryEcho | None = None
+    answer_time: str | None = None
+    answer_timestamp: int | None = None
+    access: Access | None = None
+    result: str | None = None
+    message: str | None = None
+    data: list[LiquidationRow] | None = None
+    continuation_token: str | None = None
+    next_url: str | None = None
+
+
 # One decoder per type, built once (msgspec perf tips).
+_page_decoder = msgspec.json.Decoder(PageBody)
 _envelope_decoder = msgspec.json.Decoder(Envelope, strict=False)
 _rows_decoder = msgspec.json.Decoder(list[LiquidationRow])
 _encoder = msgspec.json.Encoder()
+
+
+def decode_page(body: bytes | str) -> PageBody:
+    """Decode a whole answer: envelope leniently, rows strictly, in one pass when it can.
+
+    The fast path is one strict pass over the body. Only when that fails is the body read
+    again in two passes, the envelope leniently (``page_size: "2"`` is fine) and the rows
+    strictly, so a string where a row needs a number still raises, naming the field.
+    """
+    try:
+        return _page_decoder.decode(body)
+    except msgspec.ValidationError:
+        envelope = decode_envelope(body)
+        try:
+            rows = decode_rows(envelope.data) if envelope.data else None
+        except msgspec.ValidationError as exc:
+            # Name the field as it sits in the body, not in the data array alone.
+            raise msgspec.ValidationError(str(exc).replace("`$[", "`$.data[")) from None
+        fields = {f: getattr(envelope, f) for f in Envelope.__struct_fields__ if f != "data"}
+        return PageBody(**fields, data=rows)
 
 
 def decode_envelope(body: bytes | str) -> Envelope:

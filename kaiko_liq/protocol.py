@@ -12,6 +12,7 @@ among them). Assumptions about Kaiko that the docs only imply live here, each ma
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from ipaddress import ip_address
@@ -27,7 +28,7 @@ from .errors import (
     UnsafeURLError,
     api_error_for_status,
 )
-from .models import LiquidationRow, decode_envelope, decode_rows
+from .models import LiquidationRow, decode_envelope, decode_page
 from .query import Interval, format_time
 
 __all__ = [
@@ -144,24 +145,27 @@ def error_message(body: bytes) -> str:
     return envelope.message or "(no message)"
 
 
-def parse_page(status: int, body: bytes, url: str) -> Page:
-    """Classify an answer and decode it: a :class:`Page`, or the right error raised."""
+def _same(message: str) -> str:
+    return message
+
+
+def parse_page(status: int, body: bytes, url: str, *, redact: Callable[[str], str] = _same) -> Page:
+    """Classify an answer and decode it: a :class:`Page`, or the right error raised.
+
+    ``redact`` cleans the server's own words before they go into an error message.
+    """
     if status != 200:
-        raise api_error_for_status(status, error_message(body), url)
+        raise api_error_for_status(status, redact(error_message(body)), url)
     try:
-        envelope = decode_envelope(body)
-    except msgspec.ValidationError as exc:
-        raise UnexpectedResponseError(f"the body is not the documented JSON: {exc}", url) from exc
-    except msgspec.DecodeError as exc:
-        raise MalformedBodyError(f"the body is not JSON ({len(body)} bytes): {exc}", url) from exc
-    if envelope.result == "error":
-        raise APIError(status, envelope.message or "(no message)", url)
-    if not envelope.data:
-        raise UnexpectedResponseError("the body has no 'data' array", url)
-    try:
-        rows = decode_rows(envelope.data)
+        page = decode_page(body)
     except msgspec.ValidationError as exc:
         raise UnexpectedResponseError(
-            f"a row does not match the documented fields: {exc}", url
+            f"the body does not match the documented fields: {exc}", url
         ) from exc
-    return Page(rows, envelope.next_url or None, envelope.continuation_token or None)
+    except msgspec.DecodeError as exc:
+        raise MalformedBodyError(f"the body is not JSON ({len(body)} bytes): {exc}", url) from exc
+    if page.result == "error":
+        raise APIError(status, redact(page.message or "(no message)"), url)
+    if page.data is None:
+        raise UnexpectedResponseError("the body has no 'data' array", url)
+    return Page(page.data, page.next_url or None, page.continuation_token or None)

@@ -20,8 +20,9 @@ Where the rules come from:
   lockstep.
 * Rate limits are per API key and every request of a client shares one
   :class:`aiolimiter.AsyncLimiter`; :class:`AdaptiveRate` steers that limiter down on
-  429s and back up on successes (AIMD, as TCP does), so a client configured above the
-  key's limit settles just below it instead of burning requests on 429s.
+  429s and back up on successes (AIMD, as TCP does), and holds it for a 429's
+  ``Retry-After``, so a client configured above the key's limit settles just below it
+  instead of burning requests on 429s.
 """
 
 from __future__ import annotations
@@ -78,15 +79,17 @@ _LIMITER_ATTRIBUTES = ("max_rate", "time_period", "_rate_per_sec", "_level", "ha
 class RetryPolicy:
     """How hard one request is retried. All times are in seconds.
 
-    The defaults suit Kaiko: six attempts with backoff capped at 20 s ride out a
-    rate-limit burst or a restart of a few seconds, and the 180 s deadline bounds how long
-    one page can hold up a fetch before the error reaches the caller.
+    The defaults suit Kaiko: eight attempts, the waits starting small (a dropped
+    connection or a lone 502 is usually gone at once, and a backfill should not idle on it)
+    and doubling to a cap of 20 s, ride out a rate-limit burst or a restart of half a
+    minute; the 180 s deadline bounds how long one page can hold up a fetch before the
+    error reaches the caller.
     """
 
     #: Total attempts per request, the first one included (1 disables retries).
-    max_attempts: int = 6
+    max_attempts: int = 8
     #: Backoff before the first retry is drawn from ``[0, base_delay]``, then doubles.
-    base_delay: float = 0.5
+    base_delay: float = 0.25
     #: Cap on one backoff sleep.
     max_delay: float = 20.0
     #: Cap on an honoured ``Retry-After``: a maintenance 503 may ask for an hour, but we
@@ -202,8 +205,8 @@ class AdaptiveRate:
     """AIMD control of ONE shared :class:`aiolimiter.AsyncLimiter`.
 
     A 429 multiplies the rate by ``decrease`` (not below ``floor``); each success adds a
-    little back, never above ``ceiling`` (the rate the user configured). Call both from
-    the event loop that uses the limiter::
+    little back, never above ``ceiling`` (the rate the user configured). Call them from
+    the event loop that runs the limiter (a 429 reads the limiter's clock, the loop's)::
 
         limiter = AsyncLimiter(rate_limit, 1)
         adaptive = AdaptiveRate(limiter, ceiling=rate_limit)

@@ -130,13 +130,11 @@ class Transport:
             session, self._session = self._session, None
             await session.close()
 
-    def _scrub(self, body: bytes) -> bytes:
-        """Drop the key from a body before any of it can reach an error message (a
-        server or proxy that echoes request headers into its error page)."""
+    def _redact(self, message: str) -> str:
+        """Kaiko's error message with the key cut out (a server or proxy that echoes
+        request headers into its error page must not put the key in an exception)."""
         key = self._api_key
-        if key and key.encode() in body:
-            return body.replace(key.encode(), b"***")
-        return body
+        return message.replace(key, "***") if key and key in message else message
 
     async def _send(self, url: str, params: Mapping[str, str] | None) -> _Answer:
         session = self._ensure_session()
@@ -170,19 +168,20 @@ class Transport:
             except (aiohttp.ClientError, ConnectionError) as exc:
                 error = TransportError(f"connection failed: {type(exc).__name__}: {exc}", url)
             else:
-                answer.body = self._scrub(answer.body)
                 self.stats.by_status[answer.status] += 1
                 self.stats.bytes_received += len(answer.body)
-                if answer.status == 429:
-                    self.stats.rate_limited += 1
-                    if self.adaptive is not None:
-                        self.adaptive.on_rate_limited()
                 if should_retry_status(answer.status):
-                    error = api_error_for_status(answer.status, error_message(answer.body), url)
+                    message = self._redact(error_message(answer.body))
+                    error = api_error_for_status(answer.status, message, url)
                     retry_after = parse_retry_after(answer.headers.get("Retry-After"))
+                    if answer.status == 429:
+                        self.stats.rate_limited += 1
+                        if self.adaptive is not None:
+                            # The limit is per key: hold every request, not just this one.
+                            self.adaptive.on_rate_limited(retry_after)
                 else:
                     try:
-                        page = parse_page(answer.status, answer.body, url)
+                        page = parse_page(answer.status, answer.body, url, redact=self._redact)
                     except MalformedBodyError as exc:
                         error = exc
                     else:

@@ -11,9 +11,9 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from aioresponses import core as _core
 from aiohttp import ClientResponse
 from aioresponses import CallbackResult, aioresponses
+from aioresponses import core as _core
 
 __all__ = ["CallbackResult", "aioresponses"]
 

@@ -109,7 +109,8 @@ def test_tables_render_as_text_and_markdown() -> None:
     assert "| client | wall | requests |" in md
     assert "|---|---:|---:|" in md
     assert "sequential \\| loop" in md
-    assert "- * scaled" in md
+    assert "| 88.1 s\\* |" in md
+    assert "- \\* scaled" in md
 
 
 def test_settings_quick_is_smaller() -> None:

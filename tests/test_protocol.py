@@ -83,7 +83,9 @@ def test_cut_bodies_and_wrong_shapes_are_told_apart() -> None:
         parse_page(200, seed_response_json().encode()[:300], URL)
     with pytest.raises(UnexpectedResponseError, match="no 'data'"):
         parse_page(200, b'{"result": "success"}', URL)
-    with pytest.raises(UnexpectedResponseError, match="row does not match"):
+    with pytest.raises(
+        UnexpectedResponseError, match=r"does not match the documented fields.*\$\.data\[0\]"
+    ):
         parse_page(200, b'{"data": [{"interval_time": "x"}]}', URL)
 
 

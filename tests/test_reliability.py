@@ -786,13 +786,32 @@ async def test_a_closed_client_refuses_every_use() -> None:
     assert isinstance(ClientClosedError("x"), RuntimeError)
 
 
-async def test_closing_the_client_ends_its_open_streams(make_emulator: MakeEmulator) -> None:
+@pytest.mark.parametrize("managed", [False, True], ids=["async-for", "async-with"])
+@pytest.mark.parametrize("closer", ["client", "stream"])
+async def test_a_stream_closed_under_its_consumer_ends_with_an_error_not_a_hang(
+    make_emulator: MakeEmulator, managed: bool, closer: str
+) -> None:
+    # The consumer holds its iterator, the client (or the stream) is closed, and the
+    # consumer asks for more. Whatever was already in hand may still come out, but then
+    # it must be told, promptly: not wait forever for shards nobody will fetch, and not
+    # stop quietly as if the range were complete.
     emu = await make_emulator(latency=0.01)
     client = LiquidationClient(base_url=emu.base_url, rate_limit=10_000, max_concurrency=2)
-    stream = client.stream("eth", "2025-02-01", "2025-03-01", page_size=24, window=2)
-    first = await anext(aiter(stream))
-    assert first.interval_time < datetime(2025, 3, 1, tzinfo=UTC)
-    await client.aclose()
-    assert client_tasks() == []
-    with pytest.raises(ClientClosedError):
-        await anext(aiter(stream))
+    try:
+        stream = client.stream("eth", "2025-02-01", "2025-03-01", page_size=24, window=2)
+        if managed:
+            await stream.__aenter__()
+        iterator = aiter(stream)
+        first = await anext(iterator)
+        assert first.interval_time == datetime(2025, 2, 28, 23, tzinfo=UTC)
+        await (client.aclose() if closer == "client" else stream.aclose())
+        assert client_tasks() == []
+        rest = 0
+        with pytest.raises(ClientClosedError), anyio.fail_after(1):
+            async for _ in iterator:
+                rest += 1
+        assert rest < 28 * 24
+        with pytest.raises(ClientClosedError):
+            await anext(aiter(stream))
+    finally:
+        await client.aclose()

@@ -248,7 +248,9 @@ def _merge(start: int, venues: list[ExchangeVolume]) -> LiquidationRow:
     )
 
 
-@lru_cache(maxsize=2048)
+# Sized to hold every asset-day of the data range (8 assets x ~660 days): a backfill
+# that sweeps all of it must not regenerate days while it pages.
+@lru_cache(maxsize=6144)
 def _asset_day(seed: int, asset: str, day: int) -> tuple[LiquidationRow | None, ...]:
     """The 24 hourly rows of one asset-day (``None`` for quiet hours); cached."""
     prof = _PROFILES[asset]
