@@ -79,7 +79,7 @@ _LIMITER_ATTRIBUTES = ("max_rate", "time_period", "_rate_per_sec", "_level", "ha
 class RetryPolicy:
     """How hard one request is retried. All times are in seconds.
 
-    The defaults suit Kaiko: eight attempts, the waits starting small (a dropped
+    The defaults suit Kaiko: ten attempts, the waits starting small (a dropped
     connection or a lone 502 is usually gone at once, and a backfill should not idle on it)
     and doubling to a cap of 20 s, ride out a rate-limit burst or a restart of half a
     minute; the 180 s deadline bounds how long one page can hold up a fetch before the
@@ -87,9 +87,9 @@ class RetryPolicy:
     """
 
     #: Total attempts per request, the first one included (1 disables retries).
-    max_attempts: int = 8
+    max_attempts: int = 10
     #: Backoff before the first retry is drawn from ``[0, base_delay]``, then doubles.
-    base_delay: float = 0.25
+    base_delay: float = 0.1
     #: Cap on one backoff sleep.
     max_delay: float = 20.0
     #: Cap on an honoured ``Retry-After``: a maintenance 503 may ask for an hour, but we

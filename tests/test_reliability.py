@@ -395,6 +395,9 @@ class SleepRecorder:
 def record_sleeps(client: LiquidationClient, *, really: bool = False) -> SleepRecorder:
     # LiquidationClient does not expose Transport's ``sleep``/``rng`` parameters; the
     # transport reads ``self._sleep`` and ``self._rng`` at each retry, so we swap them.
+    # Tests of one request's wait on a 429 pass ``adaptive_rate=False``: with it, a 429
+    # also holds the shared limiter for the Retry-After, in real time (that shared hold
+    # is what test_a_client_far_above_the_servers_limit_adapts measures end to end).
     recorder = SleepRecorder(really)
     client._transport._sleep = recorder
     return recorder
@@ -408,7 +411,9 @@ async def test_retry_after_seconds_are_honoured_plus_a_bounded_jitter(
     policy = RetryPolicy(base_delay=0.25)
     mocked.get(FIRST, status=429, headers={"Retry-After": header}, payload=error_body("slow"))
     mocked.get(FIRST, payload=ok_page(t0))
-    async with LiquidationClient(api_key=KEY, rate_limit=10_000, retry=policy) as client:
+    async with LiquidationClient(
+        api_key=KEY, rate_limit=10_000, adaptive_rate=False, retry=policy
+    ) as client:
         sleeps = record_sleeps(client)
         await client.fetch("eth", START, END)
     wait = float(header)
@@ -423,7 +428,7 @@ async def test_retry_after_jitter_spans_exactly_its_documented_bound(
     mocked.get(FIRST, status=503, headers={"Retry-After": "3"}, payload=error_body("maint"))
     mocked.get(FIRST, payload=ok_page())
     async with LiquidationClient(
-        api_key=KEY, rate_limit=10_000, retry=RetryPolicy(base_delay=0.25)
+        api_key=KEY, rate_limit=10_000, adaptive_rate=False, retry=RetryPolicy(base_delay=0.25)
     ) as client:
         sleeps = record_sleeps(client)
         client._transport._rng = lambda: draw
@@ -436,7 +441,7 @@ async def test_retry_after_as_an_http_date_is_honoured(mocked: aioresponses) -> 
     header = when.strftime("%a, %d %b %Y %H:%M:%S GMT")
     mocked.get(FIRST, status=429, headers={"Retry-After": header}, payload=error_body("slow"))
     mocked.get(FIRST, payload=ok_page())
-    async with LiquidationClient(api_key=KEY, rate_limit=10_000) as client:
+    async with LiquidationClient(api_key=KEY, rate_limit=10_000, adaptive_rate=False) as client:
         sleeps = record_sleeps(client)
         client._transport._rng = lambda: 0.0
         await client.fetch("eth", START, END)

@@ -74,7 +74,7 @@ def test_the_status_sets_are_the_documented_ones() -> None:
 
 def test_policy_defaults_are_visible() -> None:
     expected = RetryPolicy(
-        max_attempts=8, base_delay=0.25, max_delay=20.0, max_retry_after=60.0, deadline=180.0
+        max_attempts=10, base_delay=0.1, max_delay=20.0, max_retry_after=60.0, deadline=180.0
     )
     assert expected == RetryPolicy()
 
