@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, Self
+from typing import Self
 
 import anyio
 
@@ -446,6 +446,7 @@ class RowStream:
         self._managed = False
         self._started = False
         self._iterator: AsyncIterator[LiquidationRow] | None = None
+        self._slots: list[_Slot] = []
 
     def __repr__(self) -> str:
         return (
@@ -467,13 +468,16 @@ class RowStream:
 
     def __aiter__(self) -> AsyncIterator[LiquidationRow]:
         if self._managed:
-            return self._held_iterator()
+            return self
         # Plain ``async for``: we must not hold the generator, so that breaking out drops
         # its last reference and asyncio's async-generator finalizer closes it at once,
         # which cancels the producer. (Holding it would keep it alive until gc or close.)
         return self._rows()
 
     async def __anext__(self) -> LiquidationRow:
+        # Checked here too: once the generator has raised, it would only say "exhausted",
+        # and a closed stream must never look like a complete range.
+        self._check_not_closed()
         return await self._held_iterator().__anext__()
 
     def _held_iterator(self) -> AsyncIterator[LiquidationRow]:
@@ -495,24 +499,26 @@ class RowStream:
                 current = asyncio.current_task()
                 if current is not None and current.cancelling():
                     raise
-        if self._iterator is not None:
-            iterator, self._iterator = self._iterator, None
-            aclose: Callable[[], Coroutine[Any, Any, None]] | None = getattr(
-                iterator, "aclose", None
+        # Wake a consumer waiting on shards nobody will fetch now: it raises
+        # ClientClosedError rather than hang, or end quietly as if the range were complete.
+        for slot in self._slots:
+            slot.done.set()
+
+    def _check_not_closed(self) -> None:
+        if self._closed:
+            raise ClientClosedError(
+                "this stream was closed (or its client was) before it was read to the end"
             )
-            if aclose is not None:
-                await aclose()
 
     async def _rows(self) -> AsyncIterator[LiquidationRow]:
-        if self._closed:
-            raise ClientClosedError("this stream is closed")
+        self._check_not_closed()
         if self._started:
             raise InvalidArgumentError("a stream can be iterated once; call stream() again")
         self._started = True
         self._client._check_open()
         req = self._req
         order = req.shards_in_order()
-        slots = [_Slot(shard, anyio.Event()) for shard in order]
+        slots = self._slots = [_Slot(shard, anyio.Event()) for shard in order]
         permits = anyio.Semaphore(self._window)
         self._client._streams.add(self)
         self._task = asyncio.get_running_loop().create_task(self._produce(slots, permits))
@@ -520,6 +526,7 @@ class RowStream:
         try:
             for position, slot in enumerate(slots):
                 await slot.done.wait()
+                self._check_not_closed()
                 if slot.error is not None:
                     if not isinstance(slot.error, KaikoLiqError) or _is_fatal(slot.error):
                         raise slot.error
@@ -541,6 +548,7 @@ class RowStream:
                     previous = rows[-1]
                 for row in rows:
                     yield row
+                    self._check_not_closed()
         finally:
             task, self._task = self._task, None
             if task is not None and not task.done():
