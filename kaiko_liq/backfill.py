@@ -66,13 +66,11 @@ import msgspec
 from anyio.abc import TaskGroup
 
 from .errors import (
-    APIError,
     FailedRange,
     IncompleteFetchError,
     InvalidArgumentError,
     KaikoLiqError,
-    ServerError,
-    UnsafeURLError,
+    is_fatal,
 )
 from .export import (
     SHAPES,
@@ -392,16 +390,6 @@ def _write_shard(path: Path, rows: list[LiquidationRow]) -> None:
         pq.write_table(table, stream)
 
 
-def _is_fatal(error: BaseException) -> bool:
-    """Failures every other shard would hit too (bad key, asset or parameter, a server
-    sending us elsewhere): stop at once rather than fail each shard in turn."""
-    if isinstance(error, InvalidArgumentError | UnsafeURLError):
-        return True
-    return (
-        isinstance(error, APIError) and not isinstance(error, ServerError) and error.status != 429
-    )
-
-
 def _root_cause(error: KaikoLiqError) -> BaseException:
     """A one-shard fetch that failed reports an IncompleteFetchError of one range."""
     if isinstance(error, IncompleteFetchError) and len(error.failed) == 1:
@@ -596,7 +584,7 @@ class _Run:
             )
         except KaikoLiqError as exc:
             cause = _root_cause(exc)
-            if _is_fatal(cause):
+            if is_fatal(cause):
                 self.fatal = cause
                 tg.cancel_scope.cancel()
                 return

@@ -28,16 +28,13 @@ from typing import Self
 import anyio
 
 from .errors import (
-    APIError,
     ClientClosedError,
     FailedRange,
     IncompleteFetchError,
     InconsistentDataError,
     InvalidArgumentError,
     KaikoLiqError,
-    MalformedBodyError,
-    ServerError,
-    UnexpectedResponseError,
+    is_fatal,
 )
 from .models import LiquidationRow
 from .plan import SubRange, plan_subranges
@@ -278,7 +275,7 @@ class LiquidationClient:
             try:
                 results[shard.index] = await self._fetch_shard(req, shard)
             except Exception as exc:
-                if isinstance(exc, KaikoLiqError) and not _is_fatal(exc):
+                if isinstance(exc, KaikoLiqError) and not is_fatal(exc):
                     failed.append(FailedRange(shard.start, shard.end, exc))
                 else:
                     # A wrong key, asset or parameter fails every shard alike (and a bug
@@ -360,16 +357,6 @@ class LiquidationClient:
             seen.add(marker)
             url = check_next_url(page.next_url, base)
             params = None
-
-
-def _is_fatal(exc: KaikoLiqError) -> bool:
-    """Errors no other shard can escape, raised as they are rather than per shard: a bad
-    key, asset or parameter; an answer we cannot trust (wrong shape, rows out of order, a
-    token loop, a ``next_url`` elsewhere). Transient failures that outlived their retries
-    (5xx, 429, transport, a body cut short) are per shard: the rest may still succeed."""
-    if isinstance(exc, UnexpectedResponseError):
-        return not isinstance(exc, MalformedBodyError)
-    return isinstance(exc, APIError) and not isinstance(exc, ServerError) and exc.status != 429
 
 
 def _check_rows(
@@ -528,7 +515,7 @@ class RowStream:
                 await slot.done.wait()
                 self._check_not_closed()
                 if slot.error is not None:
-                    if not isinstance(slot.error, KaikoLiqError) or _is_fatal(slot.error):
+                    if not isinstance(slot.error, KaikoLiqError) or is_fatal(slot.error):
                         raise slot.error
                     done = [(s.shard.start, s.shard.end) for s in slots[:position]]
                     pending = [(s.shard.start, s.shard.end) for s in slots[position + 1 :]]

@@ -15,7 +15,9 @@
     │   ├── MalformedBodyError                     not JSON (cut short?); retried
     │   ├── UnsafeURLError                         next_url leaves the configured host
     │   └── InconsistentDataError                  duplicate/out-of-order rows, token loops
-    └── IncompleteFetchError                       some sub-ranges failed; says which
+    ├── IncompleteFetchError                       some sub-ranges failed; says which
+    ├── backfill.BackfillIncompleteError           some shards failed; the rest is on disk
+    └── export.MissingDependencyError (also ImportError)   an optional extra is missing
 
 ``APIError`` carries ``status``, Kaiko's ``message`` and the request ``url``. URLs in
 messages never carry the API key: it travels in the ``X-Api-Key`` header only, and
@@ -48,6 +50,7 @@ __all__ = [
     "UnexpectedResponseError",
     "UnsafeURLError",
     "api_error_for_status",
+    "is_fatal",
     "redact_url",
 ]
 
@@ -219,3 +222,20 @@ class IncompleteFetchError(KaikoLiqError):
             f"{asset}: {len(self.failed)} of {total} sub-ranges failed, "
             f"{len(self.completed)} completed{not_fetched}. Missing: {shown}{more}"
         )
+
+
+def is_fatal(error: BaseException) -> bool:
+    """Whether no other sub-range can escape this error, so a fetch should stop at once.
+
+    Fatal: a bad argument, key, asset or parameter (400/401/403/404 and other 4xx), and an
+    answer we cannot trust (wrong shape, rows out of order, a token loop, a ``next_url``
+    elsewhere). Not fatal: transient failures that outlived their retries (429, 5xx,
+    transport, a body cut short); the other sub-ranges may still succeed.
+    """
+    if isinstance(error, InvalidArgumentError):
+        return True
+    if isinstance(error, UnexpectedResponseError):
+        return not isinstance(error, MalformedBodyError)
+    return (
+        isinstance(error, APIError) and not isinstance(error, ServerError) and error.status != 429
+    )
