@@ -1,10 +1,9 @@
 """Scenario 2, decode: kaiko-liq's msgspec models against ``json.loads`` into dicts.
 
 The bodies are real 1000-row pages captured from the emulator, decoded as the client
-decodes them: :func:`~kaiko_liq.models.decode_envelope` then
-:func:`~kaiko_liq.models.decode_rows` (typed, validated rows with ``datetime`` times),
-against ``json.loads`` (untyped dicts, nothing validated; what aiohttp's
-``resp.json()`` does). ``msgspec.json.decode`` into dicts is shown for reference.
+decodes them, with :func:`~kaiko_liq.models.decode_page` (one strict pass: typed,
+validated rows with ``datetime`` times), against ``json.loads`` (untyped dicts,
+nothing validated; what aiohttp's ``resp.json()`` does). ``msgspec.json.decode`` into dicts is shown for reference.
 Each decoder makes ``repeat`` passes over all bodies, interleaved with the others so
 that drift hits all alike; the best pass counts (the least disturbed one).
 """
@@ -22,7 +21,7 @@ from datetime import timedelta
 import aiohttp
 import msgspec
 
-from kaiko_liq.models import decode_envelope, decode_rows
+from kaiko_liq.models import decode_page
 from kaiko_liq.query import format_time
 
 from .config import Settings
@@ -33,7 +32,7 @@ __all__ = ["DECODERS", "DecodeResult", "capture_pages", "measure_decoders", "run
 
 
 def _models(body: bytes) -> Sized:
-    return decode_rows(decode_envelope(body).data)
+    return decode_page(body).data or []
 
 
 def _json_loads(body: bytes) -> Sized:

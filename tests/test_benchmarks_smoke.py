@@ -12,7 +12,7 @@ from benchmarks.config import settings_for
 from benchmarks.decode import JSON_LOADS, MODELS, measure_decoders
 from benchmarks.report import Table, Target, render_markdown, render_text, targets_table
 from benchmarks.rows import canonical_dict, canonical_struct, summarize
-from kaiko_liq.models import decode_envelope, decode_rows
+from kaiko_liq.models import decode_page
 
 
 def _row(hour: int) -> dict[str, object]:
@@ -71,7 +71,7 @@ def test_measure_decoders_counts_every_row() -> None:
 
 def test_checksums_agree_between_dicts_and_structs() -> None:
     body = _body(5)
-    structs = decode_rows(decode_envelope(body).data)
+    structs = decode_page(body).data or []
     dicts = json.loads(body)["data"]
     a = summarize({"eth": [canonical_struct(r) for r in structs]})
     b = summarize({"eth": [canonical_dict(r) for r in reversed(dicts)]})
