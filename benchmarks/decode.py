@@ -3,7 +3,8 @@
 The bodies are real 1000-row pages captured from the emulator, decoded as the client
 decodes them, with :func:`~kaiko_liq.models.decode_page` (one strict pass: typed,
 validated rows with ``datetime`` times), against ``json.loads`` (untyped dicts,
-nothing validated; what aiohttp's ``resp.json()`` does). ``msgspec.json.decode`` into dicts is shown for reference.
+nothing validated; what aiohttp's ``resp.json()`` does). ``msgspec.json.decode`` into
+dicts is shown for reference.
 Each decoder makes ``repeat`` passes over all bodies, interleaved with the others so
 that drift hits all alike; the best pass counts (the least disturbed one).
 """
