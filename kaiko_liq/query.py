@@ -24,6 +24,8 @@ from .errors import InvalidArgumentError
 
 __all__ = [
     "DATA_START",
+    "EARLIEST",
+    "LATEST",
     "MAX_PAGE_SIZE",
     "SORTS",
     "Interval",
@@ -46,6 +48,9 @@ MAX_PAGE_SIZE = 1000
 SORTS = ("asc", "desc")
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: Times outside these are refused as arguments: nothing useful lies there.
+EARLIEST = _EPOCH
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)
 _HOUR = 3600
 _DAY = 86_400
 _INTERVAL_RE = re.compile(r"([1-9][0-9]*)([hd])")
@@ -103,14 +108,15 @@ def parse_interval(value: str) -> Interval:
 
 
 def parse_time(value: TimeLike, name: str = "time") -> datetime:
-    """Parse an ISO 8601 string or an aware datetime into a UTC datetime."""
+    """Parse an ISO 8601 string or an aware datetime into a UTC datetime in
+    [:data:`EARLIEST`, :data:`LATEST`]."""
     if isinstance(value, datetime):
         if value.tzinfo is None or value.tzinfo.utcoffset(value) is None:
             raise InvalidArgumentError(
                 f"{name} {value!r} is a naive datetime; pass a timezone-aware one, "
                 "e.g. datetime(2025, 1, 1, tzinfo=timezone.utc), or an ISO 8601 string"
             )
-        return value.astimezone(UTC)
+        return _in_range(value, name, str(value))
     if not isinstance(value, str):
         raise InvalidArgumentError(
             f"{name} must be an ISO 8601 string or a timezone-aware datetime, "
@@ -126,7 +132,17 @@ def parse_time(value: TimeLike, name: str = "time") -> datetime:
         ) from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    return _in_range(parsed, name, repr(value))
+
+
+def _in_range(t: datetime, name: str, shown: str) -> datetime:
+    # Bounded so that grid arithmetic can never overflow datetime and every time formats
+    # as a four-digit-year ISO 8601 string the server accepts.
+    if not EARLIEST <= t <= LATEST:
+        raise InvalidArgumentError(
+            f"{name} {shown} is out of range; allowed: {EARLIEST.date()} to {LATEST.date()}"
+        )
+    return t.astimezone(UTC)
 
 
 def format_time(t: datetime) -> str:
