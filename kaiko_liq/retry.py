@@ -303,14 +303,22 @@ class AdaptiveRate:
         """A 429 came back, with ``retry_after`` seconds from its ``Retry-After`` if any.
 
         Decreases the rate unless it was decreased less than ``cooldown`` ago, then holds
-        the limiter: no burst, and nothing at all for ``retry_after`` seconds.
+        the limiter: no burst, and nothing at all for ``retry_after`` seconds. Without a
+        ``Retry-After`` (Kaiko documents none) a fresh signal holds it for one limiter
+        period: the server's bucket is empty, and requests already queued at the old rate
+        would otherwise spend themselves on more 429s before the lower rate shows.
         """
         now = self._clock()
-        if self._last_decrease is None or now - self._last_decrease >= self._cooldown:
+        fresh = self._last_decrease is None or now - self._last_decrease >= self._cooldown
+        if fresh:
             self._last_decrease = now
             self._peak = self._rate
             self._set(self._rate * self._decrease)
-        self._hold(min(max(retry_after or 0.0, 0.0), self._max_pause))
+        if retry_after is None:
+            pause = self._period if fresh else 0.0
+        else:
+            pause = max(retry_after, 0.0)
+        self._hold(min(pause, self._max_pause))
 
     def on_success(self) -> None:
         """A request succeeded: add a little rate back, up to the ceiling."""

@@ -494,8 +494,12 @@ async def test_the_emulators_retry_after_is_honoured_end_to_end(
 # -- adaptive rate -------------------------------------------------------------------------
 
 
-async def test_a_client_far_above_the_servers_limit_adapts(make_emulator: MakeEmulator) -> None:
-    emu = await make_emulator(rate_limit=20, retry_after=True)
+@pytest.mark.parametrize("retry_after", [True, False], ids=["retry-after", "no-retry-after"])
+async def test_a_client_far_above_the_servers_limit_adapts(
+    make_emulator: MakeEmulator, retry_after: bool
+) -> None:
+    # Kaiko documents no Retry-After: the client must converge without one too.
+    emu = await make_emulator(rate_limit=20, retry_after=retry_after)
     async with LiquidationClient(
         base_url=emu.base_url,
         rate_limit=200,

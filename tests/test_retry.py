@@ -464,10 +464,23 @@ async def test_a_429_leaves_no_burst() -> None:
     with LoopClock() as clock:
         limiter = AsyncLimiter(8, 1)
         rate = AdaptiveRate(limiter, ceiling=8.0, clock=clock)
-        rate.on_rate_limited()
+        rate.on_rate_limited(retry_after=0.0)
         # An idle limiter at 4/s would grant 4 at once; after a refusal it paces instead.
         assert await admitted(limiter, clock, STEP) == 1
         assert await admitted(limiter, clock, 1.0 - STEP) == 3
+
+
+async def test_a_429_without_retry_after_holds_one_period_once_per_signal() -> None:
+    with LoopClock() as clock:
+        limiter = AsyncLimiter(8, 1)
+        rate = AdaptiveRate(limiter, ceiling=8.0, clock=clock)
+        rate.on_rate_limited()
+        rate.on_rate_limited()  # the same burst of refusals: no second hold or decrease
+        assert rate.rate == 4.0
+        # Nothing for one period (1 s), then one request and the rest paced at 4/s.
+        assert await admitted(limiter, clock, 1.0) == 0  # checked at 0 .. 0.875 s
+        assert await admitted(limiter, clock, STEP) == 1  # at 1.0 s
+        assert await admitted(limiter, clock, 1.0) == 4  # 1.125 .. 2.0 s
 
 
 async def test_retry_after_holds_every_request_then_paces_them() -> None:
