@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -81,6 +82,8 @@ DEFAULT_STREAM_WINDOW = 2
 #: The key sent to a ``base_url`` when no key is configured (the emulator accepts any).
 _PLACEHOLDER_KEY = "kaiko-liq-anonymous"
 _API_KEY_ENV = "KAIKO_API_KEY"
+#: Printable ASCII without spaces: what a header value can carry unchanged.
+_KEY_RE = re.compile(r"[\x21-\x7e]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +158,12 @@ class LiquidationClient:
         key = api_key if api_key is not None else os.environ.get(_API_KEY_ENV) or None
         if key is not None and not key.strip():
             raise InvalidArgumentError("api_key is empty; pass your Kaiko key or leave it None")
+        if key is not None and _KEY_RE.fullmatch(key) is None:
+            # The key itself is never shown: not even a bad one belongs in a message.
+            raise InvalidArgumentError(
+                "api_key has characters an HTTP header cannot carry (spaces, control "
+                "characters or non-ASCII); check for a stray newline from a file or paste"
+            )
         if key is None:
             if base_url is None:
                 raise InvalidArgumentError(
@@ -214,9 +223,7 @@ class LiquidationClient:
 
     def _check_open(self) -> None:
         if self._transport.closed:
-            raise ClientClosedError(
-                "this LiquidationClient is closed; create a new one (use 'async with')"
-            )
+            raise ClientClosedError(ClientClosedError.CLIENT_CLOSED)
 
     # -- planning -----------------------------------------------------------------
 
@@ -317,7 +324,7 @@ class LiquidationClient:
         """The rows of ``[start, end)`` in ``sort`` order, as soon as all before them are in.
 
         At most ``window`` shards (default :data:`DEFAULT_STREAM_WINDOW`, at most
-        ``max_concurrency``) are fetched ahead of the consumer, so memory stays
+        ``max_concurrency``) are fetched ahead of the one being read, so memory stays
         O(window x page) whatever the range. Use it as
         ``async for row in client.stream(...)`` or, to bound its life explicitly,
         ``async with client.stream(...) as rows: async for row in rows``. Leaving early

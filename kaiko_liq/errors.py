@@ -90,6 +90,8 @@ class InvalidArgumentError(KaikoLiqError, ValueError):
 class ClientClosedError(KaikoLiqError, RuntimeError):
     """The client was used outside its ``async with`` block or after ``aclose()``."""
 
+    CLIENT_CLOSED = "this LiquidationClient is closed; create a new one (use 'async with')"
+
 
 class APIError(KaikoLiqError):
     """Kaiko answered with an error status (or a 200 whose body says ``"result": "error"``)."""

@@ -10,7 +10,8 @@ Kaiko adds later does not break old clients.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Annotated
 
 import msgspec
 
@@ -50,7 +51,8 @@ class LiquidationRow(msgspec.Struct, frozen=True, gc=False):
     integer exactly as sent, which is nanoseconds although the doc says milliseconds.
     """
 
-    interval_time: datetime
+    # tz=True: a time without an offset is an error, never read as local time.
+    interval_time: Annotated[datetime, msgspec.Meta(tz=True)]
     interval_timestamp: int
     total_trades: int
     total_amount: float
@@ -59,6 +61,11 @@ class LiquidationRow(msgspec.Struct, frozen=True, gc=False):
     short_trades: int
     short_amount: float
     exchanges: list[ExchangeVolume]
+
+    def __post_init__(self) -> None:
+        # Kaiko sends "Z"; any other offset is the same instant, handed out in UTC.
+        if self.interval_time.tzinfo is not UTC:
+            msgspec.structs.force_setattr(self, "interval_time", self.interval_time.astimezone(UTC))
 
 
 class QueryEcho(msgspec.Struct, frozen=True):

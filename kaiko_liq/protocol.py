@@ -19,6 +19,7 @@ from ipaddress import ip_address
 from urllib.parse import quote, urlsplit
 
 import msgspec
+from yarl import URL
 
 from .errors import (
     APIError,
@@ -69,11 +70,13 @@ def region_base_url(region: str) -> str:
 
 
 def origin(url: str) -> tuple[str, str, int]:
-    """``(scheme, host, port)`` with the default port filled in, for same-origin checks."""
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    default = 443 if scheme == "https" else 80
-    return scheme, (parts.hostname or "").lower(), parts.port or default
+    """``(scheme, host, port)`` with the default port filled in, for same-origin checks.
+
+    Parsed with yarl, the parser that sends the request, so the check and the request can
+    never read a URL differently. Raises ``ValueError`` on a URL yarl refuses.
+    """
+    parts = URL(url, encoded=True)
+    return (parts.scheme or "").lower(), (parts.host or "").lower(), parts.port or 0
 
 
 def _is_loopback(host: str) -> bool:
@@ -125,8 +128,14 @@ def first_page_params(
 
 def check_next_url(next_url: str, base_url: str) -> str:
     """Refuse a ``next_url`` that would take the API key to another origin."""
-    if origin(next_url) != origin(base_url):
-        scheme, host, port = origin(next_url)
+    try:
+        target = origin(next_url)
+    except ValueError as exc:
+        raise UnsafeURLError(
+            f"next_url is not a valid URL ({exc}); not followed", base_url
+        ) from exc
+    if target != origin(base_url):
+        scheme, host, port = target
         raise UnsafeURLError(
             f"next_url points to {scheme}://{host}:{port}, not the configured "
             f"{base_url}; not followed, so the API key was not sent there",

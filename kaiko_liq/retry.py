@@ -314,10 +314,7 @@ class AdaptiveRate:
             self._last_decrease = now
             self._peak = self._rate
             self._set(self._rate * self._decrease)
-        if retry_after is None:
-            pause = self._period if fresh else 0.0
-        else:
-            pause = max(retry_after, 0.0)
+        pause = max(retry_after, 0.0) if retry_after is not None else self._period * fresh
         self._hold(min(pause, self._max_pause))
 
     def on_success(self) -> None:

@@ -25,11 +25,19 @@ from .errors import (
     MalformedBodyError,
     RequestTimeoutError,
     TransportError,
+    UnexpectedResponseError,
     api_error_for_status,
     redact_url,
 )
 from .protocol import Page, error_message, parse_page
-from .retry import AdaptiveRate, RetryPolicy, parse_retry_after, retry_delay, should_retry_status
+from .retry import (
+    AdaptiveRate,
+    RetryPolicy,
+    may_retry,
+    parse_retry_after,
+    retry_delay,
+    should_retry_status,
+)
 
 __all__ = ["ClientStats", "Timeouts", "Transport"]
 
@@ -58,6 +66,13 @@ class ClientStats:
     rows: int = 0
     bytes_received: int = 0
     by_status: Counter[int] = field(default_factory=Counter)
+
+
+@dataclass(slots=True)
+class _Budget:
+    """When one request's deadline ends (clock time), set at its first send."""
+
+    ends: float | None = None
 
 
 @dataclass(slots=True)
@@ -110,9 +125,7 @@ class Transport:
 
     def _ensure_session(self) -> aiohttp.ClientSession:
         if self._closed:
-            raise ClientClosedError(
-                "this LiquidationClient is closed; create a new one (use 'async with')"
-            )
+            raise ClientClosedError(ClientClosedError.CLIENT_CLOSED)
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self._max_concurrency),
@@ -136,7 +149,7 @@ class Transport:
         key = self._api_key
         return message.replace(key, "***") if key and key in message else message
 
-    async def _send(self, url: str, params: Mapping[str, str] | None) -> _Answer:
+    async def _send(self, url: str, params: Mapping[str, str] | None, budget: _Budget) -> _Answer:
         session = self._ensure_session()
         headers = {"Accept-Encoding": "gzip"}
         if self._api_key is not None:
@@ -145,24 +158,39 @@ class Transport:
         target = URL(url, encoded=params is None)
         async with self._slots:
             await self.limiter.acquire()
+            # The deadline runs from the first send, not from the queue for the limiter:
+            # a shard waiting its turn in a long backfill has not been failing.
+            now = self._clock()
+            if budget.ends is None:
+                budget.ends = now + self._policy.deadline
+            remaining = budget.ends - now
+            if remaining <= 0:
+                raise TimeoutError
+            timeout = aiohttp.ClientTimeout(
+                total=remaining, connect=self._timeouts.connect, sock_read=self._timeouts.read
+            )
             self.stats.requests += 1
-            async with session.get(target, params=params, headers=headers) as response:
+            # No redirects: aiohttp would carry X-Api-Key to wherever a 3xx points.
+            async with session.get(
+                target, params=params, headers=headers, timeout=timeout, allow_redirects=False
+            ) as response:
                 body = await response.read()
                 return _Answer(response.status, response.headers, body)
 
     async def get_page(self, url: str, params: Mapping[str, str] | None = None) -> Page:
         """One page, retried per the policy; raises the last error when retries run out."""
-        started = self._clock()
+        budget = _Budget()
         attempt = 0
         while True:
             retry_after: float | None = None
             error: KaikoLiqError
             try:
-                answer = await self._send(url, params)
+                answer = await self._send(url, params, budget)
             except TimeoutError:
                 error = RequestTimeoutError(
-                    f"no answer within {self._timeouts.read:g}s (read) or "
-                    f"{self._timeouts.connect:g}s (connect)",
+                    f"no answer within {self._timeouts.connect:g}s (connect), "
+                    f"{self._timeouts.read:g}s (read) or the {self._policy.deadline:g}s "
+                    "deadline of the request",
                     url,
                 )
             except (aiohttp.ClientError, ConnectionError) as exc:
@@ -170,6 +198,13 @@ class Transport:
             else:
                 self.stats.by_status[answer.status] += 1
                 self.stats.bytes_received += len(answer.body)
+                if 300 <= answer.status < 400:
+                    location = redact_url(answer.headers.get("Location", "(no Location)"))
+                    raise UnexpectedResponseError(
+                        f"HTTP {answer.status} redirect to {location}; not followed, so the "
+                        "API key stays with the configured host",
+                        url,
+                    )
                 if should_retry_status(answer.status):
                     message = self._redact(error_message(answer.body))
                     error = api_error_for_status(answer.status, message, url)
@@ -191,12 +226,11 @@ class Transport:
                         self.stats.rows += len(page.rows)
                         return page
             attempt += 1
-            if attempt >= self._policy.max_attempts:
-                raise error
             delay = retry_delay(
                 attempt - 1, self._policy, retry_after=retry_after, random=self._rng
             )
-            if self._clock() - started + delay > self._policy.deadline:
+            elapsed = self._policy.deadline - ((budget.ends or self._clock()) - self._clock())
+            if not may_retry(attempt, self._policy, elapsed=elapsed, delay=delay):
                 raise error
             self.stats.retries += 1
             logger.info(

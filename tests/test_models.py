@@ -71,3 +71,16 @@ def test_rows_round_trip_through_the_encoder() -> None:
     again = decode_rows(encode_rows(rows))
     assert again == rows
     assert isinstance(again[0], LiquidationRow)
+
+
+def test_interval_time_must_carry_an_offset_and_comes_out_in_utc() -> None:
+    row = (
+        b'[{"interval_time":"2025-03-17T01:00:00+01:00","interval_timestamp":1,'
+        b'"total_trades":0,"total_amount":0,"long_trades":0,"long_amount":0,'
+        b'"short_trades":0,"short_amount":0,"exchanges":[]}]'
+    )
+    [decoded] = decode_rows(row)
+    assert decoded.interval_time == datetime(2025, 3, 17, tzinfo=UTC)
+    assert decoded.interval_time.tzinfo is UTC
+    with pytest.raises(msgspec.ValidationError, match="timezone"):
+        decode_rows(row.replace(b"+01:00", b""))

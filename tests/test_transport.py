@@ -1,0 +1,110 @@
+"""The transport's guards, against small real servers on loopback: redirects are not
+followed with the key, a request's deadline holds even while a body drips, bad keys and
+unparseable next_urls are refused before anything is sent."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+import pytest_asyncio
+from aiohttp import web
+
+from kaiko_liq import (
+    IncompleteFetchError,
+    InvalidArgumentError,
+    LiquidationClient,
+    RequestTimeoutError,
+    RetryPolicy,
+    Timeouts,
+    UnexpectedResponseError,
+    UnsafeURLError,
+)
+from kaiko_liq.protocol import check_next_url
+
+KEY = "SECRET-KEY-1234"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@pytest_asyncio.fixture
+async def serve() -> AsyncIterator[Callable[[Handler], Awaitable[str]]]:
+    """Start a one-handler server on a free loopback port; returns its base URL."""
+    runners: list[web.AppRunner] = []
+
+    async def start(handler: Handler) -> str:
+        app = web.Application()
+        app.router.add_route("GET", "/{tail:.*}", handler)
+        runner = web.AppRunner(app, handler_cancellation=True)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        runners.append(runner)
+        port = runner.addresses[0][1]
+        return f"http://127.0.0.1:{port}"
+
+    yield start
+    for runner in runners:
+        await runner.cleanup()
+
+
+async def test_a_redirect_is_refused_and_the_key_never_leaves(
+    serve: Callable[[Handler], Awaitable[str]],
+) -> None:
+    seen_elsewhere: list[str | None] = []
+
+    async def elsewhere(request: web.Request) -> web.Response:
+        seen_elsewhere.append(request.headers.get("X-Api-Key"))
+        return web.json_response({"data": []})
+
+    other = await serve(elsewhere)
+
+    async def redirecting(request: web.Request) -> web.Response:
+        raise web.HTTPFound(other + request.path_qs)
+
+    base = await serve(redirecting)
+    async with LiquidationClient(KEY, base_url=base) as client:
+        with pytest.raises(UnexpectedResponseError, match="redirect.*not followed") as info:
+            await client.fetch("eth", "2025-02-01", "2025-02-02")
+    assert seen_elsewhere == []
+    assert KEY not in str(info.value)
+
+
+async def test_the_deadline_holds_while_a_body_drips(
+    serve: Callable[[Handler], Awaitable[str]],
+) -> None:
+    async def dripping(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await response.prepare(request)
+        for _ in range(200):  # 20 s of one byte every 0.1 s: never silent long enough
+            await response.write(b" ")
+            await asyncio.sleep(0.1)
+        return response
+
+    base = await serve(dripping)
+    policy = RetryPolicy(deadline=0.5, base_delay=0.01)
+    async with LiquidationClient(
+        KEY, base_url=base, retry=policy, timeouts=Timeouts(connect=1.0, read=1.0)
+    ) as client:
+        started = time.monotonic()
+        with pytest.raises(IncompleteFetchError) as info:
+            await client.fetch("eth", "2025-02-01", "2025-02-02")
+        elapsed = time.monotonic() - started
+    assert isinstance(info.value.failed[0].error, RequestTimeoutError)
+    assert "deadline" in str(info.value.failed[0].error)
+    assert elapsed < 3.0
+    assert client.stats.requests == 1, "no retry can start after the deadline"
+
+
+@pytest.mark.parametrize("key", ["abc\n", "a b", "kéy", "x\x00y"])
+def test_a_key_a_header_cannot_carry_is_refused_without_echoing_it(key: str) -> None:
+    with pytest.raises(InvalidArgumentError, match="stray newline") as info:
+        LiquidationClient(key)
+    assert key.strip() not in str(info.value)
+
+
+def test_a_next_url_the_sender_cannot_parse_is_unsafe() -> None:
+    base = "https://us.market-api.kaiko.io"
+    with pytest.raises(UnsafeURLError, match="not a valid URL"):
+        check_next_url("https://evil.example\\@us.market-api.kaiko.io/v2/x", base)
