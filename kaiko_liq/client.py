@@ -75,10 +75,12 @@ __all__ = [
 DEFAULT_RATE_LIMIT = 15.0
 #: Requests in flight at once: enough to hide ~100-300 ms of latency at the rate above.
 DEFAULT_MAX_CONCURRENCY = 16
-#: Shards a stream holds ahead of its consumer. Two in flight already hide most of one
-#: stream's latency (about 20,000 rows/s at 100 ms), and each held shard is up to ~1000
-#: decoded rows, ~2 MB: the benchmark's flat-memory target is what sets this.
-DEFAULT_STREAM_WINDOW = 2
+#: Shards a stream fetches ahead of the one its consumer is reading. One keeps a page in
+#: flight while the consumer works (about 10,000 rows/s per stream at 100 ms latency)
+#: and memory flat: a shard is up to ~1000 decoded rows, ~2 MB, and the benchmark's
+#: target (peak RSS +20% at most from one month to two years) leaves room for one more.
+#: Pass ``window=`` to read further ahead; ``fetch`` is the fast path.
+DEFAULT_STREAM_WINDOW = 1
 #: The key sent to a ``base_url`` when no key is configured (the emulator accepts any).
 _PLACEHOLDER_KEY = "kaiko-liq-anonymous"
 _API_KEY_ENV = "KAIKO_API_KEY"

@@ -191,3 +191,43 @@ def validate_window(start: datetime, end: datetime) -> None:
             f"start {format_time(start)} is not before end {format_time(end)}; "
             "the window is [start, end), start inclusive and end exclusive"
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One validated query: what :func:`validate_request` hands back, nothing left to check.
+
+    ``sort`` and ``page_size`` are ``None`` when the caller left them to someone else
+    (the client's default page size; a backfill's fixed ascending order).
+    """
+
+    asset: str
+    start: datetime
+    end: datetime
+    interval: Interval
+    sort: str | None = None
+    page_size: int | None = None
+
+
+def validate_request(
+    asset: str,
+    start: TimeLike,
+    end: TimeLike,
+    *,
+    interval: str,
+    sort: str | None = None,
+    page_size: int | None = None,
+    start_name: str = "start",
+    end_name: str = "end",
+) -> Request:
+    """Every check of one query, in one order: asset, start, end, window, interval, sort,
+    page size. ``start_name``/``end_name`` are how errors call the two times (the CLI
+    says ``--start``). Raises :class:`InvalidArgumentError` naming the first bad one."""
+    name = validate_asset(asset)
+    lo = parse_time(start, start_name)
+    hi = parse_time(end, end_name)
+    validate_window(lo, hi)
+    grid = parse_interval(interval)
+    order = None if sort is None else validate_sort(sort)
+    size = None if page_size is None else validate_page_size(page_size)
+    return Request(name, lo, hi, grid, order, size)
