@@ -35,6 +35,14 @@ The manifest
     :data:`MANIFEST_EVERY` seconds as shards land, and at the end; each run first
     reconciles it with the files, so a file that landed just before a kill still counts.
 
+Only settled buckets
+    A bucket is fetched only once it has closed and had :data:`SETTLE` (an hour) to
+    settle: a bucket still filling, or one in the future, would otherwise be written as a
+    short or empty file that counts as done for ever. So a run plans ``[start, end)``
+    only up to the *horizon*, the grid time at or before ``now - SETTLE``; the rest is
+    not fetched, not written, and reported (:attr:`BackfillSummary.deferred_from`, and the
+    run's record in the manifest), so running the same command later fetches it then.
+
 Resuming
     A run fetches only the buckets no file covers yet: the gaps are planned afresh, which
     for the same command gives back exactly the missing shards. Extending the range or
@@ -54,10 +62,11 @@ from __future__ import annotations
 import os
 import re
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -82,15 +91,15 @@ from .export import (
     to_arrow,
 )
 from .models import LiquidationRow
-from .progress import plural
+from .progress import format_duration, plural
 from .query import (
     Interval,
     TimeLike,
+    format_time,
     parse_interval,
     parse_time,
     validate_asset,
-    validate_page_size,
-    validate_window,
+    validate_request,
 )
 
 if TYPE_CHECKING:
@@ -102,12 +111,15 @@ if TYPE_CHECKING:
 __all__ = [
     "MANIFEST_EVERY",
     "MANIFEST_NAME",
+    "SETTLE",
+    "AssetOnDisk",
     "BackfillIncompleteError",
     "BackfillProgress",
     "BackfillSummary",
     "Manifest",
     "ShardRecord",
     "backfill",
+    "describe_backfill",
     "open_dataset",
     "read_backfill",
     "shard_filename",
@@ -116,6 +128,9 @@ __all__ = [
 MANIFEST_NAME = "_manifest.json"
 #: Seconds between manifest rewrites while shards land (it is also written at the end).
 MANIFEST_EVERY = 0.5
+#: How long after a bucket closes before a backfill fetches it: time for the provider to
+#: finish aggregating it. Later buckets are left for a later run (see "Only settled").
+SETTLE = timedelta(hours=1)
 _FORMAT = "kaiko-liq backfill"
 _VERSION = 1
 _LOCK_NAME = ".lock"
@@ -140,7 +155,11 @@ class ShardRecord(msgspec.Struct, frozen=True):
 
 
 class RunRecord(msgspec.Struct, frozen=True):
-    """One run's request and outcome (``complete`` once every requested shard is on disk)."""
+    """One run's request and outcome (``complete`` once every requested shard is on disk).
+
+    ``deferred_from`` is set when ``[deferred_from, end)`` was not settled yet and so was
+    left for a later run; such a run is not ``complete``.
+    """
 
     assets: list[str]
     start: datetime
@@ -148,6 +167,7 @@ class RunRecord(msgspec.Struct, frozen=True):
     started: datetime
     finished: datetime | None = None
     complete: bool = False
+    deferred_from: datetime | None = None
 
 
 class Manifest(msgspec.Struct):
@@ -202,7 +222,12 @@ class BackfillProgress:
 
 @dataclass(frozen=True, slots=True)
 class BackfillSummary:
-    """What a run did. ``requests`` and ``retries`` are the client's, during the run."""
+    """What a run did. ``requests`` and ``retries`` are the client's, during the run.
+
+    ``deferred_from`` is not ``None`` when the window reached past the settled horizon:
+    ``[deferred_from, deferred_to)`` was not fetched (not yet complete, or in the future)
+    and a later run of the same command fetches it.
+    """
 
     out_dir: Path
     assets: tuple[str, ...]
@@ -213,14 +238,28 @@ class BackfillSummary:
     requests: int
     retries: int
     seconds: float
+    deferred_from: datetime | None = None
+    deferred_to: datetime | None = None
+
+    @property
+    def deferred(self) -> str | None:
+        """One sentence on the part left for later, or ``None`` if there is none."""
+        if self.deferred_from is None or self.deferred_to is None:
+            return None
+        return (
+            f"skipped {format_time(self.deferred_from)} to {format_time(self.deferred_to)}: "
+            f"not yet complete (ends in the future or less than {format_duration(SETTLE)} "
+            "ago); run the same command again later to fetch it"
+        )
 
     def __str__(self) -> str:
         skipped = f", {self.shards_skipped} already on disk" if self.shards_skipped else ""
+        deferred = f"; {self.deferred}" if self.deferred else ""
         return (
             f"{plural(len(self.assets), 'asset')}, {self.shards_total} shards{skipped}: "
             f"wrote {plural(self.shards_written, 'file')}, {self.rows:,} rows, "
             f"{plural(self.requests, 'request')}, {plural(self.retries, 'retry', 'retries')} "
-            f"in {self.seconds:.1f}s to {self.out_dir}"
+            f"in {self.seconds:.1f}s to {self.out_dir}{deferred}"
         )
 
 

@@ -98,7 +98,7 @@ def encode_page(
     ``2025-01-31T09:00:00Z``.
     """
     block = _QueryBlock(
-        request_time=format_time(request_time),
+        request_time=_format_ms(request_time),
         query_start_time=query.query_start_time,
         query_end_time=query.query_end_time,
         data_start_time=_time(query.data_start),
@@ -117,7 +117,7 @@ def encode_page(
     head = _encoder.encode(
         _Head(
             query=block,
-            answer_time=format_time(answer_time),
+            answer_time=_format_ms(answer_time),
             answer_timestamp=_ms(answer_time),
             access=_ACCESS,
             result="success",
@@ -126,3 +126,8 @@ def encode_page(
     tail = _encoder.encode(_Tail(continuation_token, next_url))
     # '{...}' + ',"data":' ... rows ... + ',"continuation_token":...}' (or just '}')
     return head[:-1] + b',"data":', (b"}" if tail == b"{}" else b"," + tail[1:])
+
+
+def _format_ms(t: datetime) -> str:
+    """A clock reading as the seed prints one: milliseconds, ``Z``."""
+    return format_time(t.replace(microsecond=t.microsecond // 1000 * 1000))
