@@ -248,8 +248,9 @@ class BackfillSummary:
             return None
         return (
             f"skipped {format_time(self.deferred_from)} to {format_time(self.deferred_to)}: "
-            f"not yet complete (ends in the future or less than {format_duration(SETTLE)} "
-            "ago); run the same command again later to fetch it"
+            "not yet complete (it ends in the future or under "
+            f"{format_duration(SETTLE.total_seconds())} ago); run the same command again "
+            "later to fetch it"
         )
 
     def __str__(self) -> str:
@@ -450,6 +451,7 @@ async def backfill(
     page_size: int | None = None,
     concurrency: int | None = None,
     on_progress: Callable[[BackfillProgress], None] | None = None,
+    now: datetime | None = None,
 ) -> BackfillSummary:
     """Fetch ``[start, end)`` of every asset into the dataset at ``out_dir``; resumable.
 
@@ -464,6 +466,9 @@ async def backfill(
             is what keeps the client's request slots busy (a shard pages sequentially).
         on_progress: called with a :class:`BackfillProgress` after planning and after each
             shard; it runs on the event loop, so keep it quick.
+        now: the time the run takes as now (aware); ``None`` reads the system clock.
+            Buckets ending after ``now - SETTLE`` are not fetched but left for a later
+            run (see "Only settled buckets" above and ``BackfillSummary.deferred_from``).
 
     Returns a :class:`BackfillSummary`. Raises :class:`InvalidArgumentError` before any
     request for bad arguments or a directory that is not a compatible backfill, the
@@ -471,14 +476,14 @@ async def backfill(
     :class:`BackfillIncompleteError` when some shards failed after retries; what did
     succeed is on disk either way.
     """
-    names = list(dict.fromkeys(validate_asset(a) for a in assets))
-    if not names:
+    if not assets:
         raise InvalidArgumentError("backfill needs at least one asset, e.g. ['eth']")
-    lo, hi = parse_time(start, "start"), parse_time(end, "end")
-    validate_window(lo, hi)
-    grid = parse_interval(interval)
-    if page_size is not None:
-        validate_page_size(page_size)
+    requests = [
+        validate_request(a, start, end, interval=interval, page_size=page_size) for a in assets
+    ]
+    names = list(dict.fromkeys(r.asset for r in requests))
+    lo, hi, grid = requests[0].start, requests[0].end, requests[0].interval
+    clock = datetime.now(UTC) if now is None else parse_time(now, "now")
     workers = client.max_concurrency if concurrency is None else concurrency
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise InvalidArgumentError(f"concurrency must be a positive integer, got {concurrency!r}")
@@ -486,9 +491,15 @@ async def backfill(
     directory = Path(out_dir)
     await anyio.to_thread.run_sync(_make_directory, directory)
     with _locked(directory):
-        return await _Run(client, names, lo, hi, grid, directory, page_size, workers).run(
-            on_progress
-        )
+        horizon = _settled_horizon(grid, clock)
+        run = _Run(client, names, lo, hi, grid, directory, page_size, workers, horizon)
+        return await run.run(on_progress)
+
+
+def _settled_horizon(interval: Interval, now: datetime) -> datetime:
+    """The end of the last bucket that closed at least :data:`SETTLE` before ``now``:
+    every bucket before it is final, the one starting at it may still be filling."""
+    return interval.floor(now - SETTLE)
 
 
 class _Run:
@@ -504,6 +515,7 @@ class _Run:
         directory: Path,
         page_size: int | None,
         workers: int,
+        horizon: datetime,
     ) -> None:
         self.client = client
         self.assets = assets
@@ -513,6 +525,7 @@ class _Run:
         self.page_size = page_size
         self.workers = workers
         self.manifest = Manifest(interval=interval.text)
+        self.horizon = horizon  # nothing after it is fetched: see _settled_horizon()
         self.on_disk: dict[str, list[ShardRecord]] = {}
         self.failed: dict[str, list[FailedRange]] = {}
         self.fatal: BaseException | None = None
@@ -520,14 +533,25 @@ class _Run:
         self._manifest_lock = anyio.Lock()
         self._manifest_written = 0.0
 
+    @property
+    def deferred_from(self) -> datetime | None:
+        """Where the unsettled part of the window begins, if it has one."""
+        return max(self.start, self.horizon) if self.end > self.horizon else None
+
     def _plan(self) -> list[_Job]:
-        """The missing shards of every asset, interleaved by time so that all assets
-        advance together (a kill leaves each with a complete prefix, not some with none)."""
+        """The missing settled shards of every asset, interleaved by time so that all
+        assets advance together (a kill leaves each with a complete prefix, not some with
+        none)."""
         jobs: list[_Job] = []
+        # The caller's own end when it is before the horizon (the shards are then those of
+        # any run); else the horizon, where a later run's gap will start.
+        end = min(self.end, self.horizon)
         for asset in self.assets:
             have = self.on_disk.get(asset, [])
             self.skipped += sum(1 for r in have if r.start < self.end and r.end > self.start)
-            for gap_lo, gap_hi in _gaps(self.start, self.end, self.interval, have):
+            if self.start >= end:
+                continue
+            for gap_lo, gap_hi in _gaps(self.start, end, self.interval, have):
                 shards = self.client.plan(
                     asset, gap_lo, gap_hi, interval=self.interval.text, page_size=self.page_size
                 )
@@ -562,7 +586,13 @@ class _Run:
         jobs = self._plan()
         started = datetime.now(UTC)
         self.manifest.runs.append(
-            RunRecord(assets=self.assets, start=self.start, end=self.end, started=started)
+            RunRecord(
+                assets=self.assets,
+                start=self.start,
+                end=self.end,
+                started=started,
+                deferred_from=self.deferred_from,
+            )
         )
         await self._save_manifest(force=True)
         requests0, retries0 = self.client.stats.requests, self.client.stats.retries
@@ -589,7 +619,12 @@ class _Run:
             # Also on cancellation (Ctrl-C): record what landed. Shielded, or the
             # cancellation that got us here would cancel the write too.
             with anyio.CancelScope(shield=True):
-                complete = self.fatal is None and not self.failed and self.written == len(jobs)
+                complete = (
+                    self.fatal is None
+                    and not self.failed
+                    and self.written == len(jobs)
+                    and self.deferred_from is None
+                )
                 self.manifest.runs[-1] = msgspec.structs.replace(
                     self.manifest.runs[-1], finished=datetime.now(UTC), complete=complete
                 )
@@ -604,6 +639,8 @@ class _Run:
             requests=self.client.stats.requests - requests0,
             retries=self.client.stats.retries - retries0,
             seconds=time.monotonic() - clock0,
+            deferred_from=self.deferred_from,
+            deferred_to=self.end if self.deferred_from is not None else None,
         )
         if self.fatal is not None:
             raise self.fatal
@@ -655,6 +692,53 @@ def open_dataset(out_dir: str | os.PathLike[str]) -> pads.Dataset:
     return ds.dataset(
         os.fspath(out_dir), format="parquet", partitioning=partitioning, schema=schema
     )
+
+
+@dataclass(frozen=True, slots=True)
+class AssetOnDisk:
+    """One asset of a backfill directory, as a reader sees it."""
+
+    asset: str
+    files: int
+    rows: int
+    first: datetime | None  # the earliest interval_time; None when there are no rows
+    last: datetime | None
+
+
+def describe_backfill(
+    out_dir: str | os.PathLike[str], *, assets: Sequence[str] | None = None
+) -> list[AssetOnDisk]:
+    """What the backfill at ``out_dir`` holds per asset: files, rows, first and last
+    ``interval_time``. Sorted by asset; with ``assets``, just those, in that order (an
+    asset with nothing on disk has 0 files). Reads the ``interval_time`` column only."""
+    pa = import_optional("pyarrow", "describe_backfill", extra="parquet")
+    dataset = open_dataset(out_dir)
+    files = Counter(Path(f).parent.name.removeprefix(_PARTITION) for f in dataset.files)
+    times = dataset.to_table(columns=["asset", "interval_time"])
+    # Microseconds: as_py() of a nanosecond timestamp is a pandas Timestamp, if pandas is in.
+    times = times.set_column(
+        1, "interval_time", times["interval_time"].cast(pa.timestamp("us", tz="UTC"))
+    )
+    spans = {
+        g["asset"]: g
+        for g in times.group_by("asset")
+        .aggregate([("interval_time", "count"), ("interval_time", "min"), ("interval_time", "max")])
+        .to_pylist()
+    }
+    wanted = sorted(files) if assets is None else [validate_asset(a) for a in assets]
+    described: list[AssetOnDisk] = []
+    for asset in dict.fromkeys(wanted):
+        span = spans.get(asset, {})
+        described.append(
+            AssetOnDisk(
+                asset=asset,
+                files=files[asset],
+                rows=span.get("interval_time_count", 0),
+                first=span.get("interval_time_min"),
+                last=span.get("interval_time_max"),
+            )
+        )
+    return described
 
 
 def read_backfill(

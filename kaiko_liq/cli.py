@@ -21,8 +21,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
+import math
 import os
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -31,9 +34,15 @@ from typing import Any, NoReturn, TypeVar
 
 import anyio
 
-from .backfill import BackfillProgress, BackfillSummary, backfill
+from .backfill import (
+    AssetOnDisk,
+    BackfillProgress,
+    BackfillSummary,
+    backfill,
+    describe_backfill,
+)
 from .client import LiquidationClient
-from .errors import InvalidArgumentError, KaikoLiqError
+from .errors import FailedRange, IncompleteFetchError, InvalidArgumentError, KaikoLiqError
 from .export import (
     FORMATS,
     Format,
@@ -46,15 +55,9 @@ from .export import (
     write_jsonl,
 )
 from .models import LiquidationRow
+from .plan import SubRange
 from .progress import ProgressLine, backfill_line, draw_until_cancelled, fetch_line, plural
-from .query import (
-    SORTS,
-    parse_interval,
-    parse_time,
-    validate_asset,
-    validate_page_size,
-    validate_window,
-)
+from .query import SORTS, Request, format_time, validate_request
 
 __all__ = ["main"]
 
@@ -63,6 +66,10 @@ _KEY_ENV = "KAIKO_API_KEY"
 _EXIT_FAILED = 1
 _EXIT_USAGE = 2
 _EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+# LiquidationClient's own bounds, checked here as well so that a bad flag is refused
+# before anything starts (tests/test_cli.py keeps the two in step).
+_RATE_LIMIT_RANGE = (1.0, 10_000.0)
+_MAX_CONCURRENCY_RANGE = (1, 256)
 
 T = TypeVar("T")
 
@@ -79,6 +86,34 @@ class _Parser(argparse.ArgumentParser):
 
 
 # --- the command line ---------------------------------------------------------------------
+
+
+def _rate_limit(text: str) -> float:
+    """``--rate-limit``: a finite number of requests per second in the client's range."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    low, high = _RATE_LIMIT_RANGE
+    if not (math.isfinite(value) and low <= value <= high):
+        raise argparse.ArgumentTypeError(
+            f"rate_limit {value} is out of range; use requests per second, {low:g} to {high:g}"
+        )
+    return value
+
+
+def _max_concurrency(text: str) -> int:
+    """``--max-concurrency``: an integer in the client's range."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    low, high = _MAX_CONCURRENCY_RANGE
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(
+            f"max_concurrency {value} is out of range; allowed: {low} to {high}"
+        )
+    return value
 
 
 def _connection_options() -> _Parser:
@@ -101,10 +136,13 @@ def _connection_options() -> _Parser:
         help=f"read the API key from this file (default: ${_KEY_ENV})",
     )
     group.add_argument(
-        "--rate-limit", type=float, metavar="R", help="requests per second (default: 15)"
+        "--rate-limit", type=_rate_limit, metavar="R", help="requests per second (default: 15)"
     )
     group.add_argument(
-        "--max-concurrency", type=int, metavar="N", help="requests in flight (default: 16)"
+        "--max-concurrency",
+        type=_max_concurrency,
+        metavar="N",
+        help="requests in flight (default: 16)",
     )
     group.add_argument("--quiet", "-q", action="store_true", help="no progress line and no summary")
     return parent
@@ -175,7 +213,7 @@ def _build_parser() -> _Parser:
         description="Serve the built-in emulator until interrupted; prints its base URL.",
     )
     add_emulator_arguments(emulator)
-    emulator.set_defaults(handler=run_emulator)
+    emulator.set_defaults(handler=functools.partial(run_emulator, prog=PROG))
     return parser
 
 
@@ -221,19 +259,46 @@ def _say(message: str, *, quiet: bool = False) -> None:
 # --- shared checks and the client -------------------------------------------------------------
 
 
-def _check_arguments(args: argparse.Namespace) -> list[str]:
+def _check_arguments(args: argparse.Namespace, *, sort: str | None = None) -> list[Request]:
     """Everything the client would check, checked first: errors come before any network
-    or emulator start-up, and name the flag. Returns the assets, deduplicated."""
+    or emulator start-up, and name the flag (the rate and concurrency flags are checked by
+    argparse already). Returns one request per asset, duplicates dropped."""
     if args.emulator and args.base_url:
         raise InvalidArgumentError("--emulator and --base-url exclude each other; pick one")
-    assets = list(dict.fromkeys(validate_asset(a) for a in args.assets))
-    start = parse_time(args.start, "--start")
-    end = parse_time(args.end, "--end")
-    validate_window(start, end)
-    parse_interval(args.interval)
-    if args.page_size is not None:
-        validate_page_size(args.page_size)
-    return assets
+    requests: dict[str, Request] = {}
+    for asset in args.assets:
+        request = validate_request(
+            asset,
+            args.start,
+            args.end,
+            interval=args.interval,
+            sort=sort,
+            page_size=args.page_size,
+            start_name="--start",
+            end_name="--end",
+        )
+        requests.setdefault(request.asset, request)
+    return list(requests.values())
+
+
+def _check_writable(path: Path) -> None:
+    """Refuse an output nobody could write before fetching anything for it."""
+    parent = path.parent
+    if not parent.is_dir():
+        raise InvalidArgumentError(f"cannot write {path}: {parent} is not a directory")
+    if path.is_dir():
+        raise InvalidArgumentError(f"cannot write {path}: it is a directory")
+    if not os.access(parent, os.W_OK):
+        raise InvalidArgumentError(f"cannot write {path}: {parent} is not writable")
+    # access() says yes to root everywhere, and some filesystems (/proc, sysfs) refuse
+    # anyway: create (and drop) a nameless file where the output's temporary file goes.
+    try:
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as exc:
+        raise InvalidArgumentError(
+            f"cannot write {path}: cannot create a file in {parent} ({exc.strerror or exc})"
+        ) from None
 
 
 def _api_key(args: argparse.Namespace) -> str | None:
@@ -312,14 +377,13 @@ async def _with_progress(
 
 
 def _run_fetch(args: argparse.Namespace) -> int:
-    assets = _check_arguments(args)
+    requests = _check_arguments(args, sort=args.sort)
     output: Path | None = args.output
     fmt: Format
     if output is not None:
         fmt = format_for_path(output, args.format)
         for path in (output, exchanges_path(output)):
-            if not path.parent.is_dir():
-                raise InvalidArgumentError(f"cannot write {path}: {path.parent} is not a directory")
+            _check_writable(path)
     else:
         fmt = format_for_path("-", args.format or "jsonl")
         if fmt == "parquet":
@@ -332,7 +396,7 @@ def _run_fetch(args: argparse.Namespace) -> int:
     key = _api_key(args)
 
     started = time.monotonic()
-    rows, stats = asyncio.run(_fetch(args, assets, key))
+    rows, stats = asyncio.run(_fetch(args, requests, key))
     if output is not None:
         written = write_files(output, rows, fmt)
         where = ", ".join(str(p) for p in written)
@@ -354,47 +418,83 @@ def _run_fetch(args: argparse.Namespace) -> int:
 
 
 async def _fetch(
-    args: argparse.Namespace, assets: list[str], key: str | None
+    args: argparse.Namespace, requests: list[Request], key: str | None
 ) -> tuple[dict[str, list[LiquidationRow]], tuple[int, int]]:
-    """Every asset concurrently under one client; the first failure cancels the rest
-    (the output is all or nothing, so the others would be wasted)."""
+    """Every shard of every asset concurrently under one client, each through
+    ``client.fetch``, so that the progress line can count shards; the rows come out
+    exactly as one ``client.fetch`` per asset would give them (shard boundaries are
+    bucket boundaries, so the shards' rows cannot overlap).
+
+    A failure that every shard would hit cancels the rest (the output is all or nothing,
+    so they would be wasted); a shard that failed after its retries does not, and the
+    error names every failed shard of its asset, as ``client.fetch`` does."""
     line = ProgressLine.for_stream(sys.stderr, quiet=args.quiet)
     async with _client(args, key) as client:
+        plans: dict[str, list[SubRange]] = {
+            r.asset: client.plan(
+                r.asset, r.start, r.end, interval=r.interval.text, page_size=r.page_size
+            )
+            for r in requests
+        }
+        total = sum(len(shards) for shards in plans.values())
+        chunks: dict[tuple[str, int], list[LiquidationRow]] = {}
+        failed: dict[str, list[FailedRange]] = {}
+        fatal: list[KaikoLiqError] = []
         clock0 = time.monotonic()
-        results: dict[str, list[LiquidationRow]] = {}
-        errors: list[KaikoLiqError] = []
 
-        async def one(asset: str, scope: anyio.CancelScope) -> None:
+        async def one(r: Request, shard: SubRange, scope: anyio.CancelScope) -> None:
             try:
-                results[asset] = await client.fetch(
-                    asset, args.start, args.end, interval=args.interval, sort=args.sort
+                chunks[r.asset, shard.index] = await client.fetch(
+                    r.asset,
+                    shard.start,
+                    shard.end,
+                    interval=r.interval.text,
+                    sort=args.sort,
+                    page_size=r.page_size,
                 )
+            except IncompleteFetchError as exc:  # this one shard, after its retries
+                failed.setdefault(r.asset, []).extend(exc.failed)
             except KaikoLiqError as exc:
-                errors.append(exc)
+                fatal.append(exc)
                 scope.cancel()
 
         async def fetch_all() -> None:
             async with anyio.create_task_group() as tg:
-                for asset in assets:
-                    tg.start_soon(one, asset, tg.cancel_scope)
+                for r in requests:
+                    for shard in plans[r.asset]:
+                        tg.start_soon(one, r, shard, tg.cancel_scope)
 
         def render() -> str:
             stats = client.stats
             return fetch_line(
-                rows=stats.rows, requests=stats.requests, elapsed=time.monotonic() - clock0
+                done=len(chunks),
+                total=total,
+                rows=stats.rows,
+                requests=stats.requests,
+                elapsed=time.monotonic() - clock0,
             )
 
         await _with_progress(line, render, fetch_all)
-        if errors:
-            raise errors[0]
-        return {a: results[a] for a in assets}, (client.stats.requests, client.stats.retries)
+        if fatal:
+            raise fatal[0]
+        for asset, shards in plans.items():
+            if asset in failed:
+                completed = [(s.start, s.end) for s in shards if (asset, s.index) in chunks]
+                ranges = sorted(failed[asset], key=lambda f: f.start)
+                raise IncompleteFetchError(asset, ranges, completed)
+        results: dict[str, list[LiquidationRow]] = {}
+        for asset, shards in plans.items():
+            ordered = shards if args.sort == "asc" else shards[::-1]
+            results[asset] = [row for s in ordered for row in chunks[asset, s.index]]
+        return results, (client.stats.requests, client.stats.retries)
 
 
 # --- backfill ---------------------------------------------------------------------------------
 
 
 def _run_backfill(args: argparse.Namespace) -> int:
-    assets = _check_arguments(args)
+    requests = _check_arguments(args)
+    assets = [r.asset for r in requests]
     import_optional("pyarrow.parquet", "backfill", extra="parquet")
     out: Path = args.out
     if out.exists() and not out.is_dir():
@@ -402,7 +502,38 @@ def _run_backfill(args: argparse.Namespace) -> int:
     key = _api_key(args)
     summary = asyncio.run(_backfill(args, assets, key))
     _say(f"backfill done: {summary}", quiet=args.quiet)
+    if args.quiet:
+        # Said even then: part of what was asked for is not on disk.
+        if summary.deferred is not None:
+            _say(summary.deferred)
+        return 0
+    for row in _disk_table(describe_backfill(out, assets=assets)):
+        print(f"  {row}", file=sys.stderr)
     return 0
+
+
+def _disk_table(described: Sequence[AssetOnDisk]) -> list[str]:
+    """What is on disk now, one line per asset under a header, columns aligned."""
+    header = ("asset", "files", "rows", "first interval_time", "last interval_time")
+    cells = [header] + [
+        (
+            d.asset,
+            f"{d.files:,}",
+            f"{d.rows:,}",
+            "-" if d.first is None else format_time(d.first),
+            "-" if d.last is None else format_time(d.last),
+        )
+        for d in described
+    ]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    numeric = (False, True, True, False, False)
+    return [
+        "  ".join(
+            cell.rjust(width) if right else cell.ljust(width)
+            for cell, width, right in zip(row, widths, numeric, strict=True)
+        ).rstrip()
+        for row in cells
+    ]
 
 
 async def _backfill(

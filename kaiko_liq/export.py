@@ -361,23 +361,35 @@ def atomic_write(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
     Writes go to ``.<name>.<random>.tmp`` in the same directory (a leading dot, so
     pyarrow's dataset discovery and ``ls`` skip it), which is fsynced and then renamed
     over ``path``: a rename within one filesystem is atomic. On any error, or on
-    cancellation, the temporary file is removed and ``path`` is left as it was.
+    cancellation, the temporary file is removed and ``path`` is left as it was. An
+    ``OSError`` names ``path``, never the temporary file: that name means nothing to the
+    caller, and it is gone.
     """
     target = Path(path)
     tmp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
-    # open() rather than mkstemp(): mkstemp's mode 0600 would end up on the final file.
-    handle = open(tmp, "xb")  # noqa: SIM115  # closed below, before the rename
+    try:
+        # open() rather than mkstemp(): mkstemp's mode 0600 would end up on the final file.
+        handle = open(tmp, "xb")  # noqa: SIM115  # closed below, before the rename
+    except OSError as exc:
+        raise _naming(exc, target) from exc
     try:
         with handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         with suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise _naming(exc, target) from exc
         raise
     _fsync_directory(target.parent)
+
+
+def _naming(error: OSError, target: Path) -> OSError:
+    """``error`` again, about ``target``; OSError() picks the subclass from the errno."""
+    return OSError(error.errno, error.strerror or str(error), os.fspath(target))
 
 
 def _csv_value(kind: _Kind, value: Any) -> Any:

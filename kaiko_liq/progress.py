@@ -46,15 +46,10 @@ def _per_second(count: int, elapsed: float) -> str:
     return f"{count / elapsed:.1f}/s" if elapsed > 0 else "-/s"
 
 
-def backfill_line(
-    *, done: int, total: int, skipped: int, rows: int, requests: int, elapsed: float
+def _shards_line(
+    *, done: int, total: int, fetched: int, rows: int, requests: int, elapsed: float
 ) -> str:
-    """``shards 12/40 · 11,520 rows · 41 requests (14.2/s) · 1m12s left``.
-
-    Time left is extrapolated from the shards fetched in this run only: shards found on
-    disk cost nothing and would make the estimate absurdly optimistic.
-    """
-    fetched = done - skipped
+    """The line both commands draw; time left extrapolated from ``fetched`` shards."""
     if fetched > 0 and elapsed > 0:
         left = format_duration((total - done) * elapsed / fetched) + " left"
     else:
@@ -65,8 +60,41 @@ def backfill_line(
     )
 
 
-def fetch_line(*, rows: int, requests: int, elapsed: float) -> str:
-    """``8,760 rows · 9 requests (6.1/s) · 1s``: a fetch has no known total to count to."""
+def backfill_line(
+    *, done: int, total: int, skipped: int, rows: int, requests: int, elapsed: float
+) -> str:
+    """``shards 12/40 · 11,520 rows · 41 requests (14.2/s) · 1m12s left``.
+
+    Time left is extrapolated from the shards fetched in this run only: shards found on
+    disk cost nothing and would make the estimate absurdly optimistic.
+    """
+    return _shards_line(
+        done=done,
+        total=total,
+        fetched=done - skipped,
+        rows=rows,
+        requests=requests,
+        elapsed=elapsed,
+    )
+
+
+def fetch_line(
+    *,
+    rows: int,
+    requests: int,
+    elapsed: float,
+    done: int | None = None,
+    total: int | None = None,
+) -> str:
+    """``shards 3/10 · 8,760 rows · 9 requests (6.1/s) · 5s left``, as a backfill's.
+
+    Without ``done`` and ``total`` (nothing to count to): ``8,760 rows · 9 requests
+    (6.1/s) · 1s``, the time so far instead of the time left.
+    """
+    if done is not None and total is not None:
+        return _shards_line(
+            done=done, total=total, fetched=done, rows=rows, requests=requests, elapsed=elapsed
+        )
     return (
         f"{rows:,} rows · {requests:,} requests ({_per_second(requests, elapsed)}) · "
         f"{format_duration(elapsed)}"

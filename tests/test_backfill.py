@@ -18,11 +18,14 @@ import pytest
 
 from kaiko_liq.backfill import (
     MANIFEST_NAME,
+    SETTLE,
+    AssetOnDisk,
     BackfillIncompleteError,
     ShardRecord,
     _gaps,
     _locked,
     backfill,
+    describe_backfill,
     read_backfill,
     shard_filename,
 )
@@ -32,7 +35,7 @@ from kaiko_liq.errors import AuthenticationError, InvalidArgumentError, ServerEr
 from kaiko_liq.export import arrow_schema, to_arrow
 from kaiko_liq.models import ExchangeVolume, LiquidationRow
 from kaiko_liq.plan import SubRange, plan_subranges
-from kaiko_liq.query import parse_interval, parse_time
+from kaiko_liq.query import Request, parse_interval, parse_time, validate_request
 
 H = timedelta(hours=1)
 D = timedelta(days=1)
@@ -120,10 +123,16 @@ class FakeClient:
         return expected_rows(asset, lo, grid.ceil(hi), grid.delta)
 
 
+#: What the runs below take as now, unless a test says otherwise: long after T0, so that
+#: every bucket they ask for has settled.
+SETTLED_NOW = T0 + 365 * D
+
+
 async def run(client: FakeClient, out: Path, *assets: str, **kw: Any) -> Any:
     start = kw.pop("start", T0)
     end = kw.pop("end", T0 + 4 * D)
     kw.setdefault("page_size", 24)  # one day per shard: several shards from a short window
+    kw.setdefault("now", SETTLED_NOW)
     return await backfill(cast(LiquidationClient, client), list(assets), start, end, out, **kw)
 
 
@@ -183,6 +192,30 @@ def test_gaps_skip_covered_buckets_and_keep_the_callers_edges() -> None:
 def test_gaps_of_a_fully_covered_window_are_none() -> None:
     grid = parse_interval("1h")
     assert _gaps(T0 + H, T0 + 2 * H, grid, [record(T0, T0 + D)]) == []
+
+
+def test_validate_request_checks_everything_and_hands_back_the_parsed_query() -> None:
+    request = validate_request(
+        "ETH", "2025-03-01", T0 + D, interval="4h", sort="desc", page_size=24
+    )
+    assert request == Request("eth", T0, T0 + D, parse_interval("4h"), "desc", 24)
+    assert validate_request("btc", T0, T0 + D, interval="1h") == Request(
+        "btc", T0, T0 + D, parse_interval("1h"), None, None
+    )
+    for kw, match in [
+        ({"asset": "e/th"}, "asset 'e/th' has characters"),
+        ({"start": "soon"}, "--start 'soon' is not an ISO 8601 time"),
+        ({"end": T0}, "not before end"),
+        ({"interval": "90m"}, "not of the form"),
+        ({"sort": "up"}, "sort 'up' is not allowed"),
+        ({"page_size": 0}, "page_size 0 is out of range"),
+    ]:
+        args: dict[str, Any] = {"asset": "eth", "start": T0, "end": T0 + D, "interval": "1h"}
+        args |= kw
+        with pytest.raises(InvalidArgumentError, match=match):
+            validate_request(
+                args.pop("asset"), args.pop("start"), args.pop("end"), start_name="--start", **args
+            )
 
 
 # --- a run, then the same run again ------------------------------------------------------------
@@ -305,6 +338,111 @@ async def test_empty_shards_are_written_as_typed_empty_files(tmp_path: Path) -> 
     again = FakeClient()
     await run(again, tmp_path, "eth", end=T0 + 2 * D)
     assert again.fetched == []  # empty shards count as done
+
+
+# --- only settled buckets ----------------------------------------------------------------------
+
+
+async def test_buckets_not_yet_settled_are_left_for_a_later_run(tmp_path: Path) -> None:
+    """A window reaching past now: the settled part is written, the rest neither fetched
+    nor written (so it cannot count as done), and a later run fetches exactly the rest."""
+    now = T0 + 2 * D + timedelta(minutes=30)  # day 3 is filling, day 4 is in the future
+    horizon = T0 + D + 23 * H  # the 22:00 bucket of day 2 closed over an hour before now
+    client = FakeClient()
+    summary = await run(client, tmp_path, "eth", "btc", now=now)
+
+    assert sorted(client.fetched) == [
+        (a, lo, hi) for a in ("btc", "eth") for lo, hi in [(T0, T0 + D), (T0 + D, horizon)]
+    ]
+    assert shard_files(tmp_path) == [
+        f"asset={a}/{shard_filename(lo, hi)}"
+        for a in ("btc", "eth")
+        for lo, hi in [(T0, T0 + D), (T0 + D, horizon)]
+    ]
+    assert (summary.deferred_from, summary.deferred_to) == (horizon, T0 + 4 * D)
+    assert (summary.shards_total, summary.shards_written) == (4, 4)
+    assert "skipped 2025-03-02T23:00:00Z to 2025-03-05T00:00:00Z: not yet complete" in str(summary)
+    assert "run the same command again later" in str(summary)
+    [first] = manifest(tmp_path)["runs"]
+    assert first["complete"] is False and first["deferred_from"] == "2025-03-02T23:00:00Z"
+
+    later = FakeClient()
+    summary = await run(later, tmp_path, "eth", "btc", now=T0 + 30 * D)
+    assert sorted(later.fetched) == [
+        (a, lo, hi)
+        for a in ("btc", "eth")
+        for lo, hi in [(horizon, T0 + 2 * D), (T0 + 2 * D, T0 + 3 * D), (T0 + 3 * D, T0 + 4 * D)]
+    ]
+    assert summary.deferred_from is None and summary.deferred is None
+    assert "not yet complete" not in str(summary)
+    assert manifest(tmp_path)["runs"][-1]["complete"] is True
+    want = {a: expected_rows(a, T0, T0 + 4 * D) for a in ("btc", "eth")}
+    assert read_backfill(tmp_path).to_pylist() == totals(want)
+
+
+@pytest.mark.parametrize(
+    ("now", "fetched_to"),
+    [
+        (T0 + D + SETTLE, T0 + D),  # the day's last bucket closed exactly SETTLE ago
+        (T0 + D + SETTLE - timedelta(seconds=1), T0 + 23 * H),  # not quite
+    ],
+)
+async def test_a_bucket_is_fetched_once_it_closed_settle_ago(
+    tmp_path: Path, now: datetime, fetched_to: datetime
+) -> None:
+    client = FakeClient()
+    summary = await run(client, tmp_path, "eth", end=T0 + 2 * D, now=now)
+    assert client.fetched == [("eth", T0, fetched_to)]
+    assert summary.deferred_from == fetched_to
+
+
+async def test_a_window_wholly_in_the_future_writes_nothing(tmp_path: Path) -> None:
+    client = FakeClient()
+    summary = await run(client, tmp_path, "eth", start=T0 + 10 * D, end=T0 + 20 * D, now=T0)
+    assert client.fetched == [] and shard_files(tmp_path) == []
+    assert (summary.shards_total, summary.deferred_from) == (0, T0 + 10 * D)
+    # Mid-bucket: the 09:00 bucket holding the start ends at 10:00, after the horizon.
+    start = T0 + 9 * H + timedelta(minutes=30)
+    summary = await run(client, tmp_path, "eth", start=start, end=T0 + D, now=T0 + 10 * H)
+    assert client.fetched == [] and summary.deferred_from == start
+
+
+async def test_now_defaults_to_the_system_clock(tmp_path: Path) -> None:
+    client = FakeClient()
+    start = datetime(2099, 1, 1, tzinfo=UTC)
+    summary = await backfill(
+        cast(LiquidationClient, client), ["eth"], start, start + D, tmp_path, page_size=24
+    )
+    assert client.fetched == [] and summary.deferred_from == start
+
+
+# --- what is on disk --------------------------------------------------------------------------
+
+
+async def test_describe_backfill_counts_files_rows_and_the_span_per_asset(tmp_path: Path) -> None:
+    await run(FakeClient(), tmp_path, "eth", "btc", end=T0 + 3 * D)
+    await run(FakeClient(), tmp_path, "sol", end=T0 + D)
+
+    def expect(asset: str, days: int) -> AssetOnDisk:
+        rows = expected_rows(asset, T0, T0 + days * D)
+        first, last = rows[0].interval_time, rows[-1].interval_time
+        return AssetOnDisk(asset, files=days, rows=len(rows), first=first, last=last)
+
+    assert describe_backfill(tmp_path) == [expect("btc", 3), expect("eth", 3), expect("sol", 1)]
+    assert describe_backfill(tmp_path, assets=["SOL", "doge"]) == [
+        expect("sol", 1),
+        AssetOnDisk("doge", files=0, rows=0, first=None, last=None),
+    ]
+
+
+async def test_describe_backfill_of_empty_files_has_no_span(tmp_path: Path) -> None:
+    class Quiet(FakeClient):
+        async def fetch(self, *args: Any, **kw: Any) -> list[LiquidationRow]:
+            await super().fetch(*args, **kw)
+            return []
+
+    await run(Quiet(), tmp_path, "eth", end=T0 + 2 * D)
+    assert describe_backfill(tmp_path) == [AssetOnDisk("eth", 2, 0, None, None)]
 
 
 # --- refusals ---------------------------------------------------------------------------------

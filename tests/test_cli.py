@@ -3,7 +3,9 @@ resumed, every bad input as one line and an exit code, and the progress line."""
 
 from __future__ import annotations
 
+import argparse
 import csv
+import errno
 import io
 import json
 import os
@@ -15,20 +17,27 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import anyio
 import msgspec
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from kaiko_liq.backfill import MANIFEST_NAME, read_backfill
-from kaiko_liq.cli import main
+from kaiko_liq.backfill import MANIFEST_NAME, SETTLE, AssetOnDisk, read_backfill
+from kaiko_liq.cli import _disk_table, _max_concurrency, _rate_limit, main
 from kaiko_liq.client import LiquidationClient
 from kaiko_liq.emulator import EmulatorConfig, RunningEmulator, running_emulator
-from kaiko_liq.errors import FailedRange, IncompleteFetchError, ServerError
+from kaiko_liq.errors import (
+    AuthenticationError,
+    FailedRange,
+    IncompleteFetchError,
+    InvalidArgumentError,
+    ServerError,
+)
 from kaiko_liq.export import TOTAL_COLUMNS, to_arrow
 from kaiko_liq.models import LiquidationRow
 from kaiko_liq.progress import ProgressLine, backfill_line, fetch_line, format_duration
@@ -161,6 +170,28 @@ async def test_fetch_to_stdout_is_jsonl_by_default_and_csv_on_request(
     assert as_csv.code == 0, as_csv.stderr
     check_totals_csv(as_csv.stdout.decode(), want)
     assert "totals only" in as_csv.stderr
+
+
+@pytest.mark.parametrize("sort", ["asc", "desc"])
+async def test_fetch_of_many_shards_equals_one_library_fetch(
+    emulator: RunningEmulator, sort: str
+) -> None:
+    """The CLI fetches shard by shard (to count them); the rows must not show it."""
+    result = await cli(
+        "fetch", "eth", "btc", "--start", "2025-02-01T05:00:00Z", "--end", END,
+        "--page-size", "24", "--sort", sort, "--base-url", emulator.base_url,
+    )  # fmt: skip
+    assert result.code == 0, result.stderr
+    async with LiquidationClient(base_url=emulator.base_url) as client:
+        want = {
+            a: await client.fetch(a, "2025-02-01T05:00:00Z", END, sort=sort) for a in ("eth", "btc")
+        }
+    assert result.stdout == b"".join(
+        b'{"asset":"%s",' % a.encode() + msgspec.json.encode(r)[1:] + b"\n"
+        for a, rows in want.items()
+        for r in rows
+    )
+    assert "3 requests" not in result.stderr and "6 requests" in result.stderr  # 3 per asset
 
 
 async def test_fetch_reads_the_key_from_a_file(emulator: RunningEmulator, tmp_path: Path) -> None:
@@ -377,6 +408,115 @@ def test_bad_input_is_one_line_and_exit_2(
     assert message in one_error_line(captured.err)
 
 
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--rate-limit", "0"], "argument --rate-limit: rate_limit 0.0 is out of range"),
+        (["--rate-limit", "nan"], "argument --rate-limit: rate_limit nan is out of range"),
+        (["--rate-limit", "-5"], "argument --rate-limit: rate_limit -5.0 is out of range"),
+        (["--rate-limit", "inf"], "argument --rate-limit: rate_limit inf is out of range"),
+        (["--rate-limit", "fast"], "argument --rate-limit: 'fast' is not a number"),
+        (["--max-concurrency", "0"], "argument --max-concurrency: max_concurrency 0 is out"),
+        (["--max-concurrency", "-1"], "argument --max-concurrency: max_concurrency -1 is out"),
+        (["--max-concurrency", "2.5"], "argument --max-concurrency: '2.5' is not an integer"),
+    ],
+)
+@pytest.mark.parametrize("command", ["fetch", "backfill"])
+def test_bad_connection_flags_are_refused_before_the_emulator_starts(
+    command: str,
+    flags: list[str],
+    message: str,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    out = ["--out", str(tmp_path / "ds")] if command == "backfill" else []
+    assert main([command, "eth", *WINDOW, *out, "--emulator", *flags]) == 2
+    err = capsys.readouterr().err
+    assert "SYNTHETIC" not in err  # refused before the emulator started
+    assert message in one_error_line(err)
+    assert not (tmp_path / "ds").exists()
+
+
+@pytest.mark.parametrize("value", ["0.99", "1", "2.5", "10000", "10000.5"])
+def test_the_cli_accepts_the_rate_limits_the_client_accepts(value: str) -> None:
+    try:
+        LiquidationClient("k", base_url="http://127.0.0.1:1", rate_limit=float(value))
+        client_ok = True
+    except InvalidArgumentError:
+        client_ok = False
+    try:
+        _rate_limit(value)
+        cli_ok = True
+    except argparse.ArgumentTypeError:
+        cli_ok = False
+    assert cli_ok == client_ok
+
+
+@pytest.mark.parametrize("value", ["0", "1", "256", "257"])
+def test_the_cli_accepts_the_concurrency_the_client_accepts(value: str) -> None:
+    try:
+        LiquidationClient("k", base_url="http://127.0.0.1:1", max_concurrency=int(value))
+        client_ok = True
+    except InvalidArgumentError:
+        client_ok = False
+    try:
+        _max_concurrency(value)
+        cli_ok = True
+    except argparse.ArgumentTypeError:
+        cli_ok = False
+    assert cli_ok == client_ok
+
+
+@pytest.mark.parametrize("target", ["/proc/out.csv", "/sys/out.csv", "/proc/self/out.jsonl"])
+def test_an_output_nobody_can_write_is_refused_before_fetching(
+    target: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As root, access() says yes even here: the check creates a file to be sure."""
+    assert main(["fetch", "eth", *WINDOW, "--emulator", "-o", target]) == 2
+    err = capsys.readouterr().err
+    assert "SYNTHETIC" not in err
+    assert f"cannot write {target}: " in one_error_line(err)
+
+
+def test_a_directory_access_refuses_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What a non-root user meets in a chmod 0o500 directory (root passes access())."""
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: p != locked and real(p, mode, **kw))
+    assert main(["fetch", "eth", *WINDOW, "--emulator", "-o", str(locked / "x.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "SYNTHETIC" not in err
+    assert f"cannot write {locked / 'x.csv'}: {locked} is not writable" in one_error_line(err)
+
+
+def test_an_output_that_is_a_directory_is_refused_before_fetching(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "d.csv").mkdir()
+    assert main(["fetch", "eth", *WINDOW, "--emulator", "-o", str(tmp_path / "d.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "SYNTHETIC" not in err
+    assert f"cannot write {tmp_path / 'd.csv'}: it is a directory" in one_error_line(err)
+
+
+def test_a_write_failing_after_the_fetch_names_the_target(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    out = tmp_path / "liq.csv"
+    assert main(["fetch", "eth", *WINDOW, "--emulator", "-o", str(out)]) == 1
+    line = one_error_line(capsys.readouterr().err)
+    # The breakdown is written first, so it is the one that fails.
+    assert line.endswith(f"cannot write {tmp_path / 'liq.exchanges.csv'}: No space left on device")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_parquet_without_pyarrow_names_the_extra(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
@@ -479,6 +619,89 @@ def test_an_incomplete_backfill_says_to_run_it_again(
     assert "3 shards, 2 already on disk: wrote 1 file," in capsys.readouterr().err
 
 
+def test_an_incomplete_fetch_names_every_failed_shard_of_the_asset(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Shard by shard, the CLI still reports as one client.fetch of the window would."""
+    real = LiquidationClient.fetch
+    bad = {datetime(2025, 2, 2, tzinfo=UTC), datetime(2025, 2, 3, tzinfo=UTC)}
+
+    async def flaky(self: LiquidationClient, asset: str, start: Any, *a: Any, **kw: Any) -> Any:
+        if asset == "btc" and start in bad:
+            end = start + (datetime(2025, 2, 2, tzinfo=UTC) - datetime(2025, 2, 1, tzinfo=UTC))
+            error = ServerError(503, "maintenance", "http://127.0.0.1/x")
+            raise IncompleteFetchError(asset, [FailedRange(start, end, error)], [])
+        return await real(self, asset, start, *a, **kw)
+
+    monkeypatch.setattr(LiquidationClient, "fetch", flaky)
+    argv = ["fetch", "eth", "btc", *WINDOW, "--page-size", "24", "--emulator"]
+    assert main(argv) == 1
+    line = one_error_line(capsys.readouterr().err)
+    assert "btc: 2 of 3 sub-ranges failed, 1 completed. Missing: [2025-02-02" in line
+    assert "; [2025-02-03" in line
+
+
+def test_a_fatal_error_stops_every_shard(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    calls: list[Any] = []
+
+    async def denied(self: LiquidationClient, asset: str, start: Any, *a: Any, **kw: Any) -> Any:
+        calls.append(start)
+        if len(calls) == 1:
+            raise AuthenticationError(401, "bad key", "http://127.0.0.1/x")
+        await anyio.sleep(30)  # cancelled by the first shard's failure
+
+    monkeypatch.setattr(LiquidationClient, "fetch", denied)
+    started = time.monotonic()
+    assert main(["fetch", "eth", *WINDOW, "--page-size", "24", "--emulator"]) == 1
+    assert time.monotonic() - started < 10
+    assert "HTTP 401" in one_error_line(capsys.readouterr().err)
+
+
+def test_backfill_shows_what_is_on_disk(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "ds"
+    args = ["backfill", "eth", "btc", *WINDOW, "--out", str(out), "--page-size", "24"]
+    assert main([*args, "--emulator"]) == 0
+    err = capsys.readouterr().err
+    table = err[err.index("backfill done") :].splitlines()[1:]
+    assert len(table) == 3, err
+    assert table[0] == "  asset  files  rows  first interval_time   last interval_time"
+    want = read_backfill(out)
+    for line, asset in zip(table[1:], ["eth", "btc"], strict=True):
+        rows = want.filter(pc.equal(want["asset"], asset))
+        times = rows["interval_time"].to_pylist()
+        assert line.split() == [
+            asset,
+            "3",
+            f"{rows.num_rows:,}",
+            format_time(min(times)),
+            format_time(max(times)),
+        ]
+    assert main([*args, "--emulator", "--quiet"]) == 0
+    assert "first interval_time" not in capsys.readouterr().err
+
+
+def test_backfill_into_the_future_says_what_it_left_for_later(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The real clock: a window from two days ago to two days ahead."""
+    now = datetime.now(UTC)
+    hour = now.replace(minute=0, second=0, microsecond=0)
+    start, end = format_time(hour - timedelta(days=2)), format_time(hour + timedelta(days=2))
+    out = tmp_path / "ds"
+    argv = ["backfill", "eth", "--start", start, "--end", end, "--out", str(out), "--emulator"]
+    assert main([*argv, "--quiet"]) == 0
+    err = capsys.readouterr().err
+    notes = [line for line in err.splitlines() if "not yet complete" in line]
+    assert len(notes) == 1 and notes[0].startswith("kaiko-liq: skipped "), err
+    assert "run the same command again later" in notes[0]
+    horizon = now - SETTLE
+    for path in out.rglob("*.parquet"):
+        end_stamp = path.stem.split("_")[1]
+        assert datetime.strptime(end_stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC) <= horizon
+
+
 def test_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["fetch", "--help"]) == 0
     assert "--api-key-file" in capsys.readouterr().out
@@ -526,6 +749,32 @@ def test_progress_is_drawn_on_a_terminal(tmp_path: Path) -> None:
     assert "backfill done" in text
 
 
+def test_fetch_progress_counts_shards_on_a_terminal() -> None:
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [*CLI, "fetch", "eth", "--start", "2025-02-01", "--end", "2025-03-01", "--emulator",
+         "--page-size", "24"],
+        env=environment(key=None),
+        stdout=subprocess.DEVNULL,
+        stderr=follower,
+    )  # fmt: skip
+    os.close(follower)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(leader)
+    assert proc.wait(timeout=20) == 0
+    text = seen.decode()
+    assert re.search(r"\rshards \d+/28 · [\d,]+ rows · [\d,]+ requests \([\d.-]+/s\) · ", text)
+    assert "28 requests" in text  # the summary, after the line was cleared
+
+
 def test_format_duration() -> None:
     assert [format_duration(s) for s in (0, 4.4, 59.6, 185, 7620)] == [
         "0s",
@@ -546,6 +795,27 @@ def test_backfill_line_extrapolates_from_fetched_shards_only() -> None:
 
 def test_fetch_line() -> None:
     assert fetch_line(rows=8760, requests=9, elapsed=1.5) == "8,760 rows · 9 requests (6.0/s) · 2s"
+
+
+def test_fetch_line_with_shards_counts_them_and_says_the_time_left() -> None:
+    line = fetch_line(done=3, total=12, rows=8760, requests=9, elapsed=1.5)
+    assert line == "shards 3/12 · 8,760 rows · 9 requests (6.0/s) · 4s left"
+    assert "estimating" in fetch_line(done=0, total=12, rows=0, requests=0, elapsed=0.0)
+
+
+def test_disk_table_aligns_its_columns() -> None:
+    t = datetime(2025, 1, 8, tzinfo=UTC)
+    table = _disk_table(
+        [
+            AssetOnDisk("btc", 12, 16_032, t, t.replace(month=11)),
+            AssetOnDisk("doge", 0, 0, None, None),
+        ]
+    )
+    assert table == [
+        "asset  files    rows  first interval_time   last interval_time",
+        "btc       12  16,032  2025-01-08T00:00:00Z  2025-11-08T00:00:00Z",
+        "doge       0       0  -                     -",
+    ]
 
 
 class FakeTerminal(io.StringIO):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -14,8 +15,9 @@ from contextlib import contextmanager
 
 import pytest
 
+from kaiko_liq.cli import main
 from kaiko_liq.emulator import EmulatorConfig
-from kaiko_liq.emulator.command import add_arguments
+from kaiko_liq.emulator.command import add_arguments, run
 
 SEED_PATH = "/v2/data/liquidation.v1/token/eth?page_size=3&sort=asc"
 
@@ -85,3 +87,80 @@ def test_the_flags_default_to_the_config_defaults() -> None:
         ["--no-retry-after", "--empty-last-page", "--rate-limit", "2.5", "--jitter", "0.1"]
     )
     assert (args.retry_after, args.empty_last_page, args.rate_limit) == (False, True, 2.5)
+
+
+# --- bad flags: argparse's one-line error and exit 2, never a traceback ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--port", "99999"], "argument --port: port 99999 is out of range; allowed: 0"),
+        (["--port", "-1"], "argument --port: port -1 is out of range"),
+        (["--port", "http"], "argument --port: 'http' is not an integer"),
+        (["--latency", "-1"], "argument --latency: latency must be a number of seconds >= 0"),
+        (["--latency", "nan"], "argument --latency: latency must be a number of seconds >= 0"),
+        (["--jitter", "-0.5"], "argument --jitter: jitter must be a number of seconds >= 0"),
+        (["--rate-limit", "0"], "argument --rate-limit: rate_limit must be a positive number"),
+        (["--rate-limit", "inf"], "argument --rate-limit: rate_limit must be a positive number"),
+        (["--fault-rate", "1.5"], "argument --fault-rate: fault_rate must be a probability"),
+        (["--fault-rate", "nan"], "argument --fault-rate: fault_rate must be a probability"),
+        (["--page-cap", "0"], "argument --page-cap: page_cap must be at least 1"),
+        (["--page-cap", "two"], "argument --page-cap: 'two' is not an integer"),
+        (["--api-key", ""], "argument --api-key: api_key must be non-empty"),
+    ],
+)
+def test_kaiko_liq_emulator_refuses_a_bad_flag_in_one_line(
+    flags: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["emulator", *flags]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""  # no URL: nothing was started
+    [line] = captured.err.splitlines()
+    assert line.startswith(f"kaiko-liq: error: {message}")
+    assert line.endswith("(see 'kaiko-liq emulator --help')")
+
+
+def test_python_m_keeps_its_own_name_and_has_no_traceback() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "kaiko_liq.emulator", "--port", "99999"],
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert proc.returncode == 2
+    assert proc.stdout == "" and "Traceback" not in proc.stderr
+    assert proc.stderr.splitlines()[-1] == (
+        "python -m kaiko_liq.emulator: error: argument --port: port 99999 is out of range; "
+        "allowed: 0 (a free one) to 65535"
+    )
+
+
+def test_a_port_in_use_is_one_kaiko_liq_error_line_with_exit_1() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = subprocess.run(
+            [sys.executable, "-m", "kaiko_liq.cli", "emulator", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+    assert proc.returncode == 1
+    assert proc.stdout == ""
+    [line] = proc.stderr.splitlines()
+    assert line.startswith(f"kaiko-liq: error: cannot listen on 127.0.0.1:{port}: ")
+
+
+def test_a_bad_config_that_gets_past_argparse_is_one_line_with_the_callers_name(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args([])
+    args.fault_rate = 7.0  # as a caller that builds its own Namespace might
+    assert run(args, prog="kaiko-liq") == 2
+    assert capsys.readouterr().err == (
+        "kaiko-liq: error: fault_rate must be a probability from 0 to 1, got 7.0\n"
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import os
@@ -342,3 +343,37 @@ def test_atomic_write_honours_the_umask_not_0600(tmp_path: Path) -> None:
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "f").stat().st_mode) == 0o644
+
+
+def test_atomic_write_errors_name_the_target_not_the_temporary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Creating the temporary fails: the directory is missing.
+    missing = tmp_path / "no" / "such" / "out.csv"
+    with pytest.raises(FileNotFoundError) as created, atomic_write(missing):
+        pass
+    assert created.value.filename == str(missing)
+
+    # Writing fails: a disk that fills up at the fsync. The target is untouched.
+    target = tmp_path / "out.csv"
+    target.write_text("old")
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError, match="No space left") as written, atomic_write(target) as stream:
+        stream.write(b"new")
+    monkeypatch.undo()
+    assert written.value.errno == errno.ENOSPC
+    assert written.value.filename == str(target)
+    assert ".tmp" not in str(written.value)
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.csv"]
+
+    # The rename fails: the target is a directory.
+    (tmp_path / "d.csv").mkdir()
+    with pytest.raises(IsADirectoryError) as renamed, atomic_write(tmp_path / "d.csv") as stream:
+        stream.write(b"x")
+    assert renamed.value.filename == str(tmp_path / "d.csv")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.csv", "out.csv"]

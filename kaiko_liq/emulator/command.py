@@ -4,6 +4,12 @@ Both front ends share :func:`add_arguments` and :func:`run`. The base URL is the
 line on stdout, flushed as soon as the server listens, so a script can start the
 emulator on a free port (``--port 0``) and read where it is. SIGINT and SIGTERM stop it
 cleanly with exit status 0.
+
+Every value is checked while the arguments are parsed, so a bad one is the parser's
+error, ``PROG: error: argument --FLAG: ...``, exit status 2, before anything starts:
+the port by :func:`_port`, the rest by :class:`EmulatorConfig` itself
+(:func:`_config_field`), so its rules live in one place. Later failures are one line in
+the same form, with the front end's ``PROG`` (``kaiko-liq`` passes its own).
 """
 
 from __future__ import annotations
@@ -12,6 +18,8 @@ import argparse
 import asyncio
 import signal
 import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from ..errors import InvalidArgumentError
 from .config import EmulatorConfig
@@ -20,23 +28,72 @@ from .server import running_emulator
 
 __all__ = ["add_arguments", "run"]
 
+T = TypeVar("T")
+_MAX_PORT = 65_535
+
+
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+
+
+def _port(text: str) -> int:
+    port = _integer(text)
+    if not 0 <= port <= _MAX_PORT:
+        # Checked here: the socket layer would raise OverflowError, not OSError.
+        raise argparse.ArgumentTypeError(
+            f"port {port} is out of range; allowed: 0 (a free one) to {_MAX_PORT}"
+        )
+    return port
+
+
+def _config_field(name: str, parse: Callable[[str], T]) -> Callable[[str], T]:
+    """An argparse ``type`` for the :class:`EmulatorConfig` field ``name``: ``parse``,
+    then the config's own check of that field alone."""
+
+    def check(text: str) -> T:
+        value = parse(text)
+        fields: dict[str, Any] = {name: value}
+        try:
+            EmulatorConfig(**fields)
+        except InvalidArgumentError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        return value
+
+    return check
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the emulator's options (one per :class:`EmulatorConfig` field) to ``parser``."""
     defaults = EmulatorConfig()
     parser.add_argument("--host", default="127.0.0.1", help="interface (default: %(default)s)")
     parser.add_argument(
-        "--port", type=int, default=0, help="port; 0 picks a free one (default: %(default)s)"
+        "--port", type=_port, default=0, help="port; 0 picks a free one (default: %(default)s)"
     )
     parser.add_argument(
-        "--latency", type=float, default=defaults.latency, help="seconds added to each request"
+        "--latency",
+        type=_config_field("latency", _number),
+        default=defaults.latency,
+        help="seconds added to each request",
     )
     parser.add_argument(
-        "--jitter", type=float, default=defaults.jitter, help="up to this many extra seconds"
+        "--jitter",
+        type=_config_field("jitter", _number),
+        default=defaults.jitter,
+        help="up to this many extra seconds",
     )
     parser.add_argument(
         "--rate-limit",
-        type=float,
+        type=_config_field("rate_limit", _number),
         default=defaults.rate_limit,
         metavar="R",
         help="requests per second per API key, burst of one second (default: no limit)",
@@ -49,23 +106,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--fault-rate",
-        type=float,
+        type=_config_field("fault_rate", _number),
         default=defaults.fault_rate,
         metavar="P",
         help="probability of a 500/502/503, dropped connection or truncated body",
     )
     parser.add_argument(
         "--page-cap",
-        type=int,
+        type=_config_field("page_cap", _integer),
         default=defaults.page_cap,
         metavar="N",
         help="serve at most N rows per page whatever page_size asks",
     )
     parser.add_argument(
-        "--seed", type=int, default=defaults.seed, help="seed of the data and the faults"
+        "--seed", type=_integer, default=defaults.seed, help="seed of the data and the faults"
     )
     parser.add_argument(
         "--api-key",
+        type=_config_field("api_key", str),
         default=defaults.api_key,
         metavar="K",
         help="accept only this X-Api-Key (default: any non-empty key)",
@@ -77,8 +135,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def run(args: argparse.Namespace) -> int:
-    """Serve until SIGINT or SIGTERM; the exit status (0, or 2 for a bad option)."""
+def run(args: argparse.Namespace, *, prog: str = "python -m kaiko_liq.emulator") -> int:
+    """Serve until SIGINT or SIGTERM; the exit status (0, 1 if it cannot listen, or 2 for
+    a bad option). Errors are one line, ``{prog}: error: ...`` (``kaiko-liq`` passes its
+    own name, so they read like every other error of that command)."""
     try:
         config = EmulatorConfig(
             latency=args.latency,
@@ -91,15 +151,13 @@ def run(args: argparse.Namespace) -> int:
             api_key=args.api_key,
             empty_last_page=args.empty_last_page,
         )
-    except InvalidArgumentError as exc:
-        print(f"kaiko-liq emulator: {exc}", file=sys.stderr)
+    except InvalidArgumentError as exc:  # argparse checked each flag; this is a backstop
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     try:
         asyncio.run(_serve(config, args.host, args.port))
     except OSError as exc:  # the port is taken, the host is not ours...
-        print(
-            f"kaiko-liq emulator: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr
-        )
+        print(f"{prog}: error: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1
     return 0
 
