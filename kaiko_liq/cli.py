@@ -41,7 +41,7 @@ from .backfill import (
     backfill,
     describe_backfill,
 )
-from .client import LiquidationClient
+from .client import MAX_CONCURRENCY_RANGE, RATE_LIMIT_RANGE, LiquidationClient
 from .errors import FailedRange, IncompleteFetchError, InvalidArgumentError, KaikoLiqError
 from .export import (
     FORMATS,
@@ -68,8 +68,6 @@ _EXIT_USAGE = 2
 _EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 # LiquidationClient's own bounds, checked here as well so that a bad flag is refused
 # before anything starts (tests/test_cli.py keeps the two in step).
-_RATE_LIMIT_RANGE = (1.0, 10_000.0)
-_MAX_CONCURRENCY_RANGE = (1, 256)
 
 T = TypeVar("T")
 
@@ -94,7 +92,7 @@ def _rate_limit(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    low, high = _RATE_LIMIT_RANGE
+    low, high = RATE_LIMIT_RANGE
     if not (math.isfinite(value) and low <= value <= high):
         raise argparse.ArgumentTypeError(
             f"rate_limit {value} is out of range; use requests per second, {low:g} to {high:g}"
@@ -108,7 +106,7 @@ def _max_concurrency(text: str) -> int:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    low, high = _MAX_CONCURRENCY_RANGE
+    low, high = MAX_CONCURRENCY_RANGE
     if not low <= value <= high:
         raise argparse.ArgumentTypeError(
             f"max_concurrency {value} is out of range; allowed: {low} to {high}"

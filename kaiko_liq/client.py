@@ -52,12 +52,8 @@ from .query import (
     Interval,
     TimeLike,
     format_time,
-    parse_interval,
-    parse_time,
-    validate_asset,
     validate_page_size,
-    validate_sort,
-    validate_window,
+    validate_request,
 )
 from .retry import RetryPolicy
 from .transport import ClientStats, Timeouts, Transport
@@ -66,6 +62,8 @@ __all__ = [
     "DEFAULT_MAX_CONCURRENCY",
     "DEFAULT_RATE_LIMIT",
     "DEFAULT_STREAM_WINDOW",
+    "MAX_CONCURRENCY_RANGE",
+    "RATE_LIMIT_RANGE",
     "LiquidationClient",
     "RowStream",
 ]
@@ -73,6 +71,9 @@ __all__ = [
 #: Requests per second. Kaiko publishes per-key limits from 1000/min (older docs) to
 #: 6000/min; 15/s stays under the lowest, and the adaptive limiter backs off on 429s.
 DEFAULT_RATE_LIMIT = 15.0
+#: What ``rate_limit`` (requests/s) and ``max_concurrency`` may be set to.
+RATE_LIMIT_RANGE = (1.0, 10_000.0)
+MAX_CONCURRENCY_RANGE = (1, 256)
 #: Requests in flight at once: enough to hide ~100-300 ms of latency at the rate above.
 DEFAULT_MAX_CONCURRENCY = 16
 #: Shards a stream fetches ahead of the one its consumer is reading. One keeps a page in
@@ -140,17 +141,20 @@ class LiquidationClient:
             raise InvalidArgumentError(f"region {region!r} is not allowed; use 'us' or 'eu'")
         if isinstance(rate_limit, bool) or not isinstance(rate_limit, int | float):
             raise InvalidArgumentError(f"rate_limit must be a number, got {rate_limit!r}")
-        if not 1 <= rate_limit <= 10_000:
+        low, high = RATE_LIMIT_RANGE
+        if not low <= rate_limit <= high:
             raise InvalidArgumentError(
-                f"rate_limit {rate_limit} is out of range; use requests per second, 1 to 10000"
+                f"rate_limit {rate_limit} is out of range; use requests per second, "
+                f"{low:g} to {high:g}"
             )
         if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int):
             raise InvalidArgumentError(
                 f"max_concurrency must be an integer, got {max_concurrency!r}"
             )
-        if not 1 <= max_concurrency <= 256:
+        least, most = MAX_CONCURRENCY_RANGE
+        if not least <= max_concurrency <= most:
             raise InvalidArgumentError(
-                f"max_concurrency {max_concurrency} is out of range; allowed: 1 to 256"
+                f"max_concurrency {max_concurrency} is out of range; allowed: {least} to {most}"
             )
         self._page_size = validate_page_size(page_size)
         if base_url is None:
@@ -238,14 +242,10 @@ class LiquidationClient:
         sort: str,
         page_size: int | None,
     ) -> _Request:
-        name = validate_asset(asset)
-        lo = parse_time(start, "start")
-        hi = parse_time(end, "end")
-        validate_window(lo, hi)
-        grid = parse_interval(interval)
-        order = validate_sort(sort)
-        size = self._page_size if page_size is None else validate_page_size(page_size)
-        return _Request(name, lo, hi, grid, order, size, plan_subranges(lo, hi, grid, size))
+        req = validate_request(asset, start, end, interval=interval, sort=sort, page_size=page_size)
+        size = self._page_size if req.page_size is None else req.page_size
+        shards = plan_subranges(req.start, req.end, req.interval, size)
+        return _Request(req.asset, req.start, req.end, req.interval, sort, size, shards)
 
     def plan(
         self,

@@ -29,12 +29,14 @@ __all__ = [
     "MAX_PAGE_SIZE",
     "SORTS",
     "Interval",
+    "Request",
     "TimeLike",
     "format_time",
     "parse_interval",
     "parse_time",
     "validate_asset",
     "validate_page_size",
+    "validate_request",
     "validate_sort",
 ]
 
