@@ -466,8 +466,8 @@ class RowStream:
         if self._managed:
             return self
         # Plain ``async for``: we must not hold the generator, so that breaking out drops
-        # its last reference and asyncio's async-generator finalizer closes it at once,
-        # which cancels the producer. (Holding it would keep it alive until gc or close.)
+        # its last reference and asyncio's async-generator finalizer closes it on the next
+        # loop step, which cancels the producer. (Held, it would live until gc or close.)
         return self._rows()
 
     async def __anext__(self) -> LiquidationRow:

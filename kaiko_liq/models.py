@@ -98,33 +98,31 @@ class Access(msgspec.Struct, frozen=True):
     data_range: TimestampRange | None = None
 
 
-class Envelope(msgspec.Struct, frozen=True):
+class _Answer(msgspec.Struct, frozen=True):
+    """The envelope's fields around ``data``, as the seed's example and Kaiko's envelope
+    docs name them; the two answers below differ only in how ``data`` is held."""
+
+    query: QueryEcho | None = None
+    answer_time: str | None = None
+    answer_timestamp: int | None = None
+    access: Access | None = None
+    result: str | None = None
+    message: str | None = None
+    continuation_token: str | None = None
+    next_url: str | None = None
+
+
+class Envelope(_Answer, frozen=True):
     """A whole answer. ``data`` stays raw until :func:`decode_rows` decodes it strictly."""
 
-    query: QueryEcho | None = None
-    answer_time: str | None = None
-    answer_timestamp: int | None = None
-    access: Access | None = None
-    result: str | None = None
-    message: str | None = None
     # Raw cannot sit in a union; an absent ``data`` is the empty Raw.
     data: msgspec.Raw = msgspec.Raw(b"")
-    continuation_token: str | None = None
-    next_url: str | None = None
 
 
-class PageBody(msgspec.Struct, frozen=True):
+class PageBody(_Answer, frozen=True):
     """A whole answer with its rows decoded: what :func:`decode_page` returns."""
 
-    query: QueryEcho | None = None
-    answer_time: str | None = None
-    answer_timestamp: int | None = None
-    access: Access | None = None
-    result: str | None = None
-    message: str | None = None
     data: list[LiquidationRow] | None = None
-    continuation_token: str | None = None
-    next_url: str | None = None
 
 
 # One decoder per type, built once (msgspec perf tips).
@@ -150,7 +148,7 @@ def decode_page(body: bytes | str) -> PageBody:
         except msgspec.ValidationError as exc:
             # Name the field as it sits in the body, not in the data array alone.
             raise msgspec.ValidationError(str(exc).replace("`$[", "`$.data[")) from None
-        fields = {f: getattr(envelope, f) for f in Envelope.__struct_fields__ if f != "data"}
+        fields = {f: getattr(envelope, f) for f in _Answer.__struct_fields__}
         return PageBody(**fields, data=rows)
 
 
