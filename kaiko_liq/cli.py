@@ -42,7 +42,7 @@ from .backfill import (
     describe_backfill,
 )
 from .client import MAX_CONCURRENCY_RANGE, RATE_LIMIT_RANGE, LiquidationClient
-from .errors import FailedRange, IncompleteFetchError, InvalidArgumentError, KaikoLiqError
+from .errors import IncompleteFetchError, InvalidArgumentError, KaikoLiqError
 from .export import (
     FORMATS,
     Format,
@@ -418,40 +418,45 @@ def _run_fetch(args: argparse.Namespace) -> int:
 async def _fetch(
     args: argparse.Namespace, requests: list[Request], key: str | None
 ) -> tuple[dict[str, list[LiquidationRow]], tuple[int, int]]:
-    """Every shard of every asset concurrently under one client, each through
-    ``client.fetch``, so that the progress line can count shards; the rows come out
-    exactly as one ``client.fetch`` per asset would give them (shard boundaries are
-    bucket boundaries, so the shards' rows cannot overlap).
+    """Every asset concurrently under one client, each one ``client.fetch``; its
+    ``on_shard`` callback counts shards for the progress line.
 
     A failure that every shard would hit cancels the rest (the output is all or nothing,
-    so they would be wasted); a shard that failed after its retries does not, and the
-    error names every failed shard of its asset, as ``client.fetch`` does."""
+    so they would be wasted); an asset whose shards failed after their retries does not,
+    and its IncompleteFetchError (naming every failed shard) is raised at the end."""
     line = ProgressLine.for_stream(sys.stderr, quiet=args.quiet)
     async with _client(args, key) as client:
-        plans: dict[str, list[SubRange]] = {
-            r.asset: client.plan(
-                r.asset, r.start, r.end, interval=r.interval.text, page_size=r.page_size
+        total = sum(
+            len(
+                client.plan(
+                    r.asset, r.start, r.end, interval=r.interval.text, page_size=r.page_size
+                )
             )
             for r in requests
-        }
-        total = sum(len(shards) for shards in plans.values())
-        chunks: dict[tuple[str, int], list[LiquidationRow]] = {}
-        failed: dict[str, list[FailedRange]] = {}
+        )
+        results: dict[str, list[LiquidationRow]] = {}
+        incomplete: dict[str, IncompleteFetchError] = {}
         fatal: list[KaikoLiqError] = []
+        done = 0
         clock0 = time.monotonic()
 
-        async def one(r: Request, shard: SubRange, scope: anyio.CancelScope) -> None:
+        def count(_shard: SubRange) -> None:
+            nonlocal done
+            done += 1
+
+        async def one(r: Request, scope: anyio.CancelScope) -> None:
             try:
-                chunks[r.asset, shard.index] = await client.fetch(
+                results[r.asset] = await client.fetch(
                     r.asset,
-                    shard.start,
-                    shard.end,
+                    r.start,
+                    r.end,
                     interval=r.interval.text,
                     sort=args.sort,
                     page_size=r.page_size,
+                    on_shard=count,
                 )
-            except IncompleteFetchError as exc:  # this one shard, after its retries
-                failed.setdefault(r.asset, []).extend(exc.failed)
+            except IncompleteFetchError as exc:  # some shards, after their retries
+                incomplete[r.asset] = exc
             except KaikoLiqError as exc:
                 fatal.append(exc)
                 scope.cancel()
@@ -459,13 +464,12 @@ async def _fetch(
         async def fetch_all() -> None:
             async with anyio.create_task_group() as tg:
                 for r in requests:
-                    for shard in plans[r.asset]:
-                        tg.start_soon(one, r, shard, tg.cancel_scope)
+                    tg.start_soon(one, r, tg.cancel_scope)
 
         def render() -> str:
             stats = client.stats
             return fetch_line(
-                done=len(chunks),
+                done=done,
                 total=total,
                 rows=stats.rows,
                 requests=stats.requests,
@@ -475,15 +479,9 @@ async def _fetch(
         await _with_progress(line, render, fetch_all)
         if fatal:
             raise fatal[0]
-        for asset, shards in plans.items():
-            if asset in failed:
-                completed = [(s.start, s.end) for s in shards if (asset, s.index) in chunks]
-                ranges = sorted(failed[asset], key=lambda f: f.start)
-                raise IncompleteFetchError(asset, ranges, completed)
-        results: dict[str, list[LiquidationRow]] = {}
-        for asset, shards in plans.items():
-            ordered = shards if args.sort == "asc" else shards[::-1]
-            results[asset] = [row for s in ordered for row in chunks[asset, s.index]]
+        for r in requests:
+            if r.asset in incomplete:
+                raise incomplete[r.asset]
         return results, (client.stats.requests, client.stats.retries)
 
 

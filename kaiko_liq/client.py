@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
@@ -270,10 +270,14 @@ class LiquidationClient:
         interval: str = "1h",
         sort: str = "desc",
         page_size: int | None = None,
+        on_shard: Callable[[SubRange], None] | None = None,
     ) -> list[LiquidationRow]:
         """Every row of ``[start, end)``, in ``sort`` order, exactly as one query paged to
         its end would return them. Raises :class:`IncompleteFetchError` if any shard
-        failed (after retries), naming the failed and the completed shards."""
+        failed (after retries), naming the failed and the completed shards.
+
+        ``on_shard`` is called with each shard (see :meth:`plan`) as it completes, for
+        progress reporting."""
         req = self._request(asset, start, end, interval, sort, page_size)
         self._check_open()
         results: dict[int, list[LiquidationRow]] = {}
@@ -283,6 +287,8 @@ class LiquidationClient:
         async def run(shard: SubRange, tg: anyio.abc.TaskGroup) -> None:
             try:
                 results[shard.index] = await self._fetch_shard(req, shard)
+                if on_shard is not None:
+                    on_shard(shard)
             except Exception as exc:
                 if isinstance(exc, KaikoLiqError) and not is_fatal(exc):
                     failed.append(FailedRange(shard.start, shard.end, exc))

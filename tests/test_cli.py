@@ -40,6 +40,7 @@ from kaiko_liq.errors import (
 )
 from kaiko_liq.export import TOTAL_COLUMNS, to_arrow
 from kaiko_liq.models import LiquidationRow
+from kaiko_liq.plan import SubRange
 from kaiko_liq.progress import ProgressLine, backfill_line, fetch_line, format_duration
 from kaiko_liq.query import format_time
 
@@ -622,18 +623,17 @@ def test_an_incomplete_backfill_says_to_run_it_again(
 def test_an_incomplete_fetch_names_every_failed_shard_of_the_asset(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Shard by shard, the CLI still reports as one client.fetch of the window would."""
-    real = LiquidationClient.fetch
+    """Two shards of btc fail after their retries: the CLI reports them as one
+    client.fetch of the window does, every failed shard named."""
+    real = LiquidationClient._fetch_shard
     bad = {datetime(2025, 2, 2, tzinfo=UTC), datetime(2025, 2, 3, tzinfo=UTC)}
 
-    async def flaky(self: LiquidationClient, asset: str, start: Any, *a: Any, **kw: Any) -> Any:
-        if asset == "btc" and start in bad:
-            end = start + (datetime(2025, 2, 2, tzinfo=UTC) - datetime(2025, 2, 1, tzinfo=UTC))
-            error = ServerError(503, "maintenance", "http://127.0.0.1/x")
-            raise IncompleteFetchError(asset, [FailedRange(start, end, error)], [])
-        return await real(self, asset, start, *a, **kw)
+    async def flaky(self: LiquidationClient, req: Any, shard: SubRange) -> Any:
+        if req.asset == "btc" and shard.start in bad:
+            raise ServerError(503, "maintenance", "http://127.0.0.1/x")
+        return await real(self, req, shard)
 
-    monkeypatch.setattr(LiquidationClient, "fetch", flaky)
+    monkeypatch.setattr(LiquidationClient, "_fetch_shard", flaky)
     argv = ["fetch", "eth", "btc", *WINDOW, "--page-size", "24", "--emulator"]
     assert main(argv) == 1
     line = one_error_line(capsys.readouterr().err)
@@ -646,13 +646,13 @@ def test_a_fatal_error_stops_every_shard(
 ) -> None:
     calls: list[Any] = []
 
-    async def denied(self: LiquidationClient, asset: str, start: Any, *a: Any, **kw: Any) -> Any:
-        calls.append(start)
+    async def denied(self: LiquidationClient, req: Any, shard: SubRange) -> Any:
+        calls.append(shard.start)
         if len(calls) == 1:
             raise AuthenticationError(401, "bad key", "http://127.0.0.1/x")
         await anyio.sleep(30)  # cancelled by the first shard's failure
 
-    monkeypatch.setattr(LiquidationClient, "fetch", denied)
+    monkeypatch.setattr(LiquidationClient, "_fetch_shard", denied)
     started = time.monotonic()
     assert main(["fetch", "eth", *WINDOW, "--page-size", "24", "--emulator"]) == 1
     assert time.monotonic() - started < 10

@@ -321,3 +321,14 @@ async def test_shards_are_fetched_concurrently_up_to_max_concurrency(
         await client.fetch("eth", "2025-02-01", "2025-03-01", page_size=24)
     assert emu.stats.total_requests == 28
     assert emu.stats.peak_concurrency == 6
+
+
+async def test_on_shard_reports_each_planned_shard_once(emulator: RunningEmulator) -> None:
+    async with LiquidationClient(base_url=emulator.base_url, rate_limit=1000) as client:
+        plan = client.plan("eth", "2025-02-01", "2025-03-01", page_size=24)
+        seen: list[Any] = []
+        rows = await client.fetch(
+            "eth", "2025-02-01", "2025-03-01", page_size=24, on_shard=seen.append
+        )
+    assert sorted(seen) == plan and len(plan) == 28
+    assert len(rows) == len(rows_for("eth", "2025-02-01", "2025-03-01"))
