@@ -8,7 +8,7 @@ at teardown.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -16,6 +16,7 @@ import pytest
 import pytest_asyncio
 
 from kaiko_liq.emulator import EmulatorConfig, RunningEmulator, running_emulator
+from tests.mock_http import aioresponses
 
 EmulatorFactory = Callable[..., Awaitable[RunningEmulator]]
 
@@ -43,3 +44,10 @@ async def make_emulator() -> AsyncIterator[EmulatorFactory]:
             )
 
         yield make
+
+
+@pytest.fixture
+def mocked() -> Iterator[aioresponses]:
+    """aioresponses intercepting every aiohttp request of the test."""
+    with aioresponses() as m:
+        yield m

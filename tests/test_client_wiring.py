@@ -209,12 +209,6 @@ def recording() -> Iterator[list[Sent]]:
 
 
 @pytest.fixture
-def mocked() -> Iterator[aioresponses]:
-    with aioresponses() as m:
-        yield m
-
-
-@pytest.fixture
 async def client() -> AsyncIterator[LiquidationClient]:
     async with LiquidationClient(
         api_key=KEY, rate_limit=10_000, max_concurrency=8, retry=FAST_RETRY

@@ -14,7 +14,7 @@ import logging
 import random
 import re
 import warnings
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -109,12 +109,6 @@ def client_tasks() -> list[asyncio.Task[Any]]:
         if "kaiko_liq" in filename and "emulator" not in filename:
             found.append(task)
     return found
-
-
-@pytest.fixture
-def mocked() -> Iterator[aioresponses]:
-    with aioresponses() as m:
-        yield m
 
 
 @pytest.fixture
