@@ -22,7 +22,7 @@ import os
 import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from types import TracebackType
 from typing import Self
 
@@ -42,8 +42,6 @@ from .plan import SubRange, plan_subranges
 from .protocol import (
     REGIONS,
     check_base_url,
-    check_next_url,
-    first_page_params,
     page_url,
     region_base_url,
 )
@@ -56,6 +54,7 @@ from .query import (
     validate_request,
 )
 from .retry import RetryPolicy
+from .shard import ShardQuery, fetch_shard
 from .transport import ClientStats, Timeouts, Transport
 
 __all__ = [
@@ -346,68 +345,9 @@ class LiquidationClient:
         return RowStream(self, req, ahead)
 
     async def _fetch_shard(self, req: _Request, shard: SubRange) -> list[LiquidationRow]:
-        """One shard: the first page with parameters, then ``next_url`` as given."""
-        base = self._transport.base_url
-        url = page_url(base, req.asset)
-        params: dict[str, str] | None = first_page_params(
-            shard.start, shard.end, req.interval, req.sort, req.page_size
-        )
-        lo, hi = req.interval.floor(shard.start), req.interval.ceil(shard.end)
-        rows: list[LiquidationRow] = []
-        seen: set[str] = set()
-        while True:
-            page = await self._transport.get_page(url, params)
-            _check_rows(rows[-1] if rows else None, page.rows, lo, hi, req, url)
-            rows.extend(page.rows)
-            if page.is_last:
-                return rows
-            assert page.next_url is not None
-            marker = page.continuation_token or page.next_url
-            if marker in seen:
-                raise InconsistentDataError(
-                    "the server sent the same continuation token twice; stopping instead "
-                    "of looping",
-                    url,
-                )
-            seen.add(marker)
-            url = check_next_url(page.next_url, base)
-            params = None
-
-
-def _check_rows(
-    previous: LiquidationRow | None,
-    rows: list[LiquidationRow],
-    lo: datetime,
-    hi: datetime,
-    req: _Request,
-    url: str,
-) -> None:
-    """Rows must lie in ``[lo, hi)``, on the grid, strictly in the requested order."""
-    # Epoch seconds, not datetime arithmetic: this runs for every row.
-    ascending = req.sort == "asc"
-    step = req.interval.seconds
-    low, high = lo.timestamp(), hi.timestamp()
-    last = previous.interval_time.timestamp() if previous is not None else None
-    for row in rows:
-        t = row.interval_time.timestamp()
-        if not low <= t < high:
-            raise InconsistentDataError(
-                f"row at {format_time(row.interval_time)} is outside the requested window "
-                f"[{format_time(lo)}, {format_time(hi)})",
-                url,
-            )
-        if t % step:
-            raise InconsistentDataError(
-                f"row at {format_time(row.interval_time)} is not on the {req.interval} grid", url
-            )
-        if last is not None and (t <= last if ascending else t >= last):
-            raise InconsistentDataError(
-                f"row at {format_time(row.interval_time)} follows "
-                f"{format_time(datetime.fromtimestamp(last, UTC))}: duplicate or out of "
-                f"{req.sort} order",
-                url,
-            )
-        last = t
+        """One shard's rows, its page chain followed to the end (:mod:`kaiko_liq.shard`)."""
+        query = ShardQuery(req.asset, req.interval, req.sort, req.page_size)
+        return await fetch_shard(self._transport, query, shard)
 
 
 def _check_boundary(before: LiquidationRow, after: LiquidationRow, req: _Request) -> None:
