@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
-__all__ = ["MemoryWindow", "Settings", "settings_for"]
+__all__ = ["BackfillMemoryRun", "MemoryWindow", "Settings", "settings_for"]
 
 
 def _utc(year: int, month: int, day: int) -> datetime:
@@ -23,9 +23,29 @@ class MemoryWindow:
 
 
 @dataclass(frozen=True, slots=True)
+class BackfillMemoryRun:
+    """One ``kaiko-liq backfill`` whose peak RSS the memory scenario measures."""
+
+    label: str
+    assets: tuple[str, ...]
+    start: datetime
+    end: datetime
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "label": self.label,
+            "assets": list(self.assets),
+            "start": self.start.isoformat(),
+            "end": self.end.isoformat(),
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     quick: bool
-    #: Backfill: assets and window (the emulator has data 2025-01-08 .. 2026-11-01).
+    #: Backfill: assets and window (the emulator has data from 2025-01-08 to its clock's
+    #: now; the window ends 2026-11-01, settled and in the past, so the rows and their
+    #: checksum do not depend on the day the benchmark runs).
     assets: tuple[str, ...]
     start: datetime
     end: datetime
@@ -39,7 +59,8 @@ class Settings:
     #: How many assets the sequential loop is measured on (the rest is scaled).
     sequential_assets: int
     per_day_concurrency: int
-    #: kaiko-liq runs are short: repeat them (fresh emulator each) and take the median.
+    #: kaiko-liq runs are short: repeat them (a fresh key each) and take the median; the
+    #: ``kaiko-liq backfill`` command as many times, plus one instrumented run.
     kaiko_repeats: int
     #: Decode: pages captured per asset, and timing passes per decoder.
     decode_pages_per_asset: int
@@ -51,6 +72,10 @@ class Settings:
     memory_asset: str
     memory_windows: tuple[MemoryWindow, ...]
     memory_rate_limit: float
+    #: Memory: backfills (the CLI, each in a fresh process) whose peak RSS is compared.
+    memory_backfills: tuple[BackfillMemoryRun, ...]
+    #: Peak RSS a backfill may reach (the target, reported, never asserted).
+    memory_backfill_target_mb: float
     #: Faults.
     fault_rate: float
     seed: int
@@ -68,13 +93,28 @@ class Settings:
             {"label": w.label, "start": w.start.isoformat(), "end": w.end.isoformat()}
             for w in self.memory_windows
         ]
+        out["memory_backfills"] = [run.to_json() for run in self.memory_backfills]
         return out
 
 
 _MEMORY_WINDOWS = (
     MemoryWindow("1 month", _utc(2025, 1, 8), _utc(2025, 2, 8)),
     MemoryWindow("1 year", _utc(2025, 1, 8), _utc(2026, 1, 8)),
-    MemoryWindow("2 years", _utc(2025, 1, 8), _utc(2027, 1, 8)),
+    MemoryWindow("22 months", _utc(2025, 1, 8), _utc(2026, 11, 1)),
+)
+#: The emulator's eight liquid assets (the sparse ``pepe`` aside).
+_EIGHT = ("btc", "eth", "sol", "xrp", "doge", "ada", "link", "ltc")
+_MONTH = (_utc(2025, 1, 8), _utc(2025, 2, 8))
+_ALL_DATA = (_utc(2025, 1, 8), _utc(2026, 11, 1))
+_MEMORY_BACKFILLS = (
+    BackfillMemoryRun("1 asset x 1 month", ("btc",), *_MONTH),
+    BackfillMemoryRun("1 asset x 22 months", ("btc",), *_ALL_DATA),
+    BackfillMemoryRun("8 assets x 1 month", _EIGHT, *_MONTH),
+    BackfillMemoryRun("8 assets x 22 months", _EIGHT, *_ALL_DATA),
+)
+_QUICK_MEMORY_BACKFILLS = (
+    BackfillMemoryRun("1 asset x 1 month", ("btc",), *_MONTH),
+    BackfillMemoryRun("2 assets x 6 months", ("btc", "eth"), _utc(2025, 1, 8), _utc(2025, 7, 8)),
 )
 
 
@@ -90,10 +130,10 @@ def settings_for(
         quick=quick,
         assets=assets,
         start=_utc(2025, 1, 8),
-        end=_utc(2025, 7, 8) if quick else _utc(2027, 1, 8),
+        end=_utc(2025, 7, 8) if quick else _utc(2026, 11, 1),
         interval="1h",
         latency=0.1,
-        jitter=0.02,
+        jitter=0.0,
         rate_limit=100.0,
         page_size=1000,
         sequential_assets=seq,
@@ -106,6 +146,8 @@ def settings_for(
         memory_asset="btc",
         memory_windows=_MEMORY_WINDOWS,
         memory_rate_limit=1000.0,
+        memory_backfills=_QUICK_MEMORY_BACKFILLS if quick else _MEMORY_BACKFILLS,
+        memory_backfill_target_mb=200.0,
         fault_rate=0.1,
         seed=7,
         warm_up=warm_up,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ class Timed(Generic[T]):
     wall: float
     emulator_cpu: float
     client_cpu: float
+    #: CPU of the thread that ran the event loop (this one), while it ran.
+    loop_cpu: float = 0.0
 
     @property
     def emulator_cpu_share(self) -> float:
@@ -40,20 +43,24 @@ def timed_run(
     *,
     timeout: float,
 ) -> Timed[T]:
-    """Run ``make(base_url)`` in a fresh event loop; wall time and emulator CPU over it."""
+    """Run ``make(base_url)`` in a fresh event loop on this thread; wall time, this
+    process's CPU (every thread), the loop thread's CPU (``time.thread_time``) and the
+    emulator's CPU over it."""
 
     async def bounded() -> T:
         return await asyncio.wait_for(make(emulator.base_url), timeout)
 
     cpu0 = emulator.cpu_seconds()
     own0 = time.process_time()
+    loop0 = time.thread_time()
     t0 = time.perf_counter()
     value = asyncio.run(bounded())
     wall = time.perf_counter() - t0
+    loop = time.thread_time() - loop0
     own = time.process_time() - own0
     cpu = emulator.cpu_seconds() - cpu0
     emulator.check_alive()
-    return Timed(value, wall, cpu, own)
+    return Timed(value, wall, cpu, own, loop)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +77,11 @@ class ClientRun:
     emulator_cpu_share: float
     client_cpu_share: float
     walls: tuple[float, ...] = ()
+    #: CPU seconds of the client's process and of its event loop's thread (None: not
+    #: measured), and its peak RSS where it ran in a process of its own.
+    client_cpu: float | None = None
+    loop_cpu: float | None = None
+    peak_rss_bytes: int | None = None
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -83,6 +95,9 @@ class ClientRun:
             "rows": self.rowset.to_json(),
             "emulator_cpu_share": round(self.emulator_cpu_share, 3),
             "client_cpu_share": round(self.client_cpu_share, 3),
+            "client_cpu_s": None if self.client_cpu is None else round(self.client_cpu, 4),
+            "loop_cpu_s": None if self.loop_cpu is None else round(self.loop_cpu, 4),
+            "peak_rss_bytes": self.peak_rss_bytes,
         }
 
 
@@ -90,16 +105,4 @@ def median_run(runs: list[ClientRun]) -> ClientRun:
     """The run with the (lower) median wall time, carrying every run's wall time."""
     ordered = sorted(runs, key=lambda r: r.wall)
     mid = ordered[(len(ordered) - 1) // 2]
-    walls = tuple(r.wall for r in runs)
-    return ClientRun(
-        client=mid.client,
-        assets=mid.assets,
-        wall=mid.wall,
-        requests=mid.requests,
-        rate_limited=mid.rate_limited,
-        retries=mid.retries,
-        rowset=mid.rowset,
-        emulator_cpu_share=mid.emulator_cpu_share,
-        client_cpu_share=mid.client_cpu_share,
-        walls=walls,
-    )
+    return dataclasses.replace(mid, walls=tuple(r.wall for r in runs))

@@ -1,6 +1,12 @@
 """kaiko-liq: Kaiko token-level liquidation volumes, fetched fast, completely and safely."""
 
-from .client import DEFAULT_MAX_CONCURRENCY, DEFAULT_RATE_LIMIT, LiquidationClient, RowStream
+from .client import (
+    DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_RATE_LIMIT,
+    FetchManyIncompleteError,
+    LiquidationClient,
+    RowStream,
+)
 from .errors import (
     APIError,
     AuthenticationError,
@@ -18,13 +24,17 @@ from .errors import (
     UnexpectedResponseError,
     UnsafeURLError,
 )
+from .keys import resolve_api_key
+from .live import Follow
 from .models import ExchangeVolume, LiquidationRow
 from .plan import SubRange
 from .retry import RetryPolicy
-from .transport import ClientStats, Timeouts
+from .sync import fetch, fetch_frame
+from .transport import DEFAULT_MAX_RESPONSE_BYTES, ClientStats, Timeouts
 
 __all__ = [
     "DEFAULT_MAX_CONCURRENCY",
+    "DEFAULT_MAX_RESPONSE_BYTES",
     "DEFAULT_RATE_LIMIT",
     "APIError",
     "AuthenticationError",
@@ -32,6 +42,8 @@ __all__ = [
     "ClientClosedError",
     "ClientStats",
     "ExchangeVolume",
+    "FetchManyIncompleteError",
+    "Follow",
     "IncompleteFetchError",
     "InconsistentDataError",
     "InvalidArgumentError",
@@ -49,4 +61,7 @@ __all__ = [
     "TransportError",
     "UnexpectedResponseError",
     "UnsafeURLError",
+    "fetch",
+    "fetch_frame",
+    "resolve_api_key",
 ]

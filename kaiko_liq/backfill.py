@@ -1,6 +1,8 @@
 """Resumable bulk backfills: many assets and long ranges into one Parquet dataset.
 
-Layout, hive-style, one file per shard of :meth:`LiquidationClient.plan`::
+The dataset is a :class:`~kaiko_liq.store.ShardStore` (the layout, the file format and
+the check a file must pass live there), one file per shard of
+:meth:`LiquidationClient.plan`, plus a manifest::
 
     DIR/
       _manifest.json                               the record (see below)
@@ -10,45 +12,52 @@ Layout, hive-style, one file per shard of :meth:`LiquidationClient.plan`::
       asset=eth/
         ...
 
-Read it with :func:`read_backfill` or :func:`open_dataset`, or with any hive-aware
-reader: ``pyarrow.dataset.dataset(DIR, partitioning="hive")``, ``pandas.read_parquet(DIR)``,
-``polars.scan_parquet(f"{DIR}/**/*.parquet", hive_partitioning=True)``.
-
-A file holds its shard in the ``nested`` shape of :mod:`kaiko_liq.export`: the totals
-columns, ascending by ``interval_time``, plus the per-exchange breakdown as an
-``exchanges`` list<struct> column; ``asset`` comes from the directory. Totals and
-breakdown share one file so that a shard is on disk whole or not at all: two datasets
-could disagree after a kill. ``read_backfill(DIR, shape="exchanges")`` flattens it.
+Read it with :func:`read_backfill`, or any Parquet reader (the README's "Reading the
+data" has one-liners for pandas, polars, pyarrow and DuckDB).
 
 What counts as done
-    A shard is done iff its file exists under its final name. A file gets that name only
-    by ``os.replace`` of a complete, fsynced temporary file whose name starts with ``.``,
-    which dataset readers skip. So a resume sees as done exactly what a reader sees as
-    data, and a kill at any moment loses only the shards in flight. An empty shard is
-    written as a zero-row file with the schema: "fetched, nothing there" must stay
-    distinct from "not fetched yet".
+    A shard is done iff its file is under its final name and passes the store's check.
+    A file gets that name only by an atomic rename of a complete temporary file whose name
+    starts with ``.``, which readers skip, so a kill at any moment loses only the shards
+    in flight. An empty shard is a zero-row file: "fetched, nothing there" stays distinct
+    from "not fetched yet".
 
 The manifest
-    ``_manifest.json`` (skipped by readers: leading ``_``) records the interval, every
-    shard on disk with its row count, and each run's request and outcome. It is the
-    record, not the truth: it is rewritten atomically at the start of a run, at most every
-    :data:`MANIFEST_EVERY` seconds as shards land, and at the end; each run first
-    reconciles it with the files, so a file that landed just before a kill still counts.
+    ``_manifest.json`` (readers skip it: leading ``_``) records the interval, every shard
+    on disk with its row count, and each run's request and outcome. It is the record, not
+    the truth: rewritten atomically at the start of a run, at most every
+    :data:`MANIFEST_EVERY` seconds as shards land, and at the end.
+
+Every run checks what it is about to trust
+    Before planning, each shard file is checked cheaply (a stat and its Parquet footer;
+    the row count against the manifest's): a missing, empty, unreadable or mismatched
+    shard is fetched again, the bad file moved aside to a ``.``-name readers skip, with a
+    warning (logger ``kaiko_liq``, and :attr:`BackfillSummary.warnings`). A stray
+    unreadable ``.parquet`` in a partition is moved aside the same way. A missing or
+    corrupt manifest is rebuilt from the files that read cleanly: the files are the
+    truth. Leftover temporary files of a killed run are removed.
 
 Only settled buckets
     A bucket is fetched only once it has closed and had :data:`SETTLE` (an hour) to
-    settle: a bucket still filling, or one in the future, would otherwise be written as a
-    short or empty file that counts as done for ever. So a run plans ``[start, end)``
-    only up to the *horizon*, the grid time at or before ``now - SETTLE``; the rest is
-    not fetched, not written, and reported (:attr:`BackfillSummary.deferred_from`, and the
-    run's record in the manifest), so running the same command later fetches it then.
+    settle (:func:`~kaiko_liq.store.settled_horizon`); the rest of the window is not
+    fetched, not written, and reported (:attr:`BackfillSummary.deferred_from`), so running
+    the same command later fetches it then.
+
+Failures stay where they happen
+    A shard that fails after retries is reported and the others go on. An asset the
+    server does not know (404), or whose data it cannot serve consistently, stops that
+    asset only; so does :data:`GIVE_UP_AFTER` failed shards of one asset in a row. What
+    applies to every asset (a wrong key, a bad parameter) stops the run and is raised as
+    itself. A filesystem failure (disk full, read-only, permission denied) stops the run
+    as one :class:`~kaiko_liq.store.StorageError` saying what was saved. In every case
+    the shards written are on disk and recorded, and the same command resumes.
 
 Resuming
-    A run fetches only the buckets no file covers yet: the gaps are planned afresh, which
-    for the same command gives back exactly the missing shards. Extending the range or
-    adding assets fetches only the new part, and a different ``page_size`` cannot make
-    shards overlap. The interval cannot change: a directory holds one granularity, and a
-    run with another is refused. A ``.lock`` file keeps two runs out of one directory.
+    A run fetches only the buckets no file covers: the gaps are planned afresh, which for
+    the same command gives back exactly the missing shards. Extending the range or adding
+    assets fetches only the new part, and a different ``page_size`` cannot make shards
+    overlap. The interval cannot change: a run with another is refused. A ``.lock`` file
+    keeps two runs out of one directory.
 
 Example::
 
@@ -59,16 +68,17 @@ Example::
 
 from __future__ import annotations
 
+import importlib.util
+import logging
 import os
-import re
 import time
-from collections import Counter
+from bisect import insort
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import anyio
 import msgspec
@@ -76,23 +86,17 @@ from anyio.abc import TaskGroup
 
 from .errors import (
     FailedRange,
-    IncompleteFetchError,
+    InconsistentDataError,
     InvalidArgumentError,
     KaikoLiqError,
+    NotFoundError,
     is_fatal,
 )
-from .export import (
-    SHAPES,
-    Shape,
-    arrow_schema,
-    atomic_write,
-    flatten_exchanges,
-    import_optional,
-    to_arrow,
-)
-from .models import LiquidationRow
-from .progress import format_duration, plural
+from .export import MissingDependencyError
+from .plan import SubRange
+from .progress import empty_reason, format_duration, plural
 from .query import (
+    DATA_START,
     Interval,
     TimeLike,
     format_time,
@@ -101,14 +105,26 @@ from .query import (
     validate_asset,
     validate_request,
 )
+from .store import (
+    SETTLE,
+    AssetOnDisk,
+    Damaged,
+    Shard,
+    ShardStore,
+    StorageError,
+    describe_backfill,
+    gaps_in,
+    open_dataset,
+    read_backfill,
+    settled_horizon,
+    shard_filename,
+)
 
 if TYPE_CHECKING:
-    import pyarrow as pa
-    import pyarrow.dataset as pads
-
     from .client import LiquidationClient
 
 __all__ = [
+    "GIVE_UP_AFTER",
     "MANIFEST_EVERY",
     "MANIFEST_NAME",
     "SETTLE",
@@ -118,6 +134,7 @@ __all__ = [
     "BackfillSummary",
     "Manifest",
     "ShardRecord",
+    "StorageError",
     "backfill",
     "describe_backfill",
     "open_dataset",
@@ -125,21 +142,17 @@ __all__ = [
     "shard_filename",
 ]
 
+logger = logging.getLogger("kaiko_liq")
+
 MANIFEST_NAME = "_manifest.json"
 #: Seconds between manifest rewrites while shards land (it is also written at the end).
 MANIFEST_EVERY = 0.5
-#: How long after a bucket closes before a backfill fetches it: time for the provider to
-#: finish aggregating it. Later buckets are left for a later run (see "Only settled").
-SETTLE = timedelta(hours=1)
+#: Failed shards of one asset in a row (after their retries) before the asset's other
+#: shards are left for the next run: the server is not serving it now.
+GIVE_UP_AFTER = 3
 _FORMAT = "kaiko-liq backfill"
 _VERSION = 1
 _LOCK_NAME = ".lock"
-_PARTITION = "asset="
-_STAMP = "%Y%m%dT%H%M%S"
-_STAMP_RE = r"\d{8}T\d{6}(?:\.\d{6})?Z"
-_SHARD_RE = re.compile(rf"^({_STAMP_RE})_({_STAMP_RE})\.parquet$")
-# atomic_write's temporary names: ".<final name>.<hex>.tmp"
-_TEMP_RE = re.compile(r"^\..+\.parquet\.[0-9a-f]+\.tmp$")
 
 
 # --- the record -----------------------------------------------------------------------------
@@ -158,7 +171,8 @@ class RunRecord(msgspec.Struct, frozen=True):
     """One run's request and outcome (``complete`` once every requested shard is on disk).
 
     ``deferred_from`` is set when ``[deferred_from, end)`` was not settled yet and so was
-    left for a later run; such a run is not ``complete``.
+    left for a later run; such a run is not ``complete``. ``failed_assets`` names the
+    assets that stopped early, with why.
     """
 
     assets: list[str]
@@ -168,6 +182,7 @@ class RunRecord(msgspec.Struct, frozen=True):
     finished: datetime | None = None
     complete: bool = False
     deferred_from: datetime | None = None
+    failed_assets: dict[str, str] = msgspec.field(default_factory=dict)
 
 
 class Manifest(msgspec.Struct):
@@ -184,35 +199,13 @@ _manifest_decoder = msgspec.json.Decoder(Manifest)
 _manifest_encoder = msgspec.json.Encoder()
 
 
-def shard_filename(start: datetime, end: datetime) -> str:
-    """``20250108T000000Z_20250217T000000Z.parquet``: sortable, and no ``:`` for Windows."""
-    return f"{_stamp(start)}_{_stamp(end)}.parquet"
-
-
-def _stamp(t: datetime) -> str:
-    t = t.astimezone(UTC)
-    fraction = f".{t.microsecond:06d}" if t.microsecond else ""
-    return t.strftime(_STAMP) + fraction + "Z"
-
-
-def _parse_stamp(text: str) -> datetime:
-    fmt = _STAMP + (".%fZ" if "." in text else "Z")
-    return datetime.strptime(text, fmt).replace(tzinfo=UTC)
-
-
-def _parse_shard_filename(name: str) -> tuple[datetime, datetime] | None:
-    match = _SHARD_RE.match(name)
-    if match is None:
-        return None
-    return _parse_stamp(match.group(1)), _parse_stamp(match.group(2))
-
-
 # --- results --------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
 class BackfillProgress:
-    """Where a run stands; handed to ``on_progress`` after planning and after each shard."""
+    """Where a run stands; handed to ``on_progress`` after planning (so the first call
+    says what is already on disk: a resume) and after each shard."""
 
     shards_total: int
     shards_done: int
@@ -226,7 +219,10 @@ class BackfillSummary:
 
     ``deferred_from`` is not ``None`` when the window reached past the settled horizon:
     ``[deferred_from, deferred_to)`` was not fetched (not yet complete, or in the future)
-    and a later run of the same command fetches it.
+    and a later run of the same command fetches it. ``rows_on_disk`` counts the window's
+    rows on disk after the run (skipped shards' and written ones'); :attr:`reason_empty`
+    says why there are none. ``warnings`` are the repairs the run made (damaged files
+    moved aside, a manifest rebuilt).
     """
 
     out_dir: Path
@@ -240,6 +236,11 @@ class BackfillSummary:
     seconds: float
     deferred_from: datetime | None = None
     deferred_to: datetime | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+    now: datetime | None = None
+    rows_on_disk: int = 0
+    warnings: tuple[str, ...] = ()
 
     @property
     def deferred(self) -> str | None:
@@ -253,56 +254,110 @@ class BackfillSummary:
             "later to fetch it"
         )
 
+    @property
+    def reason_empty(self) -> str | None:
+        """Why the window has no rows on disk (before the data starts, not settled yet or
+        in the future, or no liquidations), or ``None`` when it has some."""
+        if self.rows_on_disk or self.start is None or self.end is None or self.now is None:
+            return None
+        if self.end <= DATA_START or self.start >= self.now:
+            return empty_reason(self.start, self.end, self.now)
+        settle = format_duration(SETTLE.total_seconds())
+        if self.deferred_from is not None and self.deferred_from <= self.start:
+            return (
+                f"the window has not settled yet (its buckets closed under {settle} ago, or "
+                "lie in the future); run the same command again later"
+            )
+        if self.deferred_from is not None:
+            return (
+                f"no liquidations were recorded up to {format_time(self.deferred_from)}; the "
+                f"rest has not settled yet (closed under {settle} ago, or in the future)"
+            )
+        return empty_reason(self.start, self.end, self.now)
+
     def __str__(self) -> str:
         skipped = f", {self.shards_skipped} already on disk" if self.shards_skipped else ""
         deferred = f"; {self.deferred}" if self.deferred else ""
+        repaired = f"; {'; '.join(self.warnings)}" if self.warnings else ""
         return (
             f"{plural(len(self.assets), 'asset')}, {self.shards_total} shards{skipped}: "
             f"wrote {plural(self.shards_written, 'file')}, {self.rows:,} rows, "
             f"{plural(self.requests, 'request')}, {plural(self.retries, 'retry', 'retries')} "
-            f"in {self.seconds:.1f}s to {self.out_dir}{deferred}"
+            f"in {self.seconds:.1f}s to {self.out_dir}{deferred}{repaired}"
         )
 
 
 class BackfillIncompleteError(KaikoLiqError):
-    """Some shards failed after retries; every other shard is on disk.
+    """Some shards or assets failed; everything else is on disk.
 
     Running the same backfill again fetches only what is missing. ``failed`` maps each
-    asset to its failed shards; ``summary`` says what the run did write.
+    asset to its failed shards (after retries); ``failed_assets`` maps each asset that
+    stopped early (unknown to the server, inconsistent answers, or
+    :data:`GIVE_UP_AFTER` failures in a row) to the error that stopped it; ``summary``
+    says what the run did write.
     """
 
-    def __init__(self, failed: dict[str, list[FailedRange]], summary: BackfillSummary) -> None:
+    def __init__(
+        self,
+        failed: dict[str, list[FailedRange]],
+        summary: BackfillSummary,
+        failed_assets: dict[str, KaikoLiqError] | None = None,
+    ) -> None:
         self.failed = failed
+        self.failed_assets = dict(failed_assets or {})
         self.summary = summary
-        flat = [(asset, f) for asset, ranges in failed.items() for f in ranges]
-        shown = "; ".join(f"{asset} {f}" for asset, f in flat[:3])
-        more = f"; and {len(flat) - 3} more" if len(flat) > 3 else ""
+        parts: list[str] = []
+        flat = [
+            (asset, f)
+            for asset, ranges in failed.items()
+            if asset not in self.failed_assets
+            for f in ranges
+        ]
+        if flat:
+            shown = "; ".join(f"{asset} {f}" for asset, f in flat[:3])
+            more = f"; and {len(flat) - 3} more" if len(flat) > 3 else ""
+            parts.append(f"{len(flat)} of {summary.shards_total} shards failed ({shown}{more})")
+        parts += [f"{asset}: {_why(exc)}" for asset, exc in self.failed_assets.items()]
+        done = summary.shards_skipped + summary.shards_written
         super().__init__(
-            f"backfill incomplete: {len(flat)} of {summary.shards_total} shards failed "
-            f"({shown}{more}); the other {summary.shards_total - len(flat)} are on disk in "
-            f"{summary.out_dir}; run the same command again to fetch only what is missing"
+            f"backfill incomplete: {'; '.join(parts)}. {done} of {summary.shards_total} "
+            f"shards are on disk in {summary.out_dir}; run the same command again to fetch "
+            "only what is missing"
+        )
+
+    @property
+    def assets(self) -> list[str]:
+        """Every asset with something missing, in the order reported."""
+        return list(dict.fromkeys([*self.failed_assets, *self.failed]))
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, NotFoundError):
+        return f"unknown asset ({type(exc).__name__}: {exc})"
+    return f"{type(exc).__name__}: {exc}"
+
+
+class _GaveUp(KaikoLiqError):
+    """An asset whose shards kept failing: the last error, and how many were left."""
+
+    def __init__(self, last: BaseException, left: int) -> None:
+        self.last = last
+        super().__init__(
+            f"gave up after {GIVE_UP_AFTER} failed shards in a row, {left} more not tried; "
+            f"last: {type(last).__name__}: {last}"
         )
 
 
 # --- the directory --------------------------------------------------------------------------
 
 
-@dataclass(slots=True)
-class _Job:
-    asset: str
-    start: datetime
-    end: datetime
-
-    @property
-    def relpath(self) -> str:
-        return f"{_PARTITION}{self.asset}/{shard_filename(self.start, self.end)}"
-
-
 def _make_directory(directory: Path) -> None:
+    if directory.exists() and not directory.is_dir():
+        raise StorageError(directory, "it exists and is not a directory", doing="use")
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise InvalidArgumentError(f"cannot create {directory}: {exc.strerror}") from None
+        raise StorageError.from_os_error(exc, directory, doing="create") from exc
 
 
 @contextmanager
@@ -313,7 +368,11 @@ def _locked(directory: Path) -> Iterator[None]:
     except ImportError:  # not POSIX: run unlocked rather than not at all
         yield
         return
-    with open(directory / _LOCK_NAME, "a") as handle:
+    try:
+        handle = open(directory / _LOCK_NAME, "a")  # noqa: SIM115  # closed below
+    except OSError as exc:
+        raise StorageError.from_os_error(exc, directory / _LOCK_NAME, doing="lock") from exc
+    with handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -326,115 +385,93 @@ def _locked(directory: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _load_manifest(directory: Path, interval: Interval) -> Manifest:
-    """The directory's manifest, checked against this run; a new one if there is none."""
+def _load_manifest(directory: Path, interval: Interval) -> tuple[Manifest, list[str]]:
+    """The directory's manifest, checked against this run, and what was repaired.
+
+    A missing or unreadable manifest is replaced by an empty one (the files then rebuild
+    it); one that is readable but another program's or another version's is refused."""
     path = directory / MANIFEST_NAME
+    fresh = Manifest(interval=interval.text)
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        if any(p.name.startswith(_PARTITION) for p in directory.iterdir()):
+        return fresh, []
+    except OSError as exc:
+        raise StorageError.from_os_error(exc, path, doing="read") from exc
+    try:
+        loose = msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        loose = None
+    if isinstance(loose, dict) and isinstance(loose.get("format"), str):
+        fmt, version = loose["format"], loose.get("version")
+        if fmt != _FORMAT or version != _VERSION:
             raise InvalidArgumentError(
-                f"{directory} has asset= directories but no {MANIFEST_NAME}: it was not made "
-                "by kaiko-liq backfill (or its manifest was deleted); use an empty directory"
-            ) from None
-        return Manifest(interval=interval.text)
+                f"{path} is a {fmt!r} manifest, version {version}; this kaiko-liq writes "
+                f"{_FORMAT!r} version {_VERSION}; use another directory"
+            )
     try:
         manifest = _manifest_decoder.decode(raw)
     except msgspec.DecodeError as exc:
-        raise InvalidArgumentError(
-            f"{path} is not a kaiko-liq backfill manifest ({exc}); use another directory"
-        ) from None
-    if manifest.format != _FORMAT or manifest.version != _VERSION:
-        raise InvalidArgumentError(
-            f"{path} is a {manifest.format!r} manifest, version {manifest.version}; this "
-            f"kaiko-liq writes {_FORMAT!r} version {_VERSION}; use another directory"
-        )
-    recorded = parse_interval(manifest.interval)
+        note = f"{MANIFEST_NAME} was unreadable ({exc}); rebuilt it from the files"
+        logger.warning("%s: %s", directory, note)
+        return fresh, [note]
+    try:
+        recorded = parse_interval(manifest.interval)
+    except InvalidArgumentError:
+        note = f"{MANIFEST_NAME} named no valid interval; rebuilt it from the files"
+        logger.warning("%s: %s", directory, note)
+        return fresh, [note]
     if recorded.seconds != interval.seconds:
         raise InvalidArgumentError(
             f"{directory} holds a backfill at interval {manifest.interval}, not {interval}; "
             f"resume it with --interval {manifest.interval} or use another directory"
         )
-    return manifest
+    return manifest, []
 
 
-def _reconcile(directory: Path, manifest: Manifest) -> dict[str, list[ShardRecord]]:
-    """The shards really on disk, by asset: files are the truth, the manifest only lends
-    row counts. Leftover temporary files of a killed run are removed on the way."""
+def _reconcile(
+    store: ShardStore, manifest: Manifest
+) -> tuple[dict[str, list[ShardRecord]], list[Damaged]]:
+    """The shards really on disk, by asset, each checked (see "Every run checks"); the
+    files moved aside on the way. The manifest only lends row counts to compare."""
     known = {record.file: record for records in manifest.shards.values() for record in records}
     found: dict[str, list[ShardRecord]] = {}
-    for part in sorted(directory.iterdir()):
-        if not (part.is_dir() and part.name.startswith(_PARTITION)):
-            continue
-        asset = part.name[len(_PARTITION) :]
+    before = len(store.damaged)
+    for asset in store.assets():
+        try:
+            validate_asset(asset)
+        except InvalidArgumentError:
+            continue  # not a partition of ours
+        store.remove_temporary(asset, older_than=0)  # we hold the lock: nobody is writing
         records: list[ShardRecord] = []
-        for file in sorted(part.iterdir()):
-            if _TEMP_RE.match(file.name):
-                file.unlink(missing_ok=True)
+        for shard in store.shards(asset):
+            record = known.get(shard.relpath)
+            if record is not None and record.rows != shard.rows:
+                store.quarantine(
+                    shard.path,
+                    f"holds {plural(shard.rows, 'row')}, the manifest recorded {record.rows}",
+                )
                 continue
-            window = _parse_shard_filename(file.name)
-            if window is None:
-                continue
-            rel = f"{part.name}/{file.name}"
-            record = known.get(rel)
-            if record is None:
-                # Landed after the last manifest write: count its rows from the footer.
-                pq = import_optional("pyarrow.parquet", "backfill", extra="parquet")
-                rows = int(pq.read_metadata(file).num_rows)
-                record = ShardRecord(start=window[0], end=window[1], rows=rows, file=rel)
-            records.append(record)
+            records.append(_record(shard))
         if records:
-            found[asset] = sorted(records, key=lambda r: r.start)
-    return found
+            found[asset] = records
+    return found, store.damaged[before:]
 
 
-def _gaps(
-    start: datetime, end: datetime, interval: Interval, on_disk: Sequence[ShardRecord]
-) -> list[tuple[datetime, datetime]]:
-    """The parts of ``[start, end)`` whose buckets no file covers yet.
-
-    Works on buckets, because the server snaps a window outward to the grid: a file for
-    ``[09:00:01, ...)`` holds the 09:00 bucket, so a gap must not ask for it again.
-    """
-    lo, hi = interval.floor(start), interval.ceil(end)
-    covered = sorted((interval.floor(r.start), interval.ceil(r.end)) for r in on_disk)
-    gaps: list[tuple[datetime, datetime]] = []
-    cursor = lo
-    for c_lo, c_hi in covered:
-        if c_hi <= cursor:
-            continue
-        if c_lo >= hi:
-            break
-        if c_lo > cursor:
-            gaps.append((cursor, c_lo))
-        cursor = max(cursor, c_hi)
-    if cursor < hi:
-        gaps.append((cursor, hi))
-    # Ask for the caller's own edges, not the snapped ones: same buckets, same shard names
-    # as a run that started with nothing on disk.
-    return [(max(a, start), min(b, end)) for a, b in gaps]
+def _record(shard: Shard) -> ShardRecord:
+    return ShardRecord(start=shard.start, end=shard.end, rows=shard.rows, file=shard.relpath)
 
 
 def _write_manifest(directory: Path, manifest: Manifest) -> None:
-    body = msgspec.json.format(_manifest_encoder.encode(manifest), indent=2) + b"\n"
-    with atomic_write(directory / MANIFEST_NAME) as stream:
-        stream.write(body)
+    body = msgspec.json.format(_manifest_encoder.encode(manifest), indent=1) + b"\n"
+    from .export import atomic_write
 
-
-def _write_shard(path: Path, rows: list[LiquidationRow]) -> None:
-    """One shard file, atomically. Runs in a worker thread: conversion and I/O block."""
-    pq = import_optional("pyarrow.parquet", "backfill", extra="parquet")
-    table = to_arrow(rows, shape="nested")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(path) as stream:
-        pq.write_table(table, stream)
-
-
-def _root_cause(error: KaikoLiqError) -> BaseException:
-    """A one-shard fetch that failed reports an IncompleteFetchError of one range."""
-    if isinstance(error, IncompleteFetchError) and len(error.failed) == 1:
-        return error.failed[0].error
-    return error
+    path = directory / MANIFEST_NAME
+    try:
+        with atomic_write(path) as stream:
+            stream.write(body)
+    except OSError as exc:
+        raise StorageError.from_os_error(exc, path) from exc
 
 
 # --- the run ----------------------------------------------------------------------------
@@ -471,10 +508,10 @@ async def backfill(
             run (see "Only settled buckets" above and ``BackfillSummary.deferred_from``).
 
     Returns a :class:`BackfillSummary`. Raises :class:`InvalidArgumentError` before any
-    request for bad arguments or a directory that is not a compatible backfill, the
-    failure itself for errors every shard would hit (a wrong key, an unknown asset), and
-    :class:`BackfillIncompleteError` when some shards failed after retries; what did
-    succeed is on disk either way.
+    request for bad arguments or a directory that is not a compatible backfill;
+    :class:`~kaiko_liq.store.StorageError` when the filesystem refuses; the error itself
+    for what every shard would hit (a wrong key); :class:`BackfillIncompleteError` when
+    some shards or assets failed. What did succeed is on disk in every case.
     """
     if not assets:
         raise InvalidArgumentError("backfill needs at least one asset, e.g. ['eth']")
@@ -487,19 +524,27 @@ async def backfill(
     workers = client.max_concurrency if concurrency is None else concurrency
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise InvalidArgumentError(f"concurrency must be a positive integer, got {concurrency!r}")
-    import_optional("pyarrow.parquet", "backfill", extra="parquet")
+    # Found, not imported: pyarrow loads (in a worker thread) when a file is read or written.
+    if importlib.util.find_spec("pyarrow") is None:
+        raise MissingDependencyError(
+            "backfill needs pyarrow, which is not installed: pip install 'kaiko-liq[parquet]'"
+        )
     directory = Path(out_dir)
     await anyio.to_thread.run_sync(_make_directory, directory)
     with _locked(directory):
-        horizon = _settled_horizon(grid, clock)
-        run = _Run(client, names, lo, hi, grid, directory, page_size, workers, horizon)
+        run = _Run(client, names, lo, hi, grid, directory, page_size, workers, clock)
         return await run.run(on_progress)
 
 
-def _settled_horizon(interval: Interval, now: datetime) -> datetime:
-    """The end of the last bucket that closed at least :data:`SETTLE` before ``now``:
-    every bucket before it is final, the one starting at it may still be filling."""
-    return interval.floor(now - SETTLE)
+@dataclass(slots=True)
+class _Asset:
+    """One asset's state during a run."""
+
+    on_disk: list[ShardRecord] = field(default_factory=list)
+    failed: list[FailedRange] = field(default_factory=list)
+    stopped: KaikoLiqError | None = None  # set when the asset's other shards are dropped
+    streak: int = 0  # failed shards in a row
+    left: int = 0  # planned shards not yet taken
 
 
 class _Run:
@@ -515,21 +560,23 @@ class _Run:
         directory: Path,
         page_size: int | None,
         workers: int,
-        horizon: datetime,
+        now: datetime,
     ) -> None:
         self.client = client
         self.assets = assets
         self.start, self.end = start, end
         self.interval = interval
         self.directory = directory
+        self.store = ShardStore(directory, interval)
         self.page_size = page_size
         self.workers = workers
+        self.now = now
+        self.horizon = settled_horizon(interval, now)  # nothing after it is fetched
         self.manifest = Manifest(interval=interval.text)
-        self.horizon = horizon  # nothing after it is fetched: see _settled_horizon()
-        self.on_disk: dict[str, list[ShardRecord]] = {}
-        self.failed: dict[str, list[FailedRange]] = {}
+        self.state: dict[str, _Asset] = {}
+        self.warnings: list[str] = []
         self.fatal: BaseException | None = None
-        self.total = self.skipped = self.written = self.rows = 0
+        self.total = self.skipped = self.written = self.rows = self.rows_skipped = 0
         self._manifest_lock = anyio.Lock()
         self._manifest_written = 0.0
 
@@ -538,27 +585,36 @@ class _Run:
         """Where the unsettled part of the window begins, if it has one."""
         return max(self.start, self.horizon) if self.end > self.horizon else None
 
-    def _plan(self) -> list[_Job]:
+    def _asset(self, asset: str) -> _Asset:
+        return self.state.setdefault(asset, _Asset())
+
+    def _plan(self) -> list[tuple[str, SubRange]]:
         """The missing settled shards of every asset, interleaved by time so that all
         assets advance together (a kill leaves each with a complete prefix, not some with
         none)."""
-        jobs: list[_Job] = []
+        jobs: list[tuple[str, SubRange]] = []
         # The caller's own end when it is before the horizon (the shards are then those of
         # any run); else the horizon, where a later run's gap will start.
         end = min(self.end, self.horizon)
         for asset in self.assets:
-            have = self.on_disk.get(asset, [])
-            self.skipped += sum(1 for r in have if r.start < self.end and r.end > self.start)
+            state = self._asset(asset)
+            inside = [r for r in state.on_disk if r.start < self.end and r.end > self.start]
+            self.skipped += len(inside)
+            self.rows_skipped += sum(r.rows for r in inside)
             if self.start >= end:
                 continue
-            for gap_lo, gap_hi in _gaps(self.start, end, self.interval, have):
+            spans = [
+                (self.interval.floor(r.start), self.interval.ceil(r.end)) for r in state.on_disk
+            ]
+            for gap_lo, gap_hi in gaps_in(self.start, end, self.interval, spans):
                 shards = self.client.plan(
                     asset, gap_lo, gap_hi, interval=self.interval.text, page_size=self.page_size
                 )
-                jobs += [_Job(asset, s.start, s.end) for s in shards]
+                jobs += [(asset, s) for s in shards]
+                state.left += len(shards)
         self.total = self.skipped + len(jobs)
         order = {asset: i for i, asset in enumerate(self.assets)}
-        return sorted(jobs, key=lambda j: (j.start, order[j.asset]))
+        return sorted(jobs, key=lambda j: (j[1].start, order[j[0]]))
 
     def _progress(self) -> BackfillProgress:
         return BackfillProgress(
@@ -570,44 +626,63 @@ class _Run:
 
     async def _save_manifest(self, *, force: bool) -> None:
         now = time.monotonic()
-        if not force and now - self._manifest_written < MANIFEST_EVERY:
-            return
+        if not force and (
+            now - self._manifest_written < MANIFEST_EVERY or self._manifest_lock.locked()
+        ):
+            return  # the next shard or the end writes it; no queue of writes behind a slow disk
         self._manifest_written = now
-        self.manifest.shards = {a: list(r) for a, r in sorted(self.on_disk.items())}
+        self.manifest.shards = {
+            a: list(s.on_disk) for a, s in sorted(self.state.items()) if s.on_disk
+        }
         snapshot = msgspec.structs.replace(self.manifest)
         async with self._manifest_lock:
             await anyio.to_thread.run_sync(_write_manifest, self.directory, snapshot)
 
-    async def run(self, on_progress: Callable[[BackfillProgress], None] | None) -> BackfillSummary:
-        self.manifest = await anyio.to_thread.run_sync(
+    async def _start(self) -> list[tuple[str, SubRange]]:
+        self.manifest, notes = await anyio.to_thread.run_sync(
             _load_manifest, self.directory, self.interval
         )
-        self.on_disk = await anyio.to_thread.run_sync(_reconcile, self.directory, self.manifest)
+        had_records = any(self.manifest.shards.values())
+        on_disk, damaged = await anyio.to_thread.run_sync(_reconcile, self.store, self.manifest)
+        self.warnings += notes + [str(d) for d in damaged]
+        if on_disk and not had_records and not notes:
+            note = f"{MANIFEST_NAME} was missing; rebuilt it from the files"
+            logger.warning("%s: %s", self.directory, note)
+            self.warnings.append(note)
+        # Every asset on disk stays in the manifest, not only this run's.
+        for asset, records in on_disk.items():
+            self._asset(asset).on_disk = records
         jobs = self._plan()
-        started = datetime.now(UTC)
         self.manifest.runs.append(
             RunRecord(
                 assets=self.assets,
                 start=self.start,
                 end=self.end,
-                started=started,
+                started=datetime.now(UTC),
                 deferred_from=self.deferred_from,
             )
         )
         await self._save_manifest(force=True)
+        return jobs
+
+    async def run(self, on_progress: Callable[[BackfillProgress], None] | None) -> BackfillSummary:
+        jobs = await self._start()
         requests0, retries0 = self.client.stats.requests, self.client.stats.retries
         clock0 = time.monotonic()
         if on_progress is not None:
             on_progress(self._progress())
-
         pending = iter(jobs)
 
         async def worker(tg: TaskGroup) -> None:
             # Workers share one iterator: next() never awaits, so no job is taken twice.
-            for job in pending:
+            for asset, shard in pending:
                 if self.fatal is not None:
                     return
-                await self._one(job, tg)
+                state = self.state[asset]
+                state.left -= 1
+                if state.stopped is not None:
+                    continue
+                await self._one(asset, shard, tg)
                 if on_progress is not None:
                     on_progress(self._progress())
 
@@ -619,17 +694,55 @@ class _Run:
             # Also on cancellation (Ctrl-C): record what landed. Shielded, or the
             # cancellation that got us here would cancel the write too.
             with anyio.CancelScope(shield=True):
-                complete = (
-                    self.fatal is None
-                    and not self.failed
-                    and self.written == len(jobs)
-                    and self.deferred_from is None
-                )
-                self.manifest.runs[-1] = msgspec.structs.replace(
-                    self.manifest.runs[-1], finished=datetime.now(UTC), complete=complete
-                )
-                await self._save_manifest(force=True)
-        summary = BackfillSummary(
+                await self._finish(len(jobs))
+        failed = {a: s.failed for a, s in self.state.items() if s.failed}
+        stopped = {a: s.stopped for a, s in self.state.items() if s.stopped is not None}
+        summary = self._summary(requests0, retries0, clock0)
+        if isinstance(self.fatal, StorageError):
+            raise self.fatal.with_saved(self._saved(), self.written) from self.fatal.__cause__
+        if self.fatal is not None:
+            raise self.fatal
+        if failed or stopped:
+            raise BackfillIncompleteError(failed, summary, stopped)
+        return summary
+
+    async def _finish(self, planned: int) -> None:
+        """Record the run's outcome in the manifest; a disk that refuses even that only
+        loses the record (the files are the truth), unless nothing else went wrong."""
+        stopped = {a: str(s.stopped) for a, s in self.state.items() if s.stopped is not None}
+        complete = (
+            self.fatal is None
+            and not stopped
+            and not any(s.failed for s in self.state.values())
+            and self.written == planned
+            and self.deferred_from is None
+        )
+        self.manifest.runs[-1] = msgspec.structs.replace(
+            self.manifest.runs[-1],
+            finished=datetime.now(UTC),
+            complete=complete,
+            failed_assets=stopped,
+        )
+        try:
+            await self._save_manifest(force=True)
+        except StorageError as exc:
+            if self.fatal is None:
+                self.fatal = exc
+            else:
+                logger.warning("could not record the run in %s: %s", MANIFEST_NAME, exc)
+
+    def _saved(self) -> str | None:
+        done = self.skipped + self.written
+        if self.written == 0:
+            return None
+        return (
+            f"{done} of {self.total} shards are on disk in {self.directory} "
+            f"({self.written} written by this run); fix that and run the same command again "
+            "to resume"
+        )
+
+    def _summary(self, requests0: int, retries0: int, clock0: float) -> BackfillSummary:
+        return BackfillSummary(
             out_dir=self.directory,
             assets=tuple(self.assets),
             shards_total=self.total,
@@ -641,129 +754,48 @@ class _Run:
             seconds=time.monotonic() - clock0,
             deferred_from=self.deferred_from,
             deferred_to=self.end if self.deferred_from is not None else None,
+            start=self.start,
+            end=self.end,
+            now=self.now,
+            rows_on_disk=self.rows_skipped + self.rows,
+            warnings=tuple(self.warnings),
         )
-        if self.fatal is not None:
-            raise self.fatal
-        if self.failed:
-            raise BackfillIncompleteError(self.failed, summary)
-        return summary
 
-    async def _one(self, job: _Job, tg: TaskGroup) -> None:
+    async def _one(self, asset: str, shard: SubRange, tg: TaskGroup) -> None:
+        state = self.state[asset]
         try:
-            rows = await self.client.fetch(
-                job.asset,
-                job.start,
-                job.end,
-                interval=self.interval.text,
-                sort="asc",
-                page_size=self.page_size,
+            rows = await self.client.fetch_shard(
+                asset, shard, interval=self.interval.text, sort="asc", page_size=self.page_size
             )
         except KaikoLiqError as exc:
-            cause = _root_cause(exc)
-            if is_fatal(cause):
-                self.fatal = cause
+            if isinstance(exc, NotFoundError | InconsistentDataError):
+                # This asset's own trouble: the others go on.
+                state.stopped = exc
+            elif is_fatal(exc):
+                self.fatal = exc
                 tg.cancel_scope.cancel()
-                return
-            self.failed.setdefault(job.asset, []).append(FailedRange(job.start, job.end, cause))
+            else:
+                state.failed.append(FailedRange(shard.start, shard.end, exc))
+                state.streak += 1
+                if state.streak >= GIVE_UP_AFTER and state.stopped is None:
+                    state.stopped = _GaveUp(exc, state.left)
             return
-        # Not cancellable once started: the file lands whole, or (if killed) not at all.
-        await anyio.to_thread.run_sync(_write_shard, self.directory / job.relpath, rows)
-        record = ShardRecord(start=job.start, end=job.end, rows=len(rows), file=job.relpath)
-        self.on_disk.setdefault(job.asset, []).append(record)
-        self.on_disk[job.asset].sort(key=lambda r: r.start)
+        state.streak = 0
+        try:
+            # Not cancellable once started: the file lands whole, or (if killed) not at all.
+            written = await anyio.to_thread.run_sync(
+                self.store.write, asset, shard.start, shard.end, rows
+            )
+        except StorageError as exc:
+            self.fatal = exc
+            tg.cancel_scope.cancel()
+            return
+        for piece in written:
+            insort(state.on_disk, _record(piece), key=lambda r: r.start)
         self.written += 1
         self.rows += len(rows)
-        await self._save_manifest(force=False)
-
-
-# --- reading it back -------------------------------------------------------------------------
-
-
-def open_dataset(out_dir: str | os.PathLike[str]) -> pads.Dataset:
-    """The backfill at ``out_dir`` as a ``pyarrow.dataset.Dataset``, ``asset`` a string.
-
-    Declaring the partition type matters: left to inference, an asset named ``1000``
-    would come back as an integer.
-    """
-    pa = import_optional("pyarrow", "open_dataset", extra="parquet")
-    ds = import_optional("pyarrow.dataset", "open_dataset", extra="parquet")
-    schema = arrow_schema("nested", asset=False).append(pa.field("asset", pa.string()))
-    partitioning = ds.partitioning(pa.schema([("asset", pa.string())]), flavor="hive")
-    return ds.dataset(
-        os.fspath(out_dir), format="parquet", partitioning=partitioning, schema=schema
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class AssetOnDisk:
-    """One asset of a backfill directory, as a reader sees it."""
-
-    asset: str
-    files: int
-    rows: int
-    first: datetime | None  # the earliest interval_time; None when there are no rows
-    last: datetime | None
-
-
-def describe_backfill(
-    out_dir: str | os.PathLike[str], *, assets: Sequence[str] | None = None
-) -> list[AssetOnDisk]:
-    """What the backfill at ``out_dir`` holds per asset: files, rows, first and last
-    ``interval_time``. Sorted by asset; with ``assets``, just those, in that order (an
-    asset with nothing on disk has 0 files). Reads the ``interval_time`` column only."""
-    pa = import_optional("pyarrow", "describe_backfill", extra="parquet")
-    dataset = open_dataset(out_dir)
-    files = Counter(Path(f).parent.name.removeprefix(_PARTITION) for f in dataset.files)
-    times = dataset.to_table(columns=["asset", "interval_time"])
-    # Microseconds: as_py() of a nanosecond timestamp is a pandas Timestamp, if pandas is in.
-    times = times.set_column(
-        1, "interval_time", times["interval_time"].cast(pa.timestamp("us", tz="UTC"))
-    )
-    spans = {
-        g["asset"]: g
-        for g in times.group_by("asset")
-        .aggregate([("interval_time", "count"), ("interval_time", "min"), ("interval_time", "max")])
-        .to_pylist()
-    }
-    wanted = sorted(files) if assets is None else [validate_asset(a) for a in assets]
-    described: list[AssetOnDisk] = []
-    for asset in dict.fromkeys(wanted):
-        span = spans.get(asset, {})
-        described.append(
-            AssetOnDisk(
-                asset=asset,
-                files=files[asset],
-                rows=span.get("interval_time_count", 0),
-                first=span.get("interval_time_min"),
-                last=span.get("interval_time_max"),
-            )
-        )
-    return described
-
-
-def read_backfill(
-    out_dir: str | os.PathLike[str],
-    *,
-    shape: Shape = "totals",
-    assets: Sequence[str] | None = None,
-) -> pa.Table:
-    """The backfill at ``out_dir`` as one table, sorted by asset then time.
-
-    ``shape`` as in :mod:`kaiko_liq.export`: ``"totals"``, ``"exchanges"`` (flattened) or
-    ``"nested"`` (as stored). ``assets`` keeps only those assets.
-    """
-    if shape not in SHAPES:
-        raise InvalidArgumentError(f"shape {shape!r} is not one of {', '.join(map(repr, SHAPES))}")
-    ds = import_optional("pyarrow.dataset", "read_backfill", extra="parquet")
-    dataset = open_dataset(out_dir)
-    where: Any = None
-    if assets is not None:
-        where = ds.field("asset").isin([validate_asset(a) for a in assets])
-    table = dataset.to_table(filter=where)
-    columns = ["asset", *(name for name in table.column_names if name != "asset")]
-    table = table.select(columns).sort_by([("asset", "ascending"), ("interval_time", "ascending")])
-    if shape == "totals":
-        return table.drop_columns(["exchanges"])
-    if shape == "exchanges":
-        return flatten_exchanges(table)
-    return table
+        try:
+            await self._save_manifest(force=False)
+        except StorageError as exc:
+            self.fatal = exc
+            tg.cancel_scope.cancel()

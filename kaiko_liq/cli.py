@@ -2,33 +2,42 @@
 
 ::
 
-    kaiko-liq fetch ASSET [ASSET ...] --start ISO --end ISO [-o PATH] [--format F] ...
+    kaiko-liq fetch ASSET [ASSET ...] --start ISO --end ISO [-o PATH|-] [--cache DIR] ...
     kaiko-liq backfill ASSET [ASSET ...] --start ISO --end ISO --out DIR ...
+    kaiko-liq plot ASSET [ASSET ...] --start ISO --end ISO -o CHART.png|.svg ...
     kaiko-liq emulator [--port N] [--latency S] ...
 
-``fetch`` writes one file set (see :mod:`kaiko_liq.export` for the tables); ``backfill``
-writes a resumable Parquet dataset (see :mod:`kaiko_liq.backfill`). The API key comes from
-``KAIKO_API_KEY`` or ``--api-key-file``, never from a flag's value: flags end up in shell
-history and ``ps`` output. ``--emulator`` runs the built-in emulator in-process instead
-of calling Kaiko, and says on stderr that the data is synthetic.
+``fetch`` is :meth:`LiquidationClient.fetch_many` written to one file set (see
+:mod:`kaiko_liq.export`); ``backfill`` is :func:`kaiko_liq.backfill.backfill`; ``plot``
+is ``fetch_many`` drawn by :mod:`kaiko_liq.plot`. The API key is resolved by
+:func:`kaiko_liq.keys.resolve_api_key` from ``--api-key-file`` or ``KAIKO_API_KEY``,
+never from a flag's value: flags end up in shell history and ``ps`` output. So that no
+value can leak either, the parsers take no abbreviations (``--api`` is not
+``--api-key-file``), an unknown flag is named without its value, and every message has
+any argument that looks like a key hidden before it is printed.
 
-Every failure is one line on stderr, ``kaiko-liq: error: ...``, never a traceback. Exit
-codes: 0 done, 1 the fetch or the writing failed, 2 a bad argument or setup (nothing was
-fetched), 130 interrupted (Ctrl-C; a backfill keeps every shard already written).
+Every failure is one line on stderr, ``kaiko-liq: error: ...``, never a traceback
+(``--debug`` adds it). Exit codes: 0 done; 1 the fetch or the writing failed, or a
+backfill is incomplete (what was saved stays saved); 2 a bad argument or setup, nothing
+fetched; 130 interrupted (Ctrl-C), with a line saying what was kept.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import functools
-import math
+import importlib.metadata
 import os
+import re
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+import traceback
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -36,28 +45,43 @@ import anyio
 
 from .backfill import (
     AssetOnDisk,
+    BackfillIncompleteError,
     BackfillProgress,
     BackfillSummary,
     backfill,
     describe_backfill,
 )
-from .client import MAX_CONCURRENCY_RANGE, RATE_LIMIT_RANGE, LiquidationClient
-from .errors import IncompleteFetchError, InvalidArgumentError, KaikoLiqError
+from .client import MAX_CONCURRENCY_RANGE, LiquidationClient
+from .errors import (
+    MIN_SECRET_CHARS,
+    InvalidArgumentError,
+    KaikoLiqError,
+    NotFoundError,
+    redact,
+)
 from .export import (
     FORMATS,
-    Format,
+    STDOUT,
     MissingDependencyError,
     exchanges_path,
     format_for_path,
     import_optional,
-    write_csv,
     write_files,
-    write_jsonl,
+    write_stdout,
 )
+from .keys import resolve_api_key
 from .models import LiquidationRow
 from .plan import SubRange
-from .progress import ProgressLine, backfill_line, draw_until_cancelled, fetch_line, plural
-from .query import SORTS, Request, format_time, validate_request
+from .progress import (
+    ProgressLine,
+    backfill_line,
+    draw_until_cancelled,
+    empty_reason,
+    fetch_line,
+    plural,
+)
+from .query import SORTS, Request, format_time, parse_rate_limit, validate_request
+from .store import StorageError
 
 __all__ = ["main"]
 
@@ -66,8 +90,10 @@ _KEY_ENV = "KAIKO_API_KEY"
 _EXIT_FAILED = 1
 _EXIT_USAGE = 2
 _EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
-# LiquidationClient's own bounds, checked here as well so that a bad flag is refused
-# before anything starts (tests/test_cli.py keeps the two in step).
+# What a key could look like: a long run of letters, digits and a few symbols with at
+# least one digit. Dates (colons), ordinary words and short values stay readable; values
+# with a "/" are paths (the key never is one) and are shown as they are.
+_KEY_LIKE = re.compile(r"[A-Za-z0-9_\-+=~]{16,}")
 
 T = TypeVar("T")
 
@@ -76,28 +102,82 @@ class _UsageError(Exception):
     """A bad command line; printed as one line, exit 2."""
 
 
+class _Exit(Exception):
+    """A failure already worded for the user, with its exit code."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+# --- keeping values out of messages ------------------------------------------------------------
+
+
+def _secrets_in(argv: Sequence[str]) -> list[str]:
+    """Every run of text on the command line (or in $KAIKO_API_KEY) that could be a key,
+    longest first, for :func:`~kaiko_liq.errors.redact` to hide from messages."""
+    found: set[str] = set()
+    for arg in argv:
+        value = arg.partition("=")[2] if arg.startswith("-") else arg
+        if "/" not in value:
+            found.update(
+                m.group() for m in _KEY_LIKE.finditer(value) if any(c.isdigit() for c in m.group())
+            )
+    env = os.environ.get(_KEY_ENV, "").strip()
+    if len(env) >= MIN_SECRET_CHARS:  # as errors.redact does for the keys it knows
+        found.add(env)
+    return sorted(found, key=len, reverse=True)
+
+
+def _unrecognized(extras: Sequence[str], argv: Sequence[str]) -> str:
+    """Name unknown flags without their values (as ``gh`` does); never show a stray
+    positional argument at all: it may be a key that lost its flag."""
+    flags = [_flag_name(arg) for arg in extras if arg.startswith("-") and arg != "-"]
+    if flags:
+        unique = list(dict.fromkeys(flags))
+        message = f"unknown flag{'s' if len(unique) > 1 else ''}: {', '.join(unique)}"
+        if any("key" in f or "token" in f for f in unique):
+            message += (
+                f" (the API key is never a flag's value: export {_KEY_ENV}=... or pass "
+                "--api-key-file PATH)"
+            )
+        return message
+    position = next((i for i, arg in enumerate(argv, 1) if arg == extras[0]), None)
+    where = f" (argument {position})" if position is not None else ""
+    return (
+        f"unexpected argument{where}, not shown in case it is a secret; asset codes go "
+        "together, right after the command"
+    )
+
+
+def _flag_name(arg: str) -> str:
+    if arg.startswith("--"):
+        return arg.partition("=")[0]
+    return arg[:2]  # -kVALUE: the letter, not what is glued to it
+
+
 class _Parser(argparse.ArgumentParser):
-    """argparse, except that errors are one line (no usage dump) and go through main()."""
+    """argparse without abbreviations, whose errors are one line (no usage dump) raised
+    to main(), and which names unknown flags without their values."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["allow_abbrev"] = False
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         raise _UsageError(f"{message} (see '{self.prog} --help')")
 
+    def parse_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> argparse.Namespace:
+        argv = list(sys.argv[1:] if args is None else args)
+        parsed, extras = self.parse_known_args(argv, namespace)
+        if extras:
+            raise _UsageError(f"{_unrecognized(extras, argv)} (see '{self.prog} --help')")
+        return parsed
+
 
 # --- the command line ---------------------------------------------------------------------
-
-
-def _rate_limit(text: str) -> float:
-    """``--rate-limit``: a finite number of requests per second in the client's range."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    low, high = RATE_LIMIT_RANGE
-    if not (math.isfinite(value) and low <= value <= high):
-        raise argparse.ArgumentTypeError(
-            f"rate_limit {value} is out of range; use requests per second, {low:g} to {high:g}"
-        )
-    return value
 
 
 def _max_concurrency(text: str) -> int:
@@ -114,8 +194,16 @@ def _max_concurrency(text: str) -> int:
     return value
 
 
+def _common_options() -> _Parser:
+    parent = _Parser(add_help=False)
+    parent.add_argument(
+        "--debug", action="store_true", help="show the traceback of an error (see main())"
+    )
+    return parent
+
+
 def _connection_options() -> _Parser:
-    """Where to fetch from and how hard; shared by fetch and backfill."""
+    """Where to fetch from and how hard; shared by fetch, backfill and plot."""
     parent = _Parser(add_help=False)
     group = parent.add_argument_group("connection")
     group.add_argument(
@@ -134,7 +222,9 @@ def _connection_options() -> _Parser:
         help=f"read the API key from this file (default: ${_KEY_ENV})",
     )
     group.add_argument(
-        "--rate-limit", type=_rate_limit, metavar="R", help="requests per second (default: 15)"
+        "--rate-limit",
+        metavar="R",
+        help="requests per second, or 6000/min, 100/s (default: 6000/min, Kaiko's standard)",
     )
     group.add_argument(
         "--max-concurrency",
@@ -158,55 +248,91 @@ def _window_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _cache_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        metavar="DIR",
+        help="keep settled buckets in DIR and fetch only what it lacks",
+    )
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("kaiko-liq")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree
+        return "unknown"
+
+
 def _build_parser() -> _Parser:
     from .emulator.command import add_arguments as add_emulator_arguments
     from .emulator.command import run as run_emulator
 
     parser = _Parser(
         prog=PROG,
-        description="Kaiko token-level liquidation volumes: fetch, backfill, emulate.",
+        description="Kaiko token-level liquidation volumes: fetch, backfill, plot, emulate.",
         epilog=f"The API key is read from ${_KEY_ENV} or --api-key-file.",
     )
+    parser.add_argument("--version", action="version", version=f"{PROG} {_version()}")
+    parser.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)  # see main()
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    connection = _connection_options()
+    common = [_common_options(), _connection_options()]
 
     fetch = commands.add_parser(
         "fetch",
-        parents=[connection],
+        parents=common,
         help="fetch a window into one file set, or stdout",
         description=(
             "Fetch every bucket of [start, end) for each asset. With -o PATH, CSV and "
             "Parquet write the totals to PATH and the per-exchange breakdown beside it "
-            "(out.csv and out.exchanges.csv); JSON Lines keeps both in one file. Without "
-            "-o, JSON Lines (or --format csv, totals only) goes to stdout."
+            "(out.csv and out.exchanges.csv); JSON Lines keeps both in one file; a .gz "
+            "ending compresses CSV and JSON Lines. Without -o, or with -o -, JSON Lines "
+            "(or --format csv, totals only) goes to stdout."
         ),
     )
     _window_options(fetch)
     fetch.add_argument(
         "--sort", choices=SORTS, default="asc", help="time order of the output (default: asc)"
     )
-    fetch.add_argument("-o", "--output", type=Path, metavar="PATH", help="write here")
+    fetch.add_argument("-o", "--output", metavar="PATH", help="write here ('-': stdout)")
     fetch.add_argument(
         "--format", choices=FORMATS, help="default: from PATH's extension; jsonl on stdout"
     )
+    _cache_option(fetch)
     fetch.set_defaults(handler=_run_fetch)
 
     bulk = commands.add_parser(
         "backfill",
-        parents=[connection],
+        parents=common,
         help="fetch long ranges into a resumable Parquet dataset",
         description=(
             "Fetch [start, end) for every asset into DIR/asset=<asset>/<shard>.parquet, one "
             "file per shard, with DIR/_manifest.json recording what is done. Run the same "
-            "command again to fetch only what is missing."
+            "command again to fetch only what is missing, and to repair what is damaged."
         ),
     )
     _window_options(bulk)
     bulk.add_argument("--out", required=True, type=Path, metavar="DIR", help="dataset dir")
     bulk.set_defaults(handler=_run_backfill)
 
+    chart = commands.add_parser(
+        "plot",
+        parents=common,
+        help="draw a window's long and short liquidations into a PNG or SVG",
+        description=(
+            "Fetch [start, end) for each asset and draw one panel per asset: long and "
+            "short liquidations per bucket, by exchange. The format follows -o's "
+            "extension (.png or .svg). Needs matplotlib: pip install 'kaiko-liq[plot]'."
+        ),
+    )
+    _window_options(chart)
+    chart.add_argument("-o", "--output", required=True, type=Path, metavar="FILE")
+    _cache_option(chart)
+    chart.set_defaults(handler=_run_plot)
+
     emulator = commands.add_parser(
         "emulator",
+        parents=[_common_options()],
         help="serve the built-in Kaiko emulator (synthetic data) over HTTP",
         description="Serve the built-in emulator until interrupted; prints its base URL.",
     )
@@ -217,35 +343,79 @@ def _build_parser() -> _Parser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (the console script exits with it)."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    secrets = _secrets_in(arguments)
+    # Read before parsing, so that even a failure to build the parser can show its trace.
+    debug = "--debug" in arguments
     try:
-        parser = _build_parser()
-        args = parser.parse_args(argv)
-    except _UsageError as exc:
-        return _fail(str(exc), _EXIT_USAGE)
-    except SystemExit as exc:  # --help exits through argparse
-        return 0 if exc.code is None else exc.code if isinstance(exc.code, int) else _EXIT_USAGE
-    try:
+        args = _build_parser().parse_args(arguments)
         handler: Callable[[argparse.Namespace], int] = args.handler
         return handler(args)
-    except KeyboardInterrupt:
+    except _UsageError as exc:
+        return _fail(str(exc), _EXIT_USAGE, secrets)
+    except SystemExit as exc:  # --help and --version exit through argparse
+        return 0 if exc.code is None else exc.code if isinstance(exc.code, int) else _EXIT_USAGE
+    except KeyboardInterrupt:  # the commands that keep something say what themselves
+        _say("interrupted")
         return _EXIT_INTERRUPTED
-    except (InvalidArgumentError, MissingDependencyError) as exc:
-        return _fail(str(exc), _EXIT_USAGE)
-    except KaikoLiqError as exc:
-        return _fail(str(exc), _EXIT_FAILED)
     except BrokenPipeError:
         # The reader went away (``| head``): not an error worth a message. Point stdout at
         # devnull so the interpreter's final flush does not raise again.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return _EXIT_FAILED
-    except OSError as exc:
-        where = f" {exc.filename}" if exc.filename else ""
-        return _fail(f"cannot write{where}: {exc.strerror or exc}", _EXIT_FAILED)
+    except Exception as exc:  # the last resort: one line, whatever it was
+        error = _leaf(exc)
+        message, code = _explain(error)
+        if debug:
+            trace = "".join(traceback.format_exception(exc))
+            print(redact(trace, secrets), file=sys.stderr, end="")
+        return _fail(message, code, secrets)
 
 
-def _fail(message: str, code: int) -> int:
-    print(f"{PROG}: error: {' '.join(message.split())}", file=sys.stderr)
+def _leaf(error: BaseException) -> BaseException:
+    """The error inside an ExceptionGroup a task group let out: the first that says
+    something (ours, then an OSError) rather than a wall of nested tracebacks."""
+    while isinstance(error, BaseExceptionGroup):
+        leaves = list(_leaves(error))
+        error = next(
+            (e for e in leaves if isinstance(e, KaikoLiqError | _Exit)),
+            next((e for e in leaves if isinstance(e, OSError)), leaves[0]),
+        )
+    return error
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterable[BaseException]:
+    for error in group.exceptions:
+        if isinstance(error, BaseExceptionGroup):
+            yield from _leaves(error)
+        else:
+            yield error
+
+
+def _explain(error: BaseException) -> tuple[str, int]:
+    """The one line and the exit code for an error that reached the CLI's boundary."""
+    if isinstance(error, _Exit):
+        return str(error), error.code
+    if isinstance(error, StorageError):  # raised outside a client: see _storage()
+        return str(error), _EXIT_FAILED if error.saved else _EXIT_USAGE
+    if isinstance(error, InvalidArgumentError | MissingDependencyError | NotFoundError):
+        # An unknown asset is a bad argument: refused whole, nothing written.
+        return str(error), _EXIT_USAGE
+    if isinstance(error, KaikoLiqError):
+        return str(error), _EXIT_FAILED
+    if isinstance(error, OSError):  # before anything was fetched, or it would be _Exit
+        return _os_error(error), _EXIT_USAGE
+    return (
+        f"unexpected {type(error).__name__}: {error} (a bug in kaiko-liq; --debug shows "
+        "the traceback)",
+        _EXIT_FAILED,
+    )
+
+
+def _fail(message: str, code: int, secrets: Iterable[str] = ()) -> int:
+    text = redact(" ".join(message.split()), secrets)
+    print(f"{PROG}: error: {text}", file=sys.stderr)
     return code
 
 
@@ -254,15 +424,53 @@ def _say(message: str, *, quiet: bool = False) -> None:
         print(f"{PROG}: {message}", file=sys.stderr)
 
 
+# --- filesystem faults, in words ---------------------------------------------------------------
+
+
+def _os_error(error: OSError, verb: str = "cannot write") -> str:
+    """``cannot write PATH: CAUSE``: the path the user named, and why, in one line."""
+    path = Path(os.fsdecode(error.filename)) if error.filename else None
+    return f"{verb} {path}: {_cause(error, path)}" if path else f"{verb}: {error.strerror}"
+
+
+def _cause(error: OSError, path: Path | None) -> str:
+    if error.errno == errno.ENOENT and path is not None and not path.parent.is_dir():
+        return f"directory {path.parent} does not exist"
+    if error.errno == errno.ENOTDIR and path is not None:
+        blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+        if blocker is not None:
+            return f"{blocker} is a file, not a directory"
+    if error.errno == errno.EISDIR:
+        return "it is a directory"
+    return error.strerror or str(error)  # the system's words, as a StorageError has them
+
+
+def _check_writable(path: Path) -> None:
+    """Refuse an output nobody could write before fetching anything for it."""
+    if path.is_dir():
+        raise InvalidArgumentError(f"cannot write {path}: it is a directory")
+    # Not access(): it says yes to root everywhere, and some filesystems (/proc, sysfs,
+    # a read-only mount) refuse anyway. Create (and drop) a nameless file where the
+    # output's temporary file goes.
+    try:
+        with tempfile.TemporaryFile(dir=path.parent):
+            pass
+    except OSError as exc:
+        exc.filename = os.fspath(path)
+        raise InvalidArgumentError(_os_error(exc)) from None
+
+
 # --- shared checks and the client -------------------------------------------------------------
 
 
 def _check_arguments(args: argparse.Namespace, *, sort: str | None = None) -> list[Request]:
-    """Everything the client would check, checked first: errors come before any network
-    or emulator start-up, and name the flag (the rate and concurrency flags are checked by
-    argparse already). Returns one request per asset, duplicates dropped."""
+    """Everything the client would check, checked first with the library's own checks:
+    errors come before any network or emulator start-up, and name the flag. Returns one
+    request per asset, in the order given, duplicates dropped."""
     if args.emulator and args.base_url:
         raise InvalidArgumentError("--emulator and --base-url exclude each other; pick one")
+    if args.rate_limit is not None:
+        args.rate_limit = parse_rate_limit(args.rate_limit, "--rate-limit")
     requests: dict[str, Request] = {}
     for asset in args.assets:
         request = validate_request(
@@ -279,48 +487,19 @@ def _check_arguments(args: argparse.Namespace, *, sort: str | None = None) -> li
     return list(requests.values())
 
 
-def _check_writable(path: Path) -> None:
-    """Refuse an output nobody could write before fetching anything for it."""
-    parent = path.parent
-    if not parent.is_dir():
-        raise InvalidArgumentError(f"cannot write {path}: {parent} is not a directory")
-    if path.is_dir():
-        raise InvalidArgumentError(f"cannot write {path}: it is a directory")
-    if not os.access(parent, os.W_OK):
-        raise InvalidArgumentError(f"cannot write {path}: {parent} is not writable")
-    # access() says yes to root everywhere, and some filesystems (/proc, sysfs) refuse
-    # anyway: create (and drop) a nameless file where the output's temporary file goes.
-    try:
-        with tempfile.TemporaryFile(dir=parent):
-            pass
-    except OSError as exc:
-        raise InvalidArgumentError(
-            f"cannot write {path}: cannot create a file in {parent} ({exc.strerror or exc})"
-        ) from None
-
-
 def _api_key(args: argparse.Namespace) -> str | None:
-    """The key from --api-key-file or the environment; None only where none is needed."""
-    path: Path | None = args.api_key_file
-    if path is not None:
-        try:
-            key = path.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise InvalidArgumentError(
-                f"cannot read --api-key-file {path}: {exc.strerror or exc}"
-            ) from None
-        if not key:
-            raise InvalidArgumentError(f"--api-key-file {path} is empty")
-        return key
-    key = os.environ.get(_KEY_ENV, "").strip()
-    if key:
-        return key
-    if args.emulator or args.base_url:
-        return None
-    raise InvalidArgumentError(
-        f"no API key: export {_KEY_ENV}=... or pass --api-key-file PATH "
-        "(or try --emulator for synthetic data)"
+    """The key, from --api-key-file or the environment; none is needed for an emulator."""
+    key = resolve_api_key(
+        key_file=args.api_key_file,
+        required=False,
+        source_names={"file": "--api-key-file", "environment": _KEY_ENV},
     )
+    if key is None and not (args.emulator or args.base_url):
+        raise InvalidArgumentError(
+            f"no API key found: export {_KEY_ENV}=... or pass --api-key-file PATH "
+            "(or try --emulator for synthetic data)"
+        )
+    return key
 
 
 @asynccontextmanager
@@ -333,6 +512,8 @@ async def _client(args: argparse.Namespace, key: str | None) -> AsyncIterator[Li
         options["max_concurrency"] = args.max_concurrency
     if args.page_size is not None:
         options["page_size"] = args.page_size
+    if getattr(args, "cache", None) is not None:
+        options["cache_dir"] = args.cache
     if not args.emulator:
         base_url: str | None = args.base_url
         async with LiquidationClient(key, region=args.region, base_url=base_url, **options) as c:
@@ -371,60 +552,75 @@ async def _with_progress(
     return result[0]
 
 
-# --- fetch ------------------------------------------------------------------------------------
+@contextmanager
+def _storage_faults(client: LiquidationClient) -> Iterator[None]:
+    """A filesystem fault (a cache, a backfill directory) is exit 2 while nothing was
+    fetched yet, as a bad setup is, and exit 1 once requests went out."""
+    try:
+        yield
+    except StorageError as exc:
+        started = bool(exc.saved) or client.stats.requests > 0
+        raise _Exit(str(exc), _EXIT_FAILED if started else _EXIT_USAGE) from exc
+
+
+def _progress_line(args: argparse.Namespace) -> ProgressLine:
+    return ProgressLine.for_stream(sys.stderr, quiet=args.quiet, prefix=f"{PROG}: ")
+
+
+# --- fetch and plot ---------------------------------------------------------------------------
 
 
 def _run_fetch(args: argparse.Namespace) -> int:
     requests = _check_arguments(args, sort=args.sort)
-    output: Path | None = args.output
-    fmt: Format
-    if output is not None:
-        fmt = format_for_path(output, args.format)
-        for path in (output, exchanges_path(output)):
+    output: str = args.output or STDOUT
+    fmt = format_for_path(output, args.format)  # also refuses Parquet to stdout
+    if output != STDOUT:
+        for path in (Path(output), exchanges_path(output)):
             _check_writable(path)
-    else:
-        fmt = format_for_path("-", args.format or "jsonl")
-        if fmt == "parquet":
-            raise InvalidArgumentError(
-                "Parquet is not written to stdout; pass -o PATH.parquet (two files: totals "
-                "and .exchanges), or --format csv|jsonl for stdout"
-            )
     if fmt == "parquet":
         import_optional("pyarrow.parquet", "writing Parquet", extra="parquet")
     key = _api_key(args)
 
     started = time.monotonic()
-    rows, stats = asyncio.run(_fetch(args, requests, key))
-    if output is not None:
-        written = write_files(output, rows, fmt)
-        where = ", ".join(str(p) for p in written)
-    elif fmt == "csv":
-        write_csv(sys.stdout, rows)
-        sys.stdout.flush()
-        where = "stdout (totals only; the per-exchange breakdown needs -o PATH or jsonl)"
-    else:
-        write_jsonl(sys.stdout.buffer, rows)
-        sys.stdout.buffer.flush()
-        where = "stdout"
+    try:
+        rows, stats = asyncio.run(_fetch(args, requests, key, sort=args.sort))
+    except KeyboardInterrupt:
+        _say("interrupted: nothing written")
+        return _EXIT_INTERRUPTED
+    try:
+        if output != STDOUT:
+            where = ", ".join(str(p) for p in write_files(output, rows, fmt))
+        else:
+            write_stdout(rows, fmt)
+            where = "stdout"
+            if fmt == "csv":
+                where += " (totals only; the per-exchange breakdown needs -o PATH or jsonl)"
+    except BrokenPipeError:
+        raise
+    except OSError as exc:  # fetched, not saved: a failure, and nothing was left behind
+        raise _Exit(_os_error(exc), _EXIT_FAILED) from exc
     total = sum(len(r) for r in rows.values())
     _say(
         f"{plural(len(rows), 'asset')}, {plural(total, 'row')}, {plural(stats[0], 'request')}, "
         f"{plural(stats[1], 'retry', 'retries')} in {time.monotonic() - started:.1f}s to {where}",
         quiet=args.quiet,
     )
+    if total == 0:
+        _say(f"no rows: {empty_reason(requests[0].start, requests[0].end, _now())}")
     return 0
 
 
-async def _fetch(
-    args: argparse.Namespace, requests: list[Request], key: str | None
-) -> tuple[dict[str, list[LiquidationRow]], tuple[int, int]]:
-    """Every asset concurrently under one client, each one ``client.fetch``; its
-    ``on_shard`` callback counts shards for the progress line.
+def _now() -> datetime:
+    return datetime.now(UTC)
 
-    A failure that every shard would hit cancels the rest (the output is all or nothing,
-    so they would be wasted); an asset whose shards failed after their retries does not,
-    and its IncompleteFetchError (naming every failed shard) is raised at the end."""
-    line = ProgressLine.for_stream(sys.stderr, quiet=args.quiet)
+
+async def _fetch(
+    args: argparse.Namespace, requests: list[Request], key: str | None, *, sort: str
+) -> tuple[dict[str, list[LiquidationRow]], tuple[int, int]]:
+    """``client.fetch_many`` under one client, its ``on_shard`` callback counting shards
+    for the progress line. Returns the rows by asset, in the order given, and the
+    client's (requests, retries)."""
+    line = _progress_line(args)
     async with _client(args, key) as client:
         total = sum(
             len(
@@ -434,37 +630,12 @@ async def _fetch(
             )
             for r in requests
         )
-        results: dict[str, list[LiquidationRow]] = {}
-        incomplete: dict[str, IncompleteFetchError] = {}
-        fatal: list[KaikoLiqError] = []
         done = 0
         clock0 = time.monotonic()
 
-        def count(_shard: SubRange) -> None:
+        def count(_asset: str, _shard: SubRange) -> None:
             nonlocal done
             done += 1
-
-        async def one(r: Request, scope: anyio.CancelScope) -> None:
-            try:
-                results[r.asset] = await client.fetch(
-                    r.asset,
-                    r.start,
-                    r.end,
-                    interval=r.interval.text,
-                    sort=args.sort,
-                    page_size=r.page_size,
-                    on_shard=count,
-                )
-            except IncompleteFetchError as exc:  # some shards, after their retries
-                incomplete[r.asset] = exc
-            except KaikoLiqError as exc:
-                fatal.append(exc)
-                scope.cancel()
-
-        async def fetch_all() -> None:
-            async with anyio.create_task_group() as tg:
-                for r in requests:
-                    tg.start_soon(one, r, tg.cancel_scope)
 
         def render() -> str:
             stats = client.stats
@@ -474,18 +645,79 @@ async def _fetch(
                 rows=stats.rows,
                 requests=stats.requests,
                 elapsed=time.monotonic() - clock0,
+                retries=stats.retries,
+                last_error=getattr(stats, "last_error", None),
             )
 
-        await _with_progress(line, render, fetch_all)
-        if fatal:
-            raise fatal[0]
-        for r in requests:
-            if r.asset in incomplete:
-                raise incomplete[r.asset]
+        async def work() -> dict[str, list[LiquidationRow]]:
+            return await client.fetch_many(
+                [r.asset for r in requests],
+                args.start,
+                args.end,
+                interval=args.interval,
+                sort=sort,
+                page_size=args.page_size,
+                on_shard=count,
+            )
+
+        with _storage_faults(client):
+            results = await _with_progress(line, render, work)
         return results, (client.stats.requests, client.stats.retries)
 
 
+def _run_plot(args: argparse.Namespace) -> int:
+    requests = _check_arguments(args, sort="asc")
+    output: Path = args.output
+    # Everything that can refuse is asked before a request is sent: the extension,
+    # matplotlib, the directory.
+    from . import plot
+
+    plot.check_chart_path(output)  # the extension, and matplotlib installed
+    _check_writable(output)
+    key = _api_key(args)
+    try:
+        results, _ = asyncio.run(_fetch(args, requests, key, sort="asc"))
+    except KeyboardInterrupt:
+        _say("interrupted: nothing written")
+        return _EXIT_INTERRUPTED
+    figure = plot.plot_liquidations(
+        results, interval=args.interval, start=args.start, end=args.end, synthetic=args.emulator
+    )
+    try:
+        plot.save_chart(figure, output)
+    except OSError as exc:
+        raise _Exit(_os_error(exc), _EXIT_FAILED) from exc
+    total = sum(len(r) for r in results.values())
+    _say(
+        f"{plural(len(results), 'asset')}, {plural(total, 'row')} drawn to {output}",
+        quiet=args.quiet,
+    )
+    if total == 0:
+        _say(f"no rows: {empty_reason(requests[0].start, requests[0].end, _now())}")
+    return 0
+
+
 # --- backfill ---------------------------------------------------------------------------------
+
+
+class _BackfillWatch:
+    """What the CLI knows of a running backfill: its latest progress, and whether it has
+    said that it resumes."""
+
+    def __init__(self, line: ProgressLine, quiet: bool) -> None:
+        self.line = line
+        self.quiet = quiet
+        self.latest: BackfillProgress | None = None
+
+    def on_progress(self, progress: BackfillProgress) -> None:
+        if self.latest is None and progress.shards_skipped:
+            self.line.clear()
+            _say(
+                f"resuming: {progress.shards_skipped} of {progress.shards_total} shards "
+                "already on disk",
+                quiet=self.quiet,
+            )
+        self.latest = progress
 
 
 def _run_backfill(args: argparse.Namespace) -> int:
@@ -496,16 +728,37 @@ def _run_backfill(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise InvalidArgumentError(f"--out {out} exists and is not a directory")
     key = _api_key(args)
-    summary = asyncio.run(_backfill(args, assets, key))
+    watch = _BackfillWatch(_progress_line(args), args.quiet)
+    try:
+        summary = asyncio.run(_backfill(args, assets, key, watch))
+    except KeyboardInterrupt:
+        p = watch.latest
+        saved = (
+            "nothing new saved"
+            if p is None
+            else f"{p.shards_done} of {p.shards_total} shards saved"
+        )
+        _say(f"interrupted: {saved} in {out}; run the same command to resume")
+        return _EXIT_INTERRUPTED
+    except BackfillIncompleteError as exc:
+        if not args.quiet:
+            _print_disk_table(out, assets)
+        return _fail(str(exc), _EXIT_FAILED)
     _say(f"backfill done: {summary}", quiet=args.quiet)
     if args.quiet:
         # Said even then: part of what was asked for is not on disk.
         if summary.deferred is not None:
             _say(summary.deferred)
         return 0
+    _print_disk_table(out, assets)
+    if summary.rows == 0 and summary.shards_skipped == 0 and summary.shards_written:
+        _say(f"no rows: {empty_reason(requests[0].start, requests[0].end, _now())}")
+    return 0
+
+
+def _print_disk_table(out: Path, assets: list[str]) -> None:
     for row in _disk_table(describe_backfill(out, assets=assets)):
         print(f"  {row}", file=sys.stderr)
-    return 0
 
 
 def _disk_table(described: Sequence[AssetOnDisk]) -> list[str]:
@@ -533,29 +786,27 @@ def _disk_table(described: Sequence[AssetOnDisk]) -> list[str]:
 
 
 async def _backfill(
-    args: argparse.Namespace, assets: list[str], key: str | None
+    args: argparse.Namespace, assets: list[str], key: str | None, watch: _BackfillWatch
 ) -> BackfillSummary:
-    line = ProgressLine.for_stream(sys.stderr, quiet=args.quiet)
-    latest: list[BackfillProgress] = []
     async with _client(args, key) as client:
         clock0 = time.monotonic()
-        requests0 = client.stats.requests
+        requests0, retries0 = client.stats.requests, client.stats.retries
 
         def render() -> str:
-            if not latest:
+            p = watch.latest
+            if p is None:
                 return "planning shards..."
-            p = latest[-1]
+            stats = client.stats
             return backfill_line(
                 done=p.shards_done,
                 total=p.shards_total,
                 skipped=p.shards_skipped,
                 rows=p.rows,
-                requests=client.stats.requests - requests0,
+                requests=stats.requests - requests0,
                 elapsed=time.monotonic() - clock0,
+                retries=stats.retries - retries0,
+                last_error=getattr(stats, "last_error", None),
             )
-
-        def on_progress(progress: BackfillProgress) -> None:
-            latest[:] = [progress]
 
         async def work() -> BackfillSummary:
             return await backfill(
@@ -566,10 +817,11 @@ async def _backfill(
                 args.out,
                 interval=args.interval,
                 page_size=args.page_size,
-                on_progress=on_progress,
+                on_progress=watch.on_progress,
             )
 
-        return await _with_progress(line, render, work)
+        with _storage_faults(client):
+            return await _with_progress(watch.line, render, work)
 
 
 def _entry() -> NoReturn:

@@ -6,11 +6,17 @@ to the end, and the shards' rows are handed back in the requested order. Every s
 rows are checked to lie inside the shard, on the grid and strictly in order, so rows can
 neither repeat nor go missing at a boundary without an error.
 
+With ``cache_dir`` a window is cut into *pieces* instead: settled spans the local store
+(:mod:`kaiko_liq.store`) already holds are read from it, settled spans it lacks are
+fetched and added to it, and buckets not settled yet are fetched and never stored. The
+answer is the same rows either way.
+
 Example, against the built-in emulator::
 
     async with running_emulator() as emu:
         async with LiquidationClient(base_url=emu.base_url) as client:
             rows = await client.fetch("eth", "2025-02-01", "2025-03-01", interval="4h")
+            frame = await client.fetch_frame(["btc", "eth"], "2025-02-01", "2025-03-01")
             async for row in client.stream("btc", "2025-01-08", "2026-01-08"):
                 ...
 """
@@ -18,13 +24,14 @@ Example, against the built-in emulator::
 from __future__ import annotations
 
 import asyncio
+import itertools
+import logging
 import os
-import re
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from types import TracebackType
-from typing import Self
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 import anyio
 
@@ -37,6 +44,7 @@ from .errors import (
     KaikoLiqError,
     is_fatal,
 )
+from .keys import API_KEY_ENV, resolve_api_key
 from .models import LiquidationRow
 from .plan import SubRange, plan_subranges
 from .protocol import (
@@ -47,31 +55,43 @@ from .protocol import (
 )
 from .query import (
     MAX_PAGE_SIZE,
+    RATE_LIMIT_RANGE,
     Interval,
     TimeLike,
     format_time,
+    parse_interval,
+    parse_rate_limit,
+    validate_asset,
     validate_page_size,
     validate_request,
+    validate_sort,
 )
 from .retry import RetryPolicy
 from .shard import ShardQuery, fetch_shard
-from .transport import ClientStats, Timeouts, Transport
+from .transport import DEFAULT_MAX_RESPONSE_BYTES, ClientStats, Timeouts, Transport
+
+if TYPE_CHECKING:
+    from .live import Follow
+    from .store import ShardStore
 
 __all__ = [
+    "BACKENDS",
     "DEFAULT_MAX_CONCURRENCY",
     "DEFAULT_RATE_LIMIT",
     "DEFAULT_STREAM_WINDOW",
     "MAX_CONCURRENCY_RANGE",
     "RATE_LIMIT_RANGE",
+    "Backend",
+    "FetchManyIncompleteError",
     "LiquidationClient",
     "RowStream",
 ]
 
-#: Requests per second. Kaiko publishes per-key limits from 1000/min (older docs) to
-#: 6000/min; 15/s stays under the lowest, and the adaptive limiter backs off on 429s.
-DEFAULT_RATE_LIMIT = 15.0
-#: What ``rate_limit`` (requests/s) and ``max_concurrency`` may be set to.
-RATE_LIMIT_RANGE = (1.0, 10_000.0)
+logger = logging.getLogger("kaiko_liq")
+
+#: Requests per second: Kaiko's published standard limit for the REST API, 6000 per
+#: minute per key. A key allowed less gets 429s, and the adaptive limiter slows down to it.
+DEFAULT_RATE_LIMIT = 100.0
 MAX_CONCURRENCY_RANGE = (1, 256)
 #: Requests in flight at once: enough to hide ~100-300 ms of latency at the rate above.
 DEFAULT_MAX_CONCURRENCY = 16
@@ -83,9 +103,14 @@ DEFAULT_MAX_CONCURRENCY = 16
 DEFAULT_STREAM_WINDOW = 1
 #: The key sent to a ``base_url`` when no key is configured (the emulator accepts any).
 _PLACEHOLDER_KEY = "kaiko-liq-anonymous"
-_API_KEY_ENV = "KAIKO_API_KEY"
-#: Printable ASCII without spaces: what a header value can carry unchanged.
-_KEY_RE = re.compile(r"[\x21-\x7e]+")
+
+Backend = Literal["pandas", "polars", "arrow"]
+BACKENDS: tuple[Backend, ...] = ("pandas", "polars", "arrow")
+_SHAPES = ("totals", "exchanges", "nested")
+
+#: Where a piece's rows come from: the network only, the network then into the store,
+#: or the store.
+_Source = Literal["net", "fill", "stored"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,26 +125,59 @@ class _Request:
     page_size: int
     shards: list[SubRange]
 
-    def shards_in_order(self) -> list[SubRange]:
-        return self.shards if self.sort == "asc" else self.shards[::-1]
+
+@dataclass(frozen=True, slots=True)
+class _Piece:
+    """A span of one request fetched or read as one: a planned shard when there is no
+    cache; with one, a stored span, a shard of a gap, or a shard of the unsettled tail."""
+
+    shard: SubRange
+    source: _Source
+
+
+class FetchManyIncompleteError(IncompleteFetchError):
+    """Shards of several assets failed in one :meth:`LiquidationClient.fetch_many`.
+
+    ``errors`` maps each such asset to its own :class:`IncompleteFetchError` (in the order
+    the assets were given); ``failed`` and ``completed`` are theirs joined. Catching
+    ``IncompleteFetchError`` catches this too.
+    """
+
+    def __init__(self, errors: dict[str, IncompleteFetchError]) -> None:
+        self.errors = dict(errors)
+        KaikoLiqError.__init__(
+            self, f"{len(errors)} assets incomplete: " + " | ".join(map(str, errors.values()))
+        )
+        self.asset = ", ".join(errors)
+        self.failed = [f for e in errors.values() for f in e.failed]
+        self.completed = [c for e in errors.values() for c in e.completed]
+        self.pending = [p for e in errors.values() for p in e.pending]
 
 
 class LiquidationClient:
     """Async client of Kaiko's token-level liquidation volumes.
 
     Args:
-        api_key: Kaiko API key; defaults to the ``KAIKO_API_KEY`` environment variable.
-            Required for Kaiko's own hosts; with ``base_url`` (the emulator, a proxy) a
-            placeholder is sent when there is none.
+        api_key: Kaiko API key; defaults to the ``KAIKO_API_KEY`` environment variable
+            (see :func:`kaiko_liq.keys.resolve_api_key`). Required for Kaiko's own hosts;
+            with ``base_url`` (the emulator, a proxy) a placeholder is sent when there is
+            none.
         region: ``"us"`` or ``"eu"`` (``https://{region}.market-api.kaiko.io``).
         base_url: overrides ``region``; plain http only to loopback unless
             ``allow_insecure_http``.
-        rate_limit: requests per second shared by everything this client does.
+        rate_limit: requests per second shared by everything this client does, or a
+            string such as ``"6000/min"`` or ``"100/s"``. Default 100/s (6000/min).
         max_concurrency: requests in flight at once.
         page_size: rows per page asked for (1..1000; default 1000, the documented max).
         timeouts: connect and read timeouts per attempt.
         retry: the retry policy (attempts, backoff, Retry-After cap, deadline).
         adaptive_rate: slow the shared limiter down on 429s and recover on success.
+        cache_dir: keep settled buckets in a local Parquet store under this directory
+            (one per origin and interval) and fetch only what it lacks.
+        max_response_bytes: the largest decompressed body accepted; a larger answer is
+            :class:`~kaiko_liq.errors.ResponseTooLargeError`.
+        now: the clock that says which buckets have settled (default: the system's,
+            UTC); tests inject one.
     """
 
     def __init__(
@@ -128,24 +186,20 @@ class LiquidationClient:
         *,
         region: str = "us",
         base_url: str | None = None,
-        rate_limit: float = DEFAULT_RATE_LIMIT,
+        rate_limit: float | str = DEFAULT_RATE_LIMIT,
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         page_size: int = MAX_PAGE_SIZE,
         timeouts: Timeouts | None = None,
         retry: RetryPolicy | None = None,
         adaptive_rate: bool = True,
         allow_insecure_http: bool = False,
+        cache_dir: str | os.PathLike[str] | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        now: Callable[[], datetime] | None = None,
     ) -> None:
         if region not in REGIONS:
             raise InvalidArgumentError(f"region {region!r} is not allowed; use 'us' or 'eu'")
-        if isinstance(rate_limit, bool) or not isinstance(rate_limit, int | float):
-            raise InvalidArgumentError(f"rate_limit must be a number, got {rate_limit!r}")
-        low, high = RATE_LIMIT_RANGE
-        if not low <= rate_limit <= high:
-            raise InvalidArgumentError(
-                f"rate_limit {rate_limit} is out of range; use requests per second, "
-                f"{low:g} to {high:g}"
-            )
+        rate = parse_rate_limit(rate_limit, "rate_limit")
         if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int):
             raise InvalidArgumentError(
                 f"max_concurrency must be an integer, got {max_concurrency!r}"
@@ -160,39 +214,42 @@ class LiquidationClient:
             base = region_base_url(region)
         else:
             base = check_base_url(base_url, allow_insecure_http=allow_insecure_http)
-        key = api_key if api_key is not None else os.environ.get(_API_KEY_ENV) or None
-        if key is not None and not key.strip():
-            raise InvalidArgumentError("api_key is empty; pass your Kaiko key or leave it None")
-        if key is not None and _KEY_RE.fullmatch(key) is None:
-            # The key itself is never shown: not even a bad one belongs in a message.
+        if cache_dir is not None and not isinstance(cache_dir, str | os.PathLike):
             raise InvalidArgumentError(
-                "api_key has characters an HTTP header cannot carry (spaces, control "
-                "characters or non-ASCII); check for a stray newline from a file or paste"
+                f"cache_dir must be a directory path, got {type(cache_dir).__name__}"
             )
+        if now is not None and not callable(now):
+            raise InvalidArgumentError("now must be a callable returning an aware datetime")
+        key = resolve_api_key(api_key, required=False)
         if key is None:
             if base_url is None:
                 raise InvalidArgumentError(
-                    f"no API key: pass api_key=... or set {_API_KEY_ENV}; "
-                    "or pass base_url= of the built-in emulator to try it without one"
+                    f"no API key; pass api_key or set {API_KEY_ENV}, or pass base_url "
+                    "(the built-in emulator's, say) to try it without one"
                 )
             key = _PLACEHOLDER_KEY
-        self.rate_limit = float(rate_limit)
+        self.rate_limit = rate
         self.max_concurrency = max_concurrency
+        self.cache_dir = None if cache_dir is None else os.fspath(cache_dir)
+        self._now = now or _utc_now
         self._transport = Transport(
             base_url=base,
             api_key=key,
-            rate_limit=float(rate_limit),
+            rate_limit=rate,
             max_concurrency=max_concurrency,
             timeouts=timeouts or Timeouts(),
             retry_policy=retry or RetryPolicy(),
             adaptive_rate=adaptive_rate,
+            max_response_bytes=max_response_bytes,
         )
         self._streams: set[RowStream] = set()
+        self._stores: dict[str, ShardStore] = {}
 
     def __repr__(self) -> str:
+        cache = f", cache_dir={self.cache_dir!r}" if self.cache_dir is not None else ""
         return (
             f"LiquidationClient(base_url={self.base_url!r}, rate_limit={self.rate_limit:g}, "
-            f"max_concurrency={self.max_concurrency}, api_key=***)"
+            f"max_concurrency={self.max_concurrency}{cache}, api_key=***)"
         )
 
     @property
@@ -207,6 +264,13 @@ class LiquidationClient:
     @property
     def closed(self) -> bool:
         return self._transport.closed
+
+    def now(self) -> datetime:
+        """The client's clock (UTC): what decides which buckets have settled."""
+        t = self._now()
+        if not isinstance(t, datetime) or t.tzinfo is None:
+            raise InvalidArgumentError(f"now() must return an aware datetime, got {t!r}")
+        return t.astimezone(UTC)
 
     async def __aenter__(self) -> Self:
         self._check_open()
@@ -255,8 +319,92 @@ class LiquidationClient:
         interval: str = "1h",
         page_size: int | None = None,
     ) -> list[SubRange]:
-        """The shards a fetch of this window would use, ascending; validates like fetch."""
+        """The shards a fetch of this window would use, ascending; validates like fetch.
+
+        ``on_shard`` reports each of them as it completes, with a cache too (where a
+        shard completes when every part of it has been read or fetched)."""
         return self._request(asset, start, end, interval, "asc", page_size).shards
+
+    def _store(self, interval: Interval) -> ShardStore | None:
+        if self.cache_dir is None:
+            return None
+        store = self._stores.get(interval.text)
+        if store is None:
+            from .store import cache_store
+
+            store = cache_store(self.cache_dir, self.base_url, interval)
+            self._stores[interval.text] = store
+        return store
+
+    async def _pieces(self, req: _Request) -> list[_Piece]:
+        """What a request is made of, ascending. Without a cache, its planned shards."""
+        store = self._store(req.interval)
+        if store is None:
+            return [_Piece(shard, "net") for shard in req.shards]
+        from .store import settled_horizon
+
+        grid = req.interval
+        lo, hi = grid.floor(req.start), grid.ceil(req.end)
+        horizon = max(lo, min(hi, settled_horizon(grid, self.now())))
+        spans: list[tuple[datetime, datetime, _Source]] = []
+        if lo < horizon:
+            gaps = await anyio.to_thread.run_sync(store.gaps, req.asset, lo, horizon)
+            cursor = lo
+            for gap_start, gap_end in [*gaps, (horizon, horizon)]:
+                if cursor < gap_start:
+                    spans.append((cursor, gap_start, "stored"))
+                if gap_start < gap_end:
+                    spans.append((gap_start, gap_end, "fill"))
+                cursor = gap_end
+        if horizon < hi:
+            spans.append((horizon, hi, "net"))
+        # Planned shard ends on the grid (the last may be the caller's own, mid-bucket).
+        cuts = sorted({s.end for s in req.shards if grid.floor(s.end) == s.end})
+        pieces: list[_Piece] = []
+        for span_start, span_end, source in spans:
+            if source == "stored":
+                # Read a stored span one planned shard at a time: a stream then holds no
+                # more of it at once than it would of a fetched one.
+                bounds = [span_start, *(c for c in cuts if span_start < c < span_end), span_end]
+                parts = [SubRange(a, b) for a, b in itertools.pairwise(bounds)]
+            else:
+                parts = plan_subranges(span_start, span_end, grid, req.page_size)
+            pieces.extend(_Piece(part, source) for part in parts)
+        return [
+            _Piece(SubRange(p.shard.start, p.shard.end, i), p.source) for i, p in enumerate(pieces)
+        ]
+
+    async def _load(self, req: _Request, piece: _Piece) -> list[LiquidationRow]:
+        """One piece's rows in ``req.sort`` order."""
+        query = ShardQuery(req.asset, req.interval, req.sort, req.page_size)
+        if piece.source == "net":
+            return await fetch_shard(self._transport, query, piece.shard)
+        store = self._store(req.interval)
+        assert store is not None
+        shard = piece.shard
+        if piece.source == "stored":
+            rows = await anyio.to_thread.run_sync(
+                store.read_rows, req.asset, shard.start, shard.end
+            )
+        else:
+            # Fetched ascending, as the store keeps them; reversed below for "desc".
+            ascending = ShardQuery(req.asset, req.interval, "asc", req.page_size)
+            rows = await fetch_shard(self._transport, ascending, shard)
+            await self._save(store, req.asset, shard, rows)
+        return rows if req.sort == "asc" else rows[::-1]
+
+    async def _save(
+        self, store: ShardStore, asset: str, shard: SubRange, rows: list[LiquidationRow]
+    ) -> None:
+        from .store import StorageError
+
+        # Shielded: once fetched, a shard lands in the store whole, or not at all.
+        with anyio.CancelScope(shield=True):
+            try:
+                await anyio.to_thread.run_sync(store.write, asset, shard.start, shard.end, rows)
+            except StorageError as exc:
+                # The answer is still complete and right; only the cache missed out.
+                logger.warning("cache: could not store %s %s: %s", asset, _span(shard), exc)
 
     # -- fetching -----------------------------------------------------------------
 
@@ -279,43 +427,145 @@ class LiquidationClient:
         progress reporting."""
         req = self._request(asset, start, end, interval, sort, page_size)
         self._check_open()
-        results: dict[int, list[LiquidationRow]] = {}
-        failed: list[FailedRange] = []
-        fatal: list[BaseException] = []
+        outcome = _Outcome()
+        async with anyio.create_task_group() as tg:
+            stop = _Stop(tg.cancel_scope)
+            tg.start_soon(self._collect, req, on_shard, outcome, stop)
+        if stop.fatal is not None:
+            raise stop.fatal
+        return outcome.result(req)
 
-        async def run(shard: SubRange, tg: anyio.abc.TaskGroup) -> None:
+    async def fetch_many(
+        self,
+        assets: str | Iterable[str],
+        start: TimeLike,
+        end: TimeLike,
+        *,
+        interval: str = "1h",
+        sort: str = "desc",
+        page_size: int | None = None,
+        on_shard: Callable[[str, SubRange], None] | None = None,
+    ) -> dict[str, list[LiquidationRow]]:
+        """:meth:`fetch` for several assets at once: ``{asset: rows}`` in the order given.
+
+        Every asset's shards run concurrently under the client's one limiter, and every
+        argument is checked before anything is sent. A failure every shard would hit (an
+        unknown asset's 404, a wrong key) stops the whole call and is raised as itself,
+        its message naming the asset; shards that failed after their retries are raised
+        at the end as that asset's :class:`IncompleteFetchError`, or, when several assets
+        have them, as one :class:`FetchManyIncompleteError` naming each.
+
+        ``on_shard(asset, shard)`` is called as each shard of :meth:`plan` completes.
+        """
+        reqs = [
+            self._request(a, start, end, interval, sort, page_size) for a in _asset_list(assets)
+        ]
+        self._check_open()
+        outcomes = [_Outcome() for _ in reqs]
+        async with anyio.create_task_group() as tg:
+            stop = _Stop(tg.cancel_scope)
+            for req, outcome in zip(reqs, outcomes, strict=True):
+                report = None if on_shard is None else _for_asset(on_shard, req.asset)
+                tg.start_soon(self._collect, req, report, outcome, stop)
+        if stop.fatal is not None:
+            raise stop.fatal
+        results: dict[str, list[LiquidationRow]] = {}
+        incomplete: dict[str, IncompleteFetchError] = {}
+        for req, outcome in zip(reqs, outcomes, strict=True):
             try:
-                results[shard.index] = await self._fetch_shard(req, shard)
-                if on_shard is not None:
-                    on_shard(shard)
+                results[req.asset] = outcome.result(req)
+            except IncompleteFetchError as exc:
+                incomplete[req.asset] = exc
+        if len(incomplete) == 1:
+            raise next(iter(incomplete.values()))
+        if incomplete:
+            raise FetchManyIncompleteError(incomplete)
+        return results
+
+    async def fetch_frame(
+        self,
+        assets: str | Iterable[str],
+        start: TimeLike,
+        end: TimeLike,
+        *,
+        interval: str = "1h",
+        sort: str = "asc",
+        page_size: int | None = None,
+        backend: str = "pandas",
+        shape: str = "totals",
+    ) -> Any:
+        """The rows of one asset or several as one DataFrame (or Arrow table).
+
+        ``backend``: ``"pandas"``, ``"polars"`` or ``"arrow"``. ``shape``: ``"totals"``
+        (one row per asset and bucket), ``"exchanges"`` (the long per-exchange table) or
+        ``"nested"`` (totals plus an ``exchanges`` list column); the columns are those of
+        :mod:`kaiko_liq.export`, with ``asset`` always present and ``interval_time`` a
+        UTC timestamp. Rows: the first asset's, then the next's, each in ``sort`` order.
+        The backend's package is checked before anything is fetched.
+        """
+        convert = _converter(backend, shape)
+        rows = await self.fetch_many(
+            assets, start, end, interval=interval, sort=sort, page_size=page_size
+        )
+        # A year of several assets is a second of conversion: keep the loop responsive.
+        return await anyio.to_thread.run_sync(convert, rows)
+
+    async def fetch_shard(
+        self,
+        asset: str,
+        shard: SubRange,
+        *,
+        interval: str = "1h",
+        sort: str = "asc",
+        page_size: int | None = None,
+    ) -> list[LiquidationRow]:
+        """The rows of one planned shard (from :meth:`plan`), its page chain followed to
+        the end, in ``sort`` order. Not re-planned, not cached; an error is raised as
+        itself (not wrapped in :class:`IncompleteFetchError`). For callers that schedule
+        shards themselves, such as :func:`kaiko_liq.backfill.backfill`."""
+        name = validate_asset(asset)
+        grid = parse_interval(interval)
+        order = validate_sort(sort)
+        size = self._page_size if page_size is None else validate_page_size(page_size)
+        if not isinstance(shard, SubRange) or not shard.start < shard.end:
+            raise InvalidArgumentError(
+                f"shard must be a SubRange from client.plan() with start < end, got {shard!r}"
+            )
+        self._check_open()
+        return await fetch_shard(self._transport, ShardQuery(name, grid, order, size), shard)
+
+    async def _collect(
+        self,
+        req: _Request,
+        on_shard: Callable[[SubRange], None] | None,
+        outcome: _Outcome,
+        stop: _Stop,
+    ) -> None:
+        """Load every piece of ``req`` concurrently into ``outcome``. A fatal error stops
+        the whole call (with ``fetch_many``, every asset's work)."""
+        try:
+            outcome.pieces = await self._pieces(req)
+        except Exception as exc:
+            stop.stop(exc)
+            return
+        progress = _Progress(req.shards, outcome.pieces, on_shard)
+
+        async def run(piece: _Piece) -> None:
+            try:
+                outcome.rows[piece.shard.index] = await self._load(req, piece)
             except Exception as exc:
                 if isinstance(exc, KaikoLiqError) and not is_fatal(exc):
-                    failed.append(FailedRange(shard.start, shard.end, exc))
+                    outcome.failed.append(FailedRange(piece.shard.start, piece.shard.end, exc))
                 else:
                     # A wrong key, asset or parameter fails every shard alike (and a bug
                     # is no shard's fault): stop now, and raise it as it is.
-                    fatal.append(exc)
-                    tg.cancel_scope.cancel()
+                    stop.stop(exc)
+                return
+            progress.done(piece)
 
         async with anyio.create_task_group() as tg:
-            for shard in req.shards:
-                tg.start_soon(run, shard, tg)
-        if fatal:
-            raise fatal[0]
-        if failed:
-            failed.sort(key=lambda f: f.start)
-            done = [(s.start, s.end) for s in req.shards if s.index in results]
-            raise IncompleteFetchError(req.asset, failed, done)
-        rows: list[LiquidationRow] = []
-        previous: LiquidationRow | None = None
-        for shard in req.shards_in_order():
-            chunk = results[shard.index]
-            if chunk and previous is not None:
-                _check_boundary(previous, chunk[0], req)
-            if chunk:
-                previous = chunk[-1]
-            rows.extend(chunk)
-        return rows
+            for piece in outcome.pieces:
+                tg.start_soon(run, piece)
 
     def stream(
         self,
@@ -344,28 +594,156 @@ class LiquidationClient:
             raise InvalidArgumentError(f"window must be a positive integer, got {window!r}")
         return RowStream(self, req, ahead)
 
-    async def _fetch_shard(self, req: _Request, shard: SubRange) -> list[LiquidationRow]:
-        """One shard's rows, its page chain followed to the end (:mod:`kaiko_liq.shard`)."""
-        query = ShardQuery(req.asset, req.interval, req.sort, req.page_size)
-        return await fetch_shard(self._transport, query, shard)
+    def follow(self, asset: str, *, interval: str = "1h", since: TimeLike | None = None) -> Follow:
+        """Rows from ``since`` (default: the last day), then each new bucket as soon as it
+        settles, forever: an async iterator (see :mod:`kaiko_liq.live`)."""
+        from .live import Follow
+
+        return Follow(self, asset, interval=interval, since=since)
 
 
-def _check_boundary(before: LiquidationRow, after: LiquidationRow, req: _Request) -> None:
-    ascending = req.sort == "asc"
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _span(shard: SubRange) -> str:
+    return f"[{format_time(shard.start)}, {format_time(shard.end)})"
+
+
+def _asset_list(assets: str | Iterable[str]) -> list[str]:
+    """One code or several; refused when empty or when one is given twice."""
+    if isinstance(assets, str):
+        return [assets]
+    try:
+        given = list(assets)
+    except TypeError:
+        raise InvalidArgumentError(
+            f"assets must be an asset code or a list of them, got {type(assets).__name__}"
+        ) from None
+    if not given:
+        raise InvalidArgumentError("assets is empty; pass an asset code such as 'eth'")
+    seen: set[str] = set()
+    for asset in given:
+        name = validate_asset(asset)
+        if name in seen:
+            raise InvalidArgumentError(f"asset {name!r} is given twice; list each asset once")
+        seen.add(name)
+    return given
+
+
+def _for_asset(on_shard: Callable[[str, SubRange], None], asset: str) -> Callable[[SubRange], None]:
+    return lambda shard: on_shard(asset, shard)
+
+
+def _converter(backend: str, shape: str) -> Callable[[dict[str, list[LiquidationRow]]], Any]:
+    """The export function for ``backend``, its package checked now, before a fetch."""
+    from . import export
+
+    if shape not in _SHAPES:
+        raise InvalidArgumentError(f"shape {shape!r} is not one of {', '.join(map(repr, _SHAPES))}")
+    checked: export.Shape = shape  # type: ignore[assignment]
+    if backend == "arrow":
+        export.import_optional("pyarrow", "fetch_frame(backend='arrow')", extra="parquet")
+        return lambda rows: export.to_arrow(rows, shape=checked)
+    if backend == "pandas":
+        export.import_optional("pandas", "fetch_frame(backend='pandas')")
+        export.import_optional("pyarrow", "fetch_frame(backend='pandas')", extra="pandas")
+        return lambda rows: export.to_pandas(rows, shape=checked)
+    if backend == "polars":
+        export.import_optional("polars", "fetch_frame(backend='polars')")
+        return lambda rows: export.to_polars(rows, shape=checked)
+    raise InvalidArgumentError(
+        f"backend {backend!r} is not one of {', '.join(map(repr, BACKENDS))}"
+    )
+
+
+@dataclass(slots=True)
+class _Stop:
+    """The scope of one call (all its assets) and the first error that stopped it."""
+
+    scope: anyio.CancelScope
+    fatal: BaseException | None = None
+
+    def stop(self, error: BaseException) -> None:
+        if self.fatal is None:
+            self.fatal = error
+        self.scope.cancel()
+
+
+@dataclass(slots=True)
+class _Outcome:
+    """What one request's pieces came to: rows by piece index, and the failed ones."""
+
+    pieces: list[_Piece] = field(default_factory=list)
+    rows: dict[int, list[LiquidationRow]] = field(default_factory=dict)
+    failed: list[FailedRange] = field(default_factory=list)
+
+    def result(self, req: _Request) -> list[LiquidationRow]:
+        """The merged rows in ``req.sort`` order, or an IncompleteFetchError."""
+        if self.failed:
+            failed = sorted(self.failed, key=lambda f: f.start)
+            done = [(p.shard.start, p.shard.end) for p in self.pieces if p.shard.index in self.rows]
+            raise IncompleteFetchError(req.asset, failed, done)
+        order = self.pieces if req.sort == "asc" else self.pieces[::-1]
+        rows: list[LiquidationRow] = []
+        previous: LiquidationRow | None = None
+        for piece in order:
+            chunk = self.rows[piece.shard.index]
+            if chunk and previous is not None:
+                _check_boundary(previous, chunk[0], req.asset, req.sort)
+            if chunk:
+                previous = chunk[-1]
+            rows.extend(chunk)
+        return rows
+
+
+class _Progress:
+    """Calls ``on_shard`` with each planned shard once every piece overlapping it is in."""
+
+    def __init__(
+        self,
+        shards: list[SubRange],
+        pieces: list[_Piece],
+        on_shard: Callable[[SubRange], None] | None,
+    ) -> None:
+        self._on_shard = on_shard
+        self._shards = shards
+        self._left = [0] * len(shards)
+        self._covers: dict[int, list[int]] = {}
+        for piece in pieces:
+            hit = [
+                i
+                for i, s in enumerate(shards)
+                if piece.shard.start < s.end and s.start < piece.shard.end
+            ]
+            self._covers[piece.shard.index] = hit
+            for i in hit:
+                self._left[i] += 1
+
+    def done(self, piece: _Piece) -> None:
+        if self._on_shard is None:
+            return
+        for i in self._covers.get(piece.shard.index, []):
+            self._left[i] -= 1
+            if self._left[i] == 0:
+                self._on_shard(self._shards[i])
+
+
+def _check_boundary(before: LiquidationRow, after: LiquidationRow, asset: str, sort: str) -> None:
     a, b = before.interval_time, after.interval_time
-    if (b <= a) if ascending else (b >= a):
+    if (b <= a) if sort == "asc" else (b >= a):
         raise InconsistentDataError(
             f"rows at a shard boundary repeat or go out of order: {format_time(a)} then "
             f"{format_time(b)}",
-            page_url("", req.asset),
+            page_url("", asset),
         )
 
 
 @dataclass(slots=True)
 class _Slot:
-    """One shard's result, filled by its task and read by the consumer in order."""
+    """One piece's result, filled by its task and read by the consumer in order."""
 
-    shard: SubRange
+    piece: _Piece
     done: anyio.Event
     rows: list[LiquidationRow] | None = None
     error: Exception | None = None
@@ -459,10 +837,11 @@ class RowStream:
         self._started = True
         self._client._check_open()
         req = self._req
-        order = req.shards_in_order()
-        slots = self._slots = [_Slot(shard, anyio.Event()) for shard in order]
-        permits = anyio.Semaphore(self._window)
         self._client._streams.add(self)
+        pieces = await self._client._pieces(req)
+        order = pieces if req.sort == "asc" else pieces[::-1]
+        slots = self._slots = [_Slot(piece, anyio.Event()) for piece in order]
+        permits = anyio.Semaphore(self._window)
         self._task = asyncio.get_running_loop().create_task(self._produce(slots, permits))
         previous: LiquidationRow | None = None
         try:
@@ -472,11 +851,14 @@ class RowStream:
                 if slot.error is not None:
                     if not isinstance(slot.error, KaikoLiqError) or is_fatal(slot.error):
                         raise slot.error
-                    done = [(s.shard.start, s.shard.end) for s in slots[:position]]
-                    pending = [(s.shard.start, s.shard.end) for s in slots[position + 1 :]]
+                    shard = slot.piece.shard
+                    done = [(s.piece.shard.start, s.piece.shard.end) for s in slots[:position]]
+                    pending = [
+                        (s.piece.shard.start, s.piece.shard.end) for s in slots[position + 1 :]
+                    ]
                     raise IncompleteFetchError(
                         req.asset,
-                        [FailedRange(slot.shard.start, slot.shard.end, slot.error)],
+                        [FailedRange(shard.start, shard.end, slot.error)],
                         done,
                         pending=pending,
                     ) from slot.error
@@ -485,7 +867,7 @@ class RowStream:
                 rows, slot.rows = slot.rows, None
                 permits.release()
                 if rows and previous is not None:
-                    _check_boundary(previous, rows[0], req)
+                    _check_boundary(previous, rows[0], req.asset, req.sort)
                 if rows:
                     previous = rows[-1]
                 for row in rows:
@@ -502,7 +884,7 @@ class RowStream:
     async def _produce(self, slots: list[_Slot], permits: anyio.Semaphore) -> None:
         async def run(slot: _Slot) -> None:
             try:
-                slot.rows = await self._client._fetch_shard(self._req, slot.shard)
+                slot.rows = await self._client._load(self._req, slot.piece)
             except Exception as exc:
                 # Handed to the consumer, which raises it in order; nothing is dropped.
                 slot.error = exc

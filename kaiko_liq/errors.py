@@ -12,26 +12,33 @@
     ├── TransportError                             no usable answer came back
     │   └── RequestTimeoutError                    connect or read timed out
     ├── UnexpectedResponseError                    an answer we cannot trust
-    │   ├── MalformedBodyError                     not JSON (cut short?); retried
-    │   ├── UnsafeURLError                         next_url leaves the configured host
-    │   └── InconsistentDataError                  duplicate/out-of-order rows, token loops
+    │   ├── MalformedBodyError                     not JSON, or gzip cut short; retried
+    │   ├── ResponseTooLargeError                  a body over max_response_bytes
+    │   ├── UnsafeURLError                         next_url leaves the endpoint's URL
+    │   └── InconsistentDataError                  rows that contradict themselves or
+    │                                              each other, cursor loops
     ├── IncompleteFetchError                       some sub-ranges failed; says which
     ├── backfill.BackfillIncompleteError           some shards failed; the rest is on disk
     └── export.MissingDependencyError (also ImportError)   an optional extra is missing
 
-``APIError`` carries ``status``, Kaiko's ``message`` and the request ``url``. URLs in
-messages never carry the API key: it travels in the ``X-Api-Key`` header only, and
-:func:`redact_url` strips a key someone put in a query string anyway.
+``APIError`` carries ``status``, Kaiko's ``message`` and the request ``url``. Messages
+never carry the API key: it travels in the ``X-Api-Key`` header only, but a server or a
+proxy may echo it back (in a ``next_url``'s path or query, in an error page), so every
+message is passed through :func:`redact` *before* it is shortened, and every
+:class:`KaikoLiqError` redacts its arguments again, with each key a
+:class:`~kaiko_liq.transport.Transport` has registered (:func:`register_secret`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import quote, quote_plus
 
 __all__ = [
+    "MIN_SECRET_CHARS",
     "APIError",
     "AuthenticationError",
     "BadRequestError",
@@ -45,42 +52,96 @@ __all__ = [
     "NotFoundError",
     "RateLimitedError",
     "RequestTimeoutError",
+    "ResponseTooLargeError",
     "ServerError",
     "TransportError",
     "UnexpectedResponseError",
     "UnsafeURLError",
     "api_error_for_status",
     "is_fatal",
+    "redact",
     "redact_url",
+    "register_secret",
 ]
 
-_SECRET_PARAMS = frozenset({"api_key", "apikey", "x-api-key", "key", "token"})
+#: Query (or form, or header) names whose value is a credential wherever they appear.
+_SECRET_NAMES = (
+    "api_key",
+    "apikey",
+    "api-key",
+    "x-api-key",
+    "x_api_key",
+    "key",
+    "token",
+    "access_token",
+    "auth",
+    "authorization",
+    "password",
+    "secret",
+    "sig",
+    "signature",
+)
+# ``name=value`` (a query string) or ``name: value`` / ``"name": "value"`` (a header or
+# JSON echoed in an error page). The name must not be the tail of a longer word, so
+# ``continuation_token`` is not taken for ``token``.
+_SECRET_PARAM_RE = re.compile(
+    r"(?<![A-Za-z0-9_.-])(" + "|".join(re.escape(n) for n in _SECRET_NAMES) + r")"
+    r"(\"?\s*[=:]\s*\"?)([^\s&#\"',;<>]+)",
+    re.IGNORECASE,
+)
+# Continuation tokens are opaque and long: shortened, they keep a message readable.
+_TOKEN_RE = re.compile(r"(continuation_token\"?\s*[=:]\s*\"?)([^\s&#\"',;<>]{17,})")
+_TOKEN_KEPT = 12
+#: Shorter "secrets" are left alone: cutting every "k" out of a message protects nothing
+#: (Kaiko's keys are dozens of characters), and it would garble every message.
+MIN_SECRET_CHARS = 6
+#: Keys in use in this process (see :func:`register_secret`).
+_registered: set[str] = set()
 
 
-def redact_url(url: str) -> str:
-    """The URL with any key-like query parameter replaced by ``***``.
+def register_secret(secret: str | None) -> None:
+    """Have every :class:`KaikoLiqError` message redact ``secret`` from now on.
 
-    Long continuation tokens are shortened too: they are opaque and only make messages
-    unreadable.
+    Called by the transport with its API key: an error may be built far from the key
+    (a boundary check, a backfill) from text a server sent, and must still not carry it.
     """
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable url>"
-    if not parts.query:
-        return url
-    pairs = []
-    for name, value in parse_qsl(parts.query, keep_blank_values=True):
-        if name.lower() in _SECRET_PARAMS:
-            value = "***"
-        elif name == "continuation_token" and len(value) > 16:
-            value = value[:12] + "…"
-        pairs.append((name, value))
-    return urlunsplit(parts._replace(query=urlencode(pairs, safe="…*")))
+    if secret and len(secret) >= MIN_SECRET_CHARS:
+        _registered.add(secret)
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """``text`` with every secret (and each registered one) replaced by ``***``, wherever
+    it appears (a URL's path or query, a server's error page), also percent-encoded;
+    values of key-like parameters (``api_key=``, ``sig=``, ``X-Api-Key:``, ...) hidden;
+    long continuation tokens shortened. Call it before shortening a text: a cut through
+    a key would leave half of it for this function to miss. Secrets shorter than
+    :data:`MIN_SECRET_CHARS` are not searched for.
+    """
+    for secret in sorted({*secrets, *_registered}, key=len, reverse=True):
+        if len(secret) < MIN_SECRET_CHARS:
+            continue
+        for form in {secret, quote(secret, safe=""), quote_plus(secret)}:
+            if form in text:
+                text = text.replace(form, "***")
+    text = _SECRET_PARAM_RE.sub(lambda m: m.group(1) + m.group(2) + "***", text)
+    return _TOKEN_RE.sub(lambda m: m.group(1) + m.group(2)[:_TOKEN_KEPT] + "…", text)
+
+
+def redact_url(url: str, secrets: Iterable[str] = ()) -> str:
+    """A URL fit for a message: :func:`redact` over its path and query alike."""
+    return redact(url, secrets)
+
+
+def _redacted(args: tuple[object, ...]) -> tuple[object, ...]:
+    return tuple(redact(a) if isinstance(a, str) else a for a in args)
 
 
 class KaikoLiqError(Exception):
-    """Root of every error raised by kaiko-liq."""
+    """Root of every error raised by kaiko-liq. Its message never carries a registered
+    key (see :func:`register_secret`), whoever built it."""
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*_redacted(args))
 
 
 class InvalidArgumentError(KaikoLiqError, ValueError):
@@ -98,7 +159,7 @@ class APIError(KaikoLiqError):
 
     def __init__(self, status: int, message: str, url: str) -> None:
         self.status = status
-        self.message = message
+        self.message = redact(message)
         self.url = redact_url(url)
         super().__init__(f"HTTP {status} from {self.url}: {message}{self._hint()}")
 
@@ -173,12 +234,18 @@ class MalformedBodyError(UnexpectedResponseError):
     """A 200 whose body is not JSON at all, usually a body cut short; it is retried."""
 
 
+class ResponseTooLargeError(UnexpectedResponseError):
+    """A body (compressed, or once inflated) larger than the transport's
+    ``max_response_bytes``: reading stopped there, and nothing of it was kept."""
+
+
 class UnsafeURLError(UnexpectedResponseError):
-    """A ``next_url`` points to another host or scheme; it was not followed with the key."""
+    """A ``next_url`` leaves the request's origin or endpoint path; it was not followed."""
 
 
 class InconsistentDataError(UnexpectedResponseError):
-    """Rows repeat, go out of order, or fall outside their window; or a token repeats."""
+    """Rows repeat, go out of order, fall outside their window or contradict themselves;
+    or the cursor loops (a token repeats, empty pages never end)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,8 @@
 """msgspec Structs of the wire format of ``/v2/data/liquidation.v1/token/{asset}``.
 
 Field names are the API's own (see the endpoint doc's "Fields" and "Response example").
-Rows are decoded strictly: a count that arrives as a string is an error, not a guess.
+Rows are decoded strictly: a count that arrives as a string is an error, not a guess, and
+a row that contradicts itself is refused (see :class:`LiquidationRow`).
 The envelope is decoded leniently (``page_size`` has been seen as ``"2"`` on other Kaiko
 endpoints), so it is decoded in two passes: the envelope with ``data`` kept raw, then the
 rows with their own strict decoder. Unknown fields are ignored everywhere, so a field
@@ -17,6 +18,8 @@ import msgspec
 
 __all__ = [
     "Access",
+    "Amount",
+    "Count",
     "Envelope",
     "ExchangeVolume",
     "LiquidationRow",
@@ -30,18 +33,26 @@ __all__ = [
 ]
 
 
+#: A count: an integer, never negative. An amount: a number, never negative; JSON has no
+#: NaN or infinity, and msgspec refuses a literal too large for a float ("1e999"), so an
+#: amount that decoded is finite. Checked by msgspec while it decodes (cheaper than a loop
+#: over the rows afterwards; measured). Sums are not checked: a real server may round.
+Count = Annotated[int, msgspec.Meta(ge=0)]
+Amount = Annotated[float, msgspec.Meta(ge=0)]
+
+
 # gc=False: rows hold only scalars and a list of scalar structs, so they cannot form
 # cycles; untracked, a fetch that keeps 100k rows costs the cycle collector nothing.
 class ExchangeVolume(msgspec.Struct, frozen=True, gc=False):
     """One exchange's share of a bucket (an entry of a row's ``exchanges``)."""
 
     exchange: str
-    total_trades: int
-    total_amount: float
-    long_trades: int
-    long_amount: float
-    short_trades: int
-    short_amount: float
+    total_trades: Count
+    total_amount: Amount
+    long_trades: Count
+    long_amount: Amount
+    short_trades: Count
+    short_amount: Amount
 
 
 class LiquidationRow(msgspec.Struct, frozen=True, gc=False):
@@ -49,17 +60,20 @@ class LiquidationRow(msgspec.Struct, frozen=True, gc=False):
 
     ``interval_time`` is a timezone-aware UTC datetime; ``interval_timestamp`` is the
     integer exactly as sent, which is nanoseconds although the doc says milliseconds.
+    The two must name the same instant, in nanoseconds (the doc's example) or in
+    milliseconds (the doc's label): :func:`kaiko_liq.shard.check_rows` refuses a page
+    where they do not, in the loop that checks every row's place anyway.
     """
 
     # tz=True: a time without an offset is an error, never read as local time.
     interval_time: Annotated[datetime, msgspec.Meta(tz=True)]
     interval_timestamp: int
-    total_trades: int
-    total_amount: float
-    long_trades: int
-    long_amount: float
-    short_trades: int
-    short_amount: float
+    total_trades: Count
+    total_amount: Amount
+    long_trades: Count
+    long_amount: Amount
+    short_trades: Count
+    short_amount: Amount
     exchanges: list[ExchangeVolume]
 
     def __post_init__(self) -> None:

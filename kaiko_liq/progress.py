@@ -1,9 +1,12 @@
-"""A one-line progress display for long runs, drawn on stderr only when it is a terminal.
+"""The CLI's progress display and the sentences its summaries share.
 
-The line is redrawn in place with ``\\r``, at most every ``min_interval`` seconds, and cut
-to the terminal's width (a wrapped line cannot be overwritten). Piped or redirected
-stderr gets nothing, so logs hold only the final summary. What the line *says* is built by
-pure functions (:func:`backfill_line`, :func:`fetch_line`) that tests call directly.
+On a terminal the line is redrawn in place with ``\\r``, at most every ``min_interval``
+seconds, and cut to the terminal's width (a wrapped line cannot be overwritten). When
+stderr is a pipe or a file (a cron job's log), it gets a whole status line at most every
+``log_interval`` seconds (30) and none in a run shorter than that, so a long run shows
+life without flooding the log. What the line *says* is built by pure functions
+(:func:`backfill_line`, :func:`fetch_line`, :func:`empty_reason`) that tests call
+directly.
 """
 
 from __future__ import annotations
@@ -11,18 +14,30 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Callable
-from typing import TextIO
+from datetime import datetime
+from typing import Literal, TextIO
 
 import anyio
 
+from .query import DATA_START, format_time
+
 __all__ = [
+    "LOG_INTERVAL",
     "ProgressLine",
     "backfill_line",
     "draw_until_cancelled",
+    "empty_reason",
     "fetch_line",
     "format_duration",
     "plural",
 ]
+
+#: Seconds between status lines when stderr is not a terminal.
+LOG_INTERVAL = 30.0
+#: Characters of the last transient error kept on the line (it is redacted upstream).
+_ERROR_CHARS = 80
+
+Mode = Literal["terminal", "log", "off"]
 
 
 def plural(n: int, one: str, many: str | None = None) -> str:
@@ -46,8 +61,29 @@ def _per_second(count: int, elapsed: float) -> str:
     return f"{count / elapsed:.1f}/s" if elapsed > 0 else "-/s"
 
 
+def _retries(retries: int, last_error: str | None) -> str:
+    """`` · 3 retries, last: HTTP 503 ...``; nothing while there were none."""
+    if retries <= 0:
+        return ""
+    text = f" · {plural(retries, 'retry', 'retries')}"
+    if last_error:
+        error = " ".join(last_error.split())
+        if len(error) > _ERROR_CHARS:
+            error = error[: _ERROR_CHARS - 1] + "…"
+        text += f", last: {error}"
+    return text
+
+
 def _shards_line(
-    *, done: int, total: int, fetched: int, rows: int, requests: int, elapsed: float
+    *,
+    done: int,
+    total: int,
+    fetched: int,
+    rows: int,
+    requests: int,
+    elapsed: float,
+    retries: int,
+    last_error: str | None,
 ) -> str:
     """The line both commands draw; time left extrapolated from ``fetched`` shards."""
     if fetched > 0 and elapsed > 0:
@@ -56,14 +92,23 @@ def _shards_line(
         left = "estimating time left"
     return (
         f"shards {done}/{total} · {rows:,} rows · {requests:,} requests "
-        f"({_per_second(requests, elapsed)}) · {left}"
+        f"({_per_second(requests, elapsed)}) · {left}{_retries(retries, last_error)}"
     )
 
 
 def backfill_line(
-    *, done: int, total: int, skipped: int, rows: int, requests: int, elapsed: float
+    *,
+    done: int,
+    total: int,
+    skipped: int,
+    rows: int,
+    requests: int,
+    elapsed: float,
+    retries: int = 0,
+    last_error: str | None = None,
 ) -> str:
-    """``shards 12/40 · 11,520 rows · 41 requests (14.2/s) · 1m12s left``.
+    """``shards 12/40 · 11,520 rows · 41 requests (14.2/s) · 1m12s left``, then
+    `` · 2 retries, last: ...`` once a request was retried.
 
     Time left is extrapolated from the shards fetched in this run only: shards found on
     disk cost nothing and would make the estimate absurdly optimistic.
@@ -75,6 +120,8 @@ def backfill_line(
         rows=rows,
         requests=requests,
         elapsed=elapsed,
+        retries=retries,
+        last_error=last_error,
     )
 
 
@@ -85,6 +132,8 @@ def fetch_line(
     elapsed: float,
     done: int | None = None,
     total: int | None = None,
+    retries: int = 0,
+    last_error: str | None = None,
 ) -> str:
     """``shards 3/10 · 8,760 rows · 9 requests (6.1/s) · 5s left``, as a backfill's.
 
@@ -93,16 +142,38 @@ def fetch_line(
     """
     if done is not None and total is not None:
         return _shards_line(
-            done=done, total=total, fetched=done, rows=rows, requests=requests, elapsed=elapsed
+            done=done,
+            total=total,
+            fetched=done,
+            rows=rows,
+            requests=requests,
+            elapsed=elapsed,
+            retries=retries,
+            last_error=last_error,
         )
     return (
         f"{rows:,} rows · {requests:,} requests ({_per_second(requests, elapsed)}) · "
-        f"{format_duration(elapsed)}"
+        f"{format_duration(elapsed)}{_retries(retries, last_error)}"
     )
 
 
+def empty_reason(start: datetime, end: datetime, now: datetime) -> str:
+    """Why a window held no rows, in words: before the data, in the future, or quiet."""
+    if end <= DATA_START:
+        return (
+            f"the window ends before the data starts ({format_time(DATA_START)}); "
+            "move --start/--end later"
+        )
+    if start >= now:
+        return f"the window lies in the future (it starts after now, {format_time(now)})"
+    return "no liquidations were recorded in the window"
+
+
 class ProgressLine:
-    """A status line redrawn in place. Disabled, every method is a no-op.
+    """A status display: redrawn in place on a terminal, a line now and then in a log.
+
+    ``mode`` is ``"terminal"``, ``"log"`` (one line every ``log_interval`` seconds, the
+    first only after that long) or ``"off"``, where every method is a no-op.
 
     Example::
 
@@ -115,29 +186,47 @@ class ProgressLine:
         self,
         stream: TextIO,
         *,
-        enabled: bool,
+        mode: Mode = "terminal",
         min_interval: float = 0.2,
+        log_interval: float = LOG_INTERVAL,
+        prefix: str = "",
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.stream = stream
-        self.enabled = enabled
+        self.mode: Mode = mode
         self.min_interval = min_interval
+        self.log_interval = log_interval
+        self.prefix = prefix  # log lines only: they sit among the program's other lines
         self._clock = clock
         self._last_draw: float | None = None
         self._width = 0  # characters on screen now, to blank out a longer previous line
 
+    @property
+    def enabled(self) -> bool:
+        return self.mode != "off"
+
     @classmethod
-    def for_stream(cls, stream: TextIO, *, quiet: bool) -> ProgressLine:
-        """Enabled only when ``stream`` is a terminal and the user did not ask for quiet."""
+    def for_stream(cls, stream: TextIO, *, quiet: bool, prefix: str = "") -> ProgressLine:
+        """Redrawn on a terminal, logged elsewhere, off when the user asked for quiet."""
         isatty = getattr(stream, "isatty", None)
-        return cls(stream, enabled=not quiet and isatty is not None and bool(isatty()))
+        mode: Mode = "off" if quiet else "terminal" if isatty and isatty() else "log"
+        return cls(stream, mode=mode, prefix=prefix)
 
     def show(self, text: str, *, force: bool = False) -> None:
-        """Draw ``text`` unless the last draw was under ``min_interval`` ago."""
-        if not self.enabled:
+        """Draw ``text`` unless the last draw was too recent (``force`` skips that on a
+        terminal; a log is always throttled, it is what keeps it short)."""
+        if self.mode == "off":
             return
         now = self._clock()
         last = self._last_draw
+        if self.mode == "log":
+            if last is None:
+                self._last_draw = now  # the clock starts: nothing to say yet
+            elif now - last >= self.log_interval:
+                self._last_draw = now
+                self.stream.write(f"{self.prefix}{text}\n")
+                self.stream.flush()
+            return
         if not force and last is not None and now - last < self.min_interval:
             return
         self._last_draw = now
@@ -149,7 +238,7 @@ class ProgressLine:
 
     def clear(self) -> None:
         """Blank the line so the next message starts on a clean one."""
-        if self.enabled and self._width:
+        if self.mode == "terminal" and self._width:
             self.stream.write("\r" + " " * self._width + "\r")
             self.stream.flush()
             self._width = 0
@@ -157,7 +246,8 @@ class ProgressLine:
 
 async def draw_until_cancelled(line: ProgressLine, render: Callable[[], str]) -> None:
     """Redraw ``render()`` every ``line.min_interval`` seconds; run it in a task group and
-    cancel it when the work is done (time-driven, so a slow shard still shows req/s)."""
+    cancel it when the work is done (time-driven, so a slow shard still shows req/s and a
+    log gets its line on time)."""
     if not line.enabled:
         return
     while True:

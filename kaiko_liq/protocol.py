@@ -1,21 +1,32 @@
-"""The endpoint's protocol as pure functions: URLs, parameters, pages, answer classes.
+"""The endpoint's protocol as pure functions: URLs, parameters, bodies, answer classes.
 
 Nothing here does I/O, so every rule is tested on plain bytes (the seed's own example
-among them). Assumptions about Kaiko that the docs only imply live here, each marked:
+among them). :func:`decipher` reads a whole answer (status, headers, raw body) and says
+what it is, as gidgethub's ``sansio.decipher_response`` does; the transport only sends,
+sleeps and counts. Assumptions about Kaiko that the docs only imply live here, each
+marked **Assumption**:
 
 * ``next_url`` is followed exactly as given: Kaiko, "Only the first call should include
   page_size, all subsequent calls should only use continuation_token".
-* A page with no ``next_url``, or an empty page, ends a stream (inferred from Kaiko's own
-  scripts, which stop on either).
+* **Assumption**: a range ends only when an answer carries neither ``next_url`` nor
+  ``continuation_token`` (the docs: both "appear only when there is more"). A page with
+  few rows or none says nothing about the end: a server may size pages by a span of
+  time, and Kaiko's own scripts guard against empty pages that still have a ``next_url``.
+* **Assumption**: a ``continuation_token`` without a ``next_url`` continues on the same
+  endpoint with that token as the only parameter (the docs' rule above).
+* **Assumption**: a ``next_url`` keeps the request's origin and path (same endpoint,
+  same asset); anything else would send the key elsewhere or mix another asset's rows in.
 * A 200 whose body says ``"result": "error"`` is an error (Kaiko's envelope docs).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import zlib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from ipaddress import ip_address
+from types import ModuleType
 from urllib.parse import quote, urlsplit
 
 import msgspec
@@ -24,36 +35,60 @@ from yarl import URL
 from .errors import (
     APIError,
     InvalidArgumentError,
+    KaikoLiqError,
     MalformedBodyError,
+    ResponseTooLargeError,
     UnexpectedResponseError,
     UnsafeURLError,
     api_error_for_status,
+    redact,
+    redact_url,
 )
 from .models import LiquidationRow, decode_envelope, decode_page
 from .query import Interval, format_time
+from .retry import parse_retry_after, should_retry_status
+
+_zlib: ModuleType
+try:  # ISA-L inflates about twice as fast as zlib (the ``speed`` extra installs it).
+    from isal import isal_zlib as _zlib
+except ImportError:  # pragma: no cover - depends on the environment
+    try:
+        from zlib_ng import zlib_ng as _zlib
+    except ImportError:
+        _zlib = zlib
 
 __all__ = [
     "ENDPOINT_PATH",
+    "ERROR_EXCERPT_CHARS",
     "REGIONS",
     "Page",
+    "Retry",
     "check_base_url",
     "check_next_url",
+    "decipher",
     "error_message",
     "first_page_params",
+    "inflate",
     "origin",
     "page_url",
-    "parse_page",
     "region_base_url",
 ]
 
 ENDPOINT_PATH = "/v2/data/liquidation.v1/token/{asset}"
 REGIONS = ("us", "eu")
+#: How much of a server's error text goes into a message (after redaction).
+ERROR_EXCERPT_CHARS = 200
 _LOOPBACK_NAMES = frozenset({"localhost"})
+# Inflate in steps, so that memory grows only as far as the cap before a bomb is stopped.
+_INFLATE_STEP = 1 << 20
+# The codecs' errors: zlib's, and ISA-L's or zlib-ng's own when one of those is used.
+_INFLATE_ERRORS: tuple[type[Exception], ...] = (zlib.error, _zlib.error)
 
 
 @dataclass(frozen=True, slots=True)
 class Page:
-    """One decoded page: its rows, and where the next one is (``None`` at the end)."""
+    """One decoded page: its rows, and the cursor to the next one (both ``None`` at the
+    end). An empty page with a cursor is not the end."""
 
     rows: list[LiquidationRow]
     next_url: str | None
@@ -61,7 +96,18 @@ class Page:
 
     @property
     def is_last(self) -> bool:
-        return self.next_url is None or not self.rows
+        return self.next_url is None and self.continuation_token is None
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """A transient failure: worth another attempt after a backoff, or after
+    ``retry_after`` seconds when the server said so. ``error`` is raised if retries run
+    out; ``rate_limited`` marks a 429, which slows the whole client down."""
+
+    error: KaikoLiqError
+    retry_after: float | None = None
+    rate_limited: bool = False
 
 
 def region_base_url(region: str) -> str:
@@ -117,64 +163,179 @@ def page_url(base_url: str, asset: str) -> str:
 def first_page_params(
     start: datetime, end: datetime, interval: Interval, sort: str, page_size: int
 ) -> dict[str, str]:
+    """The first request's parameters. Times go at most to the millisecond, as the docs
+    write them: ``start_time`` rounded down, ``end_time`` up, so the window never shrinks
+    (and buckets, an hour at least, cannot tell)."""
     return {
         "interval": interval.text,
         "sort": sort,
         "start_time": format_time(start),
-        "end_time": format_time(end),
+        "end_time": format_time(end, round_up=True),
         "page_size": str(page_size),
     }
 
 
-def check_next_url(next_url: str, base_url: str) -> str:
-    """Refuse a ``next_url`` that would take the API key to another origin."""
+def check_next_url(next_url: str, request_url: str) -> str:
+    """Refuse a ``next_url`` that leaves the request's origin (the key would go there)
+    or its path (another endpoint or asset, whose rows would pass for this one's)."""
     try:
-        target = origin(next_url)
+        target = URL(next_url, encoded=True)
+        scheme, host, port = origin(next_url)
     except ValueError as exc:
         raise UnsafeURLError(
-            f"next_url is not a valid URL ({exc}); not followed", base_url
+            f"next_url is not a valid URL ({exc}); not followed", request_url
         ) from exc
-    if target != origin(base_url):
-        scheme, host, port = target
+    expected = URL(request_url, encoded=True)
+    if (scheme, host, port) != origin(request_url):
         raise UnsafeURLError(
             f"next_url points to {scheme}://{host}:{port}, not the configured "
-            f"{base_url}; not followed, so the API key was not sent there",
-            base_url,
+            f"{expected.origin()}; not followed, so the API key was not sent there",
+            request_url,
+        )
+    if target.path != expected.path:
+        raise UnsafeURLError(
+            f"next_url leads to the path {redact_url(target.raw_path)}, not the requested "
+            f"{expected.raw_path}; not followed, and nothing from it was kept",
+            request_url,
         )
     return next_url
 
 
-def error_message(body: bytes) -> str:
-    """Kaiko's ``message`` from an error body, or a short excerpt of whatever came."""
+def error_message(body: bytes, secrets: Iterable[str] = ()) -> str:
+    """Kaiko's ``message`` from an error body, or an excerpt of whatever came, redacted
+    first and only then shortened to :data:`ERROR_EXCERPT_CHARS`."""
     try:
         envelope = decode_envelope(body)
     except (msgspec.DecodeError, msgspec.ValidationError):
-        text = body[:200].decode("utf-8", "replace").strip()
-        return text or "(empty body)"
-    return envelope.message or "(no message)"
+        text = body.decode("utf-8", "replace").strip() or "(empty body)"
+    else:
+        text = envelope.message or "(no message)"
+    return _shorten(redact(text, secrets))
 
 
-def _same(message: str) -> str:
-    return message
+def _shorten(text: str) -> str:
+    if len(text) <= ERROR_EXCERPT_CHARS:
+        return text
+    return text[:ERROR_EXCERPT_CHARS] + "…"
 
 
-def parse_page(status: int, body: bytes, url: str, *, redact: Callable[[str], str] = _same) -> Page:
-    """Classify an answer and decode it: a :class:`Page`, or the right error raised.
+def _wbits(encoding: str, raw: bytes) -> int | None:
+    """zlib's ``wbits`` for a Content-Encoding; ``None`` for a body sent as is."""
+    if encoding in ("", "identity"):
+        return None
+    if encoding in ("gzip", "x-gzip"):
+        return 31
+    # "deflate" is a zlib stream (RFC 9110 §8.4.1.2), but some servers send raw deflate;
+    # a zlib header is a multiple of 31 with method 8, which raw deflate rarely is.
+    if len(raw) >= 2 and raw[0] & 0x0F == 8 and (raw[0] << 8 | raw[1]) % 31 == 0:
+        return 15
+    return -15
 
-    ``redact`` cleans the server's own words before they go into an error message.
+
+def inflate(raw: bytes, content_encoding: str | None, limit: int, url: str) -> bytes:
+    """The body as sent before ``content_encoding`` (gzip, deflate or identity), at most
+    ``limit`` bytes of it. Pure and GIL-free where it counts: run it in a worker thread.
+
+    Raises :class:`ResponseTooLargeError` past ``limit`` (memory never grows much beyond
+    it), :class:`MalformedBodyError` for a stream cut short or corrupt (retried: usually
+    a dropped connection), :class:`UnexpectedResponseError` for an encoding never asked
+    for (we send ``Accept-Encoding: gzip``).
     """
-    if status != 200:
-        raise api_error_for_status(status, redact(error_message(body)), url)
+    encoding = (content_encoding or "").strip().lower()
+    if encoding not in ("", "identity", "gzip", "x-gzip", "deflate"):
+        raise UnexpectedResponseError(
+            f"the body is {encoding!r}-encoded, which was not asked for (only gzip)", url
+        )
+    wbits = _wbits(encoding, raw)
+    if wbits is None:
+        if len(raw) > limit:
+            raise _too_large(limit, url)
+        return raw
+    # A list of chunks, not a growing bytearray: reallocating one may copy it, and then
+    # memory would peak at twice the cap.
+    out: list[bytes] = []
+    size = 0
+    data = raw
     try:
-        page = decode_page(body)
+        while True:  # one pass per gzip member: concatenated members are one body
+            decoder = _zlib.decompressobj(wbits)
+            while not decoder.eof:
+                chunk = decoder.decompress(data, _INFLATE_STEP)
+                data = decoder.unconsumed_tail
+                if not chunk and not data:
+                    break
+                out.append(chunk)
+                size += len(chunk)
+                if size > limit:
+                    # Freed now: the error's traceback keeps this frame, and its locals.
+                    out.clear()
+                    raise _too_large(limit, url)
+            if not decoder.eof:
+                raise MalformedBodyError(
+                    f"the {encoding} body ends before its stream does ({len(raw)} bytes "
+                    "received); cut short?",
+                    url,
+                )
+            data = decoder.unused_data
+            if not data:
+                return out[0] if len(out) == 1 else b"".join(out)
+    except _INFLATE_ERRORS as exc:
+        raise MalformedBodyError(f"the {encoding} body is corrupt: {exc}", url) from exc
+
+
+def _too_large(limit: int, url: str) -> ResponseTooLargeError:
+    return ResponseTooLargeError(
+        f"the answer is larger than max_response_bytes ({limit:,} bytes); stopped reading, "
+        "nothing of it was kept (a 1000-row page is about 1.4 MB)",
+        url,
+    )
+
+
+def decipher(
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    url: str,
+    *,
+    max_bytes: int,
+    secrets: Iterable[str] = (),
+) -> Page | Retry:
+    """What an answer means: a :class:`Page`, a :class:`Retry`, or a final error raised.
+
+    ``body`` is the body as received (still gzip-encoded if it was sent so), read at
+    most ``max_bytes`` of it; ``secrets`` are cut out of anything quoted from it.
+    """
+    if 300 <= status < 400:
+        location = redact_url(headers.get("Location", "(no Location)"), secrets)
+        raise UnexpectedResponseError(
+            f"HTTP {status} redirect to {location}; not followed, so the API key stays "
+            "with the configured host",
+            url,
+        )
+    try:
+        text = inflate(body, headers.get("Content-Encoding"), max_bytes, url)
+    except MalformedBodyError as exc:
+        if status != 200:
+            text = f"(an error page that could not be decoded: {exc})".encode()
+        else:
+            return Retry(exc)
+    if should_retry_status(status):
+        error = api_error_for_status(status, error_message(text, secrets), url)
+        retry_after = parse_retry_after(headers.get("Retry-After"))
+        return Retry(error, retry_after, rate_limited=status == 429)
+    if status != 200:
+        raise api_error_for_status(status, error_message(text, secrets), url)
+    try:
+        page = decode_page(text)
     except msgspec.ValidationError as exc:
         raise UnexpectedResponseError(
-            f"the body does not match the documented fields: {exc}", url
+            _shorten(redact(f"the body does not match the documented fields: {exc}", secrets)),
+            url,
         ) from exc
     except msgspec.DecodeError as exc:
-        raise MalformedBodyError(f"the body is not JSON ({len(body)} bytes): {exc}", url) from exc
+        return Retry(MalformedBodyError(f"the body is not JSON ({len(text)} bytes): {exc}", url))
     if page.result == "error":
-        raise APIError(status, redact(page.message or "(no message)"), url)
+        raise APIError(status, _shorten(redact(page.message or "(no message)", secrets)), url)
     if page.data is None:
         raise UnexpectedResponseError("the body has no 'data' array", url)
     return Page(page.data, page.next_url or None, page.continuation_token or None)

@@ -7,8 +7,17 @@ Times:
     * ISO 8601 strings with ``Z`` or an offset, fractional seconds allowed. A string with
       no offset (``2025-01-01`` or ``2025-01-01T00:00:00``) is UTC, as in Kaiko's API.
     * Timezone-aware :class:`datetime.datetime` objects, converted to UTC.
+    * A :class:`datetime.date`: its midnight UTC.
     * A *naive* datetime is rejected: Python reads it as local time, Kaiko as UTC, and
       guessing between the two is how a range silently shifts by hours.
+    * An epoch number is rejected too: seconds, milliseconds and nanoseconds all occur
+      (this very API labels nanoseconds "milliseconds"), and a wrong guess is off by
+      years without an error.
+    * Times are sent at most to the millisecond, as the docs show them
+      (``2025-01-01T00:00:00.000Z``): :func:`format_time`.
+
+Rate limits (:func:`parse_rate_limit`) are requests per second, written as a number or as
+Kaiko states them, per minute (``"6000/min"``).
 
 The grid: buckets are aligned to the UTC epoch grid of the interval. For intervals that
 divide 24h this is the same as aligning to UTC midnight.
@@ -16,9 +25,10 @@ divide 24h this is the same as aligning to UTC midnight.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from .errors import InvalidArgumentError
 
@@ -27,12 +37,14 @@ __all__ = [
     "EARLIEST",
     "LATEST",
     "MAX_PAGE_SIZE",
+    "RATE_LIMIT_RANGE",
     "SORTS",
     "Interval",
     "Request",
     "TimeLike",
     "format_time",
     "parse_interval",
+    "parse_rate_limit",
     "parse_time",
     "validate_asset",
     "validate_page_size",
@@ -40,7 +52,7 @@ __all__ = [
     "validate_sort",
 ]
 
-TimeLike = str | datetime
+TimeLike = str | datetime | date
 
 #: Kaiko: historical data for this endpoint starts 2025-01-08 at 1h granularity.
 DATA_START = datetime(2025, 1, 8, tzinfo=UTC)
@@ -57,6 +69,21 @@ _HOUR = 3600
 _DAY = 86_400
 _INTERVAL_RE = re.compile(r"([1-9][0-9]*)([hd])")
 _ASSET_RE = re.compile(r"[A-Za-z0-9_-]+")
+#: What a rate limit may be set to, in requests per second: from one request every 100 s
+#: (a shared key kept for something else) to far above any published Kaiko limit.
+RATE_LIMIT_RANGE = (0.01, 10_000.0)
+_RATE_RE = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*(?:/\s*([a-z]+))?")
+_RATE_UNITS = {
+    "s": 1.0,
+    "sec": 1.0,
+    "second": 1.0,
+    "m": 60.0,
+    "min": 60.0,
+    "minute": 60.0,
+    "h": 3600.0,
+    "hour": 3600.0,
+}
+_MILLISECOND = timedelta(milliseconds=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,8 +137,8 @@ def parse_interval(value: str) -> Interval:
 
 
 def parse_time(value: TimeLike, name: str = "time") -> datetime:
-    """Parse an ISO 8601 string or an aware datetime into a UTC datetime in
-    [:data:`EARLIEST`, :data:`LATEST`]."""
+    """Parse an ISO 8601 string, an aware datetime or a date (midnight UTC) into a UTC
+    datetime in [:data:`EARLIEST`, :data:`LATEST`]."""
     if isinstance(value, datetime):
         if value.tzinfo is None or value.tzinfo.utcoffset(value) is None:
             raise InvalidArgumentError(
@@ -119,9 +146,18 @@ def parse_time(value: TimeLike, name: str = "time") -> datetime:
                 "e.g. datetime(2025, 1, 1, tzinfo=timezone.utc), or an ISO 8601 string"
             )
         return _in_range(value, name, str(value))
+    if isinstance(value, date):
+        midnight = datetime(value.year, value.month, value.day, tzinfo=UTC)
+        return _in_range(midnight, name, str(value))
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        raise InvalidArgumentError(
+            f"{name} {value!r} is a number; epoch numbers are ambiguous (seconds, "
+            "milliseconds or nanoseconds), so pass an ISO 8601 string such as "
+            "'2025-01-31T09:00:00Z', a date, or datetime.fromtimestamp(x, timezone.utc)"
+        )
     if not isinstance(value, str):
         raise InvalidArgumentError(
-            f"{name} must be an ISO 8601 string or a timezone-aware datetime, "
+            f"{name} must be an ISO 8601 string, a date or a timezone-aware datetime, "
             f"got {type(value).__name__}"
         )
     text = value.strip()
@@ -147,15 +183,44 @@ def _in_range(t: datetime, name: str, shown: str) -> datetime:
     return t.astimezone(UTC)
 
 
-def format_time(t: datetime) -> str:
-    """UTC ISO 8601 with ``Z``, exact: milliseconds when the time has them, microseconds
-    when it has those (rounding them away would move an end time across a bucket)."""
+def format_time(t: datetime, *, round_up: bool = False) -> str:
+    """UTC ISO 8601 with ``Z``, at most to the millisecond, as the docs write times.
+
+    A finer time is rounded down to the millisecond, or up with ``round_up``: a request's
+    ``start_time`` rounds down and its ``end_time`` up, so the window only ever widens, by
+    less than a millisecond, which no bucket (an hour at least) can notice.
+    """
     t = t.astimezone(UTC)
     if t.microsecond % 1000:
-        return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        t = t.replace(microsecond=t.microsecond // 1000 * 1000)
+        if round_up:
+            t += _MILLISECOND
     if t.microsecond:
         return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
     return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_rate_limit(value: str | float | int, name: str = "rate_limit") -> float:
+    """Requests per second from ``"6000/min"`` (Kaiko's own form), ``"100/s"``, ``"100"``
+    or a number, in :data:`RATE_LIMIT_RANGE`."""
+    low, high = RATE_LIMIT_RANGE
+    allowed = (
+        f"requests per second as a number, or a rate such as '6000/min' or '100/s', "
+        f"from {low:g}/s to {high:g}/s"
+    )
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise InvalidArgumentError(f"{name} must be {allowed}; got {value!r}")
+    if isinstance(value, str):
+        match = _RATE_RE.fullmatch(value.strip().lower())
+        unit = None if match is None else _RATE_UNITS.get(match.group(2) or "s")
+        if match is None or unit is None:
+            raise InvalidArgumentError(f"{name} {value!r} is not {allowed}")
+        rate = float(match.group(1)) / unit
+    else:
+        rate = float(value)
+    if not (math.isfinite(rate) and low <= rate <= high):
+        raise InvalidArgumentError(f"{name} {value!r} is out of range; use {allowed}")
+    return rate
 
 
 def validate_sort(value: str) -> str:

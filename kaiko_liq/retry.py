@@ -38,6 +38,7 @@ from email.utils import parsedate_to_datetime
 
 from aiolimiter import AsyncLimiter
 
+from . import testing
 from .errors import InvalidArgumentError
 
 __all__ = [
@@ -333,7 +334,10 @@ class AdaptiveRate:
         level of ``max_rate - 1 + rate * pause`` admits one request after ``pause`` and then
         paces the rest at the rate. ``has_capacity()`` first drains the bucket up to now,
         so the pause counts from now; a level already higher (a longer pause) is kept.
+        Under :func:`kaiko_liq.testing.set_testing` there is no pause.
         """
+        if testing.sleeps_removed():
+            return
         limiter = self._limiter
         limiter.has_capacity()
         limiter._level = max(limiter._level, limiter.max_rate - 1 + self._rate * pause)
@@ -362,6 +366,9 @@ class AdaptiveRate:
         else:
             limiter.max_rate, limiter.time_period = 1.0, 1.0 / self._rate
         limiter._rate_per_sec = self._rate
+        if testing.sleeps_removed():
+            # No pause from a decrease either: the next request may go at once.
+            limiter._level = min(limiter._level, max(limiter.max_rate - 1, 0.0))
 
     def __repr__(self) -> str:
         return (

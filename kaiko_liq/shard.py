@@ -1,8 +1,9 @@
-"""One shard's page chain: the first request with parameters, then ``next_url`` to the end.
+"""One shard's page chain: the first request with parameters, then the cursor to the end.
 
 Every page's rows are checked as they come: inside the shard's window, on the grid,
-strictly in the requested order, so rows can neither repeat nor go missing without an
-error. The transport sends and retries; this module decides when a chain is over.
+strictly in the requested order, their two timestamps agreeing, so rows can neither
+repeat nor go missing without an error. The transport sends and retries; this module
+decides when a chain is over.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Protocol
 
 from .errors import InconsistentDataError
 from .models import LiquidationRow
-from .plan import SubRange
+from .plan import SubRange, buckets_in
 from .protocol import Page, check_next_url, first_page_params, page_url
 from .query import Interval, format_time
 
@@ -41,31 +42,56 @@ class ShardQuery:
 async def fetch_shard(
     transport: PageSource, query: ShardQuery, shard: SubRange
 ) -> list[LiquidationRow]:
-    """Every row of ``shard``, in ``query.sort`` order."""
-    base = transport.base_url
-    url = page_url(base, query.asset)
+    """Every row of ``shard``, in ``query.sort`` order.
+
+    The chain ends only at an answer with neither ``next_url`` nor
+    ``continuation_token`` (see :mod:`kaiko_liq.protocol`'s assumptions); pages with few
+    rows or none are followed. It stays finite without guessing how the server sizes its
+    pages: a cursor seen twice is a loop, and since an honest page covers at least one
+    bucket, more empty pages in a row than the shard has buckets is one too.
+    """
+    first = page_url(transport.base_url, query.asset)
+    url = first
     params: dict[str, str] | None = first_page_params(
         shard.start, shard.end, query.interval, query.sort, query.page_size
     )
     lo, hi = query.interval.floor(shard.start), query.interval.ceil(shard.end)
+    buckets = buckets_in(shard.start, shard.end, query.interval)
     rows: list[LiquidationRow] = []
     seen: set[str] = set()
+    empty_run = 0
     while True:
         page = await transport.get_page(url, params)
         check_rows(rows[-1] if rows else None, page.rows, lo, hi, query, url)
         rows.extend(page.rows)
         if page.is_last:
             return rows
-        assert page.next_url is not None
-        marker = page.continuation_token or page.next_url
-        if marker in seen:
+        empty_run = 0 if page.rows else empty_run + 1
+        if empty_run > buckets:
             raise InconsistentDataError(
-                "the server sent the same continuation token twice; stopping instead of looping",
+                f"{empty_run} empty pages in a row, more than the {buckets} buckets of "
+                f"[{format_time(shard.start)}, {format_time(shard.end)}): the server's "
+                "cursor does not advance; stopping instead of looping",
                 url,
             )
-        seen.add(marker)
-        url = check_next_url(page.next_url, base)
-        params = None
+        # next_url when given (Kaiko: it "can be called directly"); else the token alone
+        # on the same endpoint (Kaiko: "subsequent calls should only use continuation_token").
+        token = page.continuation_token
+        for marker in (token, page.next_url):
+            if marker is None:
+                continue
+            if marker in seen:
+                raise InconsistentDataError(
+                    "the server sent the same continuation token twice; stopping instead "
+                    "of looping",
+                    url,
+                )
+            seen.add(marker)
+        if page.next_url is not None:
+            url, params = check_next_url(page.next_url, first), None
+        else:
+            assert token is not None
+            url, params = first, {"continuation_token": token}
 
 
 def check_rows(
@@ -76,7 +102,9 @@ def check_rows(
     query: ShardQuery,
     url: str,
 ) -> None:
-    """Rows must lie in ``[lo, hi)``, on the grid, strictly in the requested order."""
+    """Rows must lie in ``[lo, hi)``, on the grid, strictly in the requested order, and
+    each row's ``interval_timestamp`` must be its ``interval_time`` in nanoseconds (the
+    doc's example) or milliseconds (the doc's label)."""
     # Epoch seconds, not datetime arithmetic: this runs for every row.
     ascending = query.sort == "asc"
     step = query.interval.seconds
@@ -93,6 +121,16 @@ def check_rows(
         if t % step:
             raise InconsistentDataError(
                 f"row at {format_time(row.interval_time)} is not on the {query.interval} grid", url
+            )
+        # On the grid, t is a whole number of seconds, so this is exact.
+        seconds = int(t)
+        stamp = row.interval_timestamp
+        if stamp != seconds * 1_000_000_000 and stamp != seconds * 1000:
+            raise InconsistentDataError(
+                f"row at {format_time(row.interval_time)} has interval_timestamp {stamp}, "
+                f"which is not that instant in nanoseconds ({seconds * 1_000_000_000}) or "
+                f"milliseconds ({seconds * 1000})",
+                url,
             )
         if last is not None and (t <= last if ascending else t >= last):
             raise InconsistentDataError(

@@ -1,12 +1,19 @@
 """The one place aiohttp is called: session, shared limiter, timeouts and the retry loop.
 
-Everything it decides is delegated to pure pieces: :mod:`kaiko_liq.protocol` says what an
-answer means, :mod:`kaiko_liq.retry` whether and how long to wait. This module only
-sends, sleeps and counts.
+Everything it decides is delegated to pure pieces: :func:`kaiko_liq.protocol.decipher`
+says what an answer means, :mod:`kaiko_liq.retry` whether and how long to wait. This
+module only sends, reads (at most ``max_response_bytes``), sleeps and counts.
+
+Bodies are read raw (aiohttp's own decompression is off) and inflated by ``decipher``
+in a worker thread: inflating releases the GIL, so it runs beside the event loop, and
+the cap holds for the inflated size too, so a gzip bomb stops at the cap. At most
+:data:`DECODE_THREADS` answers are inflated and decoded at once, so memory stays under
+``DECODE_THREADS * max_response_bytes`` whatever ``max_concurrency`` is.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import time
@@ -16,34 +23,41 @@ from dataclasses import dataclass, field
 
 import aiohttp
 import anyio
+import anyio.to_thread
 from aiolimiter import AsyncLimiter
 from yarl import URL
 
+from . import testing
 from .errors import (
     ClientClosedError,
+    InvalidArgumentError,
     KaikoLiqError,
-    MalformedBodyError,
     RequestTimeoutError,
+    ResponseTooLargeError,
     TransportError,
-    UnexpectedResponseError,
-    api_error_for_status,
+    redact,
     redact_url,
+    register_secret,
 )
-from .protocol import Page, error_message, parse_page
+from .protocol import Page, Retry, decipher
 from .retry import (
     AdaptiveRate,
     RetryPolicy,
     may_retry,
-    parse_retry_after,
     retry_delay,
-    should_retry_status,
 )
 
-__all__ = ["ClientStats", "Timeouts", "Transport"]
+__all__ = ["DECODE_THREADS", "DEFAULT_MAX_RESPONSE_BYTES", "ClientStats", "Timeouts", "Transport"]
 
 logger = logging.getLogger("kaiko_liq")
 
 _USER_AGENT = "kaiko-liq/0.1 (+aiohttp)"
+#: Cap on one answer's body, compressed and once inflated: a 1000-row page is about
+#: 1.4 MB of JSON, so this leaves room for any honest page while a gzip bomb stops here.
+DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+#: Answers inflated and decoded at once (in worker threads). Two keep both cores of a
+#: small machine busy; more would only hold more bodies in memory at the same time.
+DECODE_THREADS = 2
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -66,6 +80,8 @@ class ClientStats:
     rows: int = 0
     bytes_received: int = 0
     by_status: Counter[int] = field(default_factory=Counter)
+    #: The last transient error that was retried (redacted), for progress lines.
+    last_error: str | None = None
 
 
 @dataclass(slots=True)
@@ -95,12 +111,26 @@ class Transport:
         timeouts: Timeouts,
         retry_policy: RetryPolicy,
         adaptive_rate: bool,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         rng: Callable[[], float] = random.random,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        if (
+            isinstance(max_response_bytes, bool)
+            or not isinstance(max_response_bytes, int)
+            or max_response_bytes < 1
+        ):
+            raise InvalidArgumentError(
+                f"max_response_bytes must be a positive integer (bytes), got "
+                f"{max_response_bytes!r}; the default is {DEFAULT_MAX_RESPONSE_BYTES:,}"
+            )
         self.base_url = base_url
         self._api_key = api_key
+        self._secrets = (api_key,) if api_key else ()
+        register_secret(api_key)
+        self.max_response_bytes = max_response_bytes
+        self._decoders = anyio.CapacityLimiter(DECODE_THREADS)
         self._timeouts = timeouts
         self._policy = retry_policy
         self._max_concurrency = max_concurrency
@@ -133,7 +163,8 @@ class Transport:
                     total=None, connect=self._timeouts.connect, sock_read=self._timeouts.read
                 ),
                 headers={"Accept": "application/json", "User-Agent": _USER_AGENT},
-                auto_decompress=True,
+                # Inflated by decipher, under the size cap, off the event loop's thread.
+                auto_decompress=False,
             )
         return self._session
 
@@ -143,11 +174,9 @@ class Transport:
             session, self._session = self._session, None
             await session.close()
 
-    def _redact(self, message: str) -> str:
-        """Kaiko's error message with the key cut out (a server or proxy that echoes
-        request headers into its error page must not put the key in an exception)."""
-        key = self._api_key
-        return message.replace(key, "***") if key and key in message else message
+    def redact(self, text: str) -> str:
+        """``text`` without this transport's key (see :func:`kaiko_liq.errors.redact`)."""
+        return redact(text, self._secrets)
 
     async def _send(self, url: str, params: Mapping[str, str] | None, budget: _Budget) -> _Answer:
         session = self._ensure_session()
@@ -174,71 +203,95 @@ class Transport:
             async with session.get(
                 target, params=params, headers=headers, timeout=timeout, allow_redirects=False
             ) as response:
-                body = await response.read()
+                body = await self._read(response, url)
                 return _Answer(response.status, response.headers, body)
+
+    async def _read(self, response: aiohttp.ClientResponse, url: str) -> bytes:
+        """The raw body, refused as soon as it is larger than the cap."""
+        cap = self.max_response_bytes
+        declared = response.content_length
+        if declared is not None and declared > cap:
+            raise self._too_large(url)
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.content.iter_any():
+            size += len(chunk)
+            self.stats.bytes_received += len(chunk)
+            if size > cap:
+                chunks.clear()  # the error's traceback keeps this frame alive
+                raise self._too_large(url)
+            chunks.append(chunk)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    def _too_large(self, url: str) -> ResponseTooLargeError:
+        return ResponseTooLargeError(
+            f"the answer is larger than max_response_bytes ({self.max_response_bytes:,} "
+            "bytes); stopped reading, nothing of it was kept",
+            url,
+        )
+
+    async def _decipher(self, answer: _Answer, url: str) -> Page | Retry:
+        work = functools.partial(
+            decipher,
+            answer.status,
+            answer.headers,
+            answer.body,
+            url,
+            max_bytes=self.max_response_bytes,
+            secrets=self._secrets,
+        )
+        return await anyio.to_thread.run_sync(work, limiter=self._decoders)
 
     async def get_page(self, url: str, params: Mapping[str, str] | None = None) -> Page:
         """One page, retried per the policy; raises the last error when retries run out."""
         budget = _Budget()
         attempt = 0
         while True:
-            retry_after: float | None = None
-            error: KaikoLiqError
+            outcome: Page | Retry
             try:
                 answer = await self._send(url, params, budget)
             except TimeoutError:
-                error = RequestTimeoutError(
-                    f"no answer within {self._timeouts.connect:g}s (connect), "
-                    f"{self._timeouts.read:g}s (read) or the {self._policy.deadline:g}s "
-                    "deadline of the request",
-                    url,
-                )
-            except (aiohttp.ClientError, ConnectionError) as exc:
-                error = TransportError(f"connection failed: {type(exc).__name__}: {exc}", url)
-            else:
-                self.stats.by_status[answer.status] += 1
-                self.stats.bytes_received += len(answer.body)
-                if 300 <= answer.status < 400:
-                    location = redact_url(answer.headers.get("Location", "(no Location)"))
-                    raise UnexpectedResponseError(
-                        f"HTTP {answer.status} redirect to {location}; not followed, so the "
-                        "API key stays with the configured host",
+                outcome = Retry(
+                    RequestTimeoutError(
+                        f"no answer within {self._timeouts.connect:g}s (connect), "
+                        f"{self._timeouts.read:g}s (read) or the {self._policy.deadline:g}s "
+                        "deadline of the request",
                         url,
                     )
-                if should_retry_status(answer.status):
-                    message = self._redact(error_message(answer.body))
-                    error = api_error_for_status(answer.status, message, url)
-                    retry_after = parse_retry_after(answer.headers.get("Retry-After"))
-                    if answer.status == 429:
-                        self.stats.rate_limited += 1
-                        if self.adaptive is not None:
-                            # The limit is per key: hold every request, not just this one.
-                            self.adaptive.on_rate_limited(retry_after)
-                else:
-                    try:
-                        page = parse_page(answer.status, answer.body, url, redact=self._redact)
-                    except MalformedBodyError as exc:
-                        error = exc
-                    else:
-                        if self.adaptive is not None:
-                            self.adaptive.on_success()
-                        self.stats.pages += 1
-                        self.stats.rows += len(page.rows)
-                        return page
+                )
+            except (aiohttp.ClientError, ConnectionError) as exc:
+                message = self.redact(f"connection failed: {type(exc).__name__}: {exc}")
+                outcome = Retry(TransportError(message, url))
+            else:
+                self.stats.by_status[answer.status] += 1
+                outcome = await self._decipher(answer, url)
+            if isinstance(outcome, Page):
+                if self.adaptive is not None:
+                    self.adaptive.on_success()
+                self.stats.pages += 1
+                self.stats.rows += len(outcome.rows)
+                return outcome
+            if outcome.rate_limited:
+                self.stats.rate_limited += 1
+                if self.adaptive is not None:
+                    # The limit is per key: hold every request, not just this one.
+                    self.adaptive.on_rate_limited(outcome.retry_after)
+            error: KaikoLiqError = outcome.error
             attempt += 1
             delay = retry_delay(
-                attempt - 1, self._policy, retry_after=retry_after, random=self._rng
+                attempt - 1, self._policy, retry_after=outcome.retry_after, random=self._rng
             )
             elapsed = self._policy.deadline - ((budget.ends or self._clock()) - self._clock())
             if not may_retry(attempt, self._policy, elapsed=elapsed, delay=delay):
                 raise error
             self.stats.retries += 1
+            self.stats.last_error = str(error)
             logger.info(
                 "retrying %s in %.2fs (attempt %d of %d): %s",
-                redact_url(url),
+                redact_url(url, self._secrets),
                 delay,
                 attempt + 1,
                 self._policy.max_attempts,
                 error,
             )
-            await self._sleep(delay)
+            await self._sleep(0.0 if testing.sleeps_removed() else delay)

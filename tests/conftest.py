@@ -3,13 +3,15 @@
 ``emulator`` is a well-behaved server (no latency, no rate limit, no faults, seed 0) that
 accepts any non-empty API key. ``make_emulator(**config)`` starts one with the given
 :class:`~kaiko_liq.emulator.EmulatorConfig` fields; every emulator it started is stopped
-at teardown.
+at teardown. Both run on the fixed clock :data:`FIXED_NOW` unless given ``now=``, so
+every test sees the same data (everything up to 2026-11-01, all of it final).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -20,6 +22,9 @@ from tests.mock_http import aioresponses
 
 EmulatorFactory = Callable[..., Awaitable[RunningEmulator]]
 
+#: The emulators' clock in tests: the data ends here (exclusive) and is all settled.
+FIXED_NOW = datetime(2026, 11, 1, tzinfo=UTC)
+
 
 @pytest.fixture
 def api_key() -> str:
@@ -28,7 +33,7 @@ def api_key() -> str:
 
 @pytest_asyncio.fixture
 async def emulator() -> AsyncIterator[RunningEmulator]:
-    config = EmulatorConfig(latency=0.0, rate_limit=None, fault_rate=0.0, seed=0)
+    config = EmulatorConfig(latency=0.0, rate_limit=None, fault_rate=0.0, seed=0, now=FIXED_NOW)
     async with running_emulator(config, host="127.0.0.1", port=0) as emu:
         yield emu
 
@@ -38,7 +43,9 @@ async def make_emulator() -> AsyncIterator[EmulatorFactory]:
     async with AsyncExitStack() as stack:
 
         async def make(**config: Any) -> RunningEmulator:
-            """Start an emulator; keyword arguments are EmulatorConfig fields."""
+            """Start an emulator; keyword arguments are EmulatorConfig fields (``now``
+            defaults to FIXED_NOW)."""
+            config.setdefault("now", FIXED_NOW)
             return await stack.enter_async_context(
                 running_emulator(EmulatorConfig(**config), host="127.0.0.1", port=0)
             )

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,12 +19,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from kaiko_liq.backfill import (
+    GIVE_UP_AFTER,
     MANIFEST_NAME,
     SETTLE,
     AssetOnDisk,
     BackfillIncompleteError,
-    ShardRecord,
-    _gaps,
     _locked,
     backfill,
     describe_backfill,
@@ -31,11 +32,17 @@ from kaiko_liq.backfill import (
 )
 from kaiko_liq.client import LiquidationClient
 from kaiko_liq.emulator import RunningEmulator
-from kaiko_liq.errors import AuthenticationError, InvalidArgumentError, ServerError
+from kaiko_liq.errors import (
+    AuthenticationError,
+    InvalidArgumentError,
+    NotFoundError,
+    ServerError,
+)
 from kaiko_liq.export import arrow_schema, to_arrow
 from kaiko_liq.models import ExchangeVolume, LiquidationRow
 from kaiko_liq.plan import SubRange, plan_subranges
 from kaiko_liq.query import Request, parse_interval, parse_time, validate_request
+from kaiko_liq.store import StorageError, gaps_in
 
 H = timedelta(hours=1)
 D = timedelta(days=1)
@@ -91,14 +98,23 @@ class Stats:
 
 
 class FakeClient:
-    """What backfill uses of LiquidationClient: plan, fetch, stats, max_concurrency."""
+    """What backfill uses of LiquidationClient: plan, fetch_shard, stats, max_concurrency."""
 
-    def __init__(self, *, fail_at: set[datetime] | None = None, fatal: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        fail_at: set[datetime] | None = None,
+        fatal: bool = False,
+        unknown: set[str] | None = None,
+        broken: set[str] | None = None,
+    ) -> None:
         self.max_concurrency = 4
         self.stats = Stats()
         self.fetched: list[tuple[str, datetime, datetime]] = []
         self.fail_at = fail_at or set()
         self.fatal = fatal
+        self.unknown = unknown or set()  # 404 for every shard
+        self.broken = broken or set()  # 503 for every shard, after its retries
 
     def plan(
         self, asset: str, start: Any, end: Any, *, interval: str, page_size: int | None
@@ -107,17 +123,19 @@ class FakeClient:
             parse_time(start), parse_time(end), parse_interval(interval), page_size or 1000
         )
 
-    async def fetch(
-        self, asset: str, start: Any, end: Any, *, interval: str, sort: str, page_size: int | None
+    async def fetch_shard(
+        self, asset: str, shard: SubRange, *, interval: str, sort: str, page_size: int | None
     ) -> list[LiquidationRow]:
         assert sort == "asc"
-        lo, hi = parse_time(start), parse_time(end)
+        lo, hi = shard.start, shard.end
         self.stats.requests += 1
         self.fetched.append((asset, lo, hi))
         await anyio.lowlevel.checkpoint()
         if self.fatal:
             raise AuthenticationError(401, "bad key", "https://example.test/")
-        if lo in self.fail_at:
+        if asset in self.unknown:
+            raise NotFoundError(404, f"unknown token {asset}", f"https://example.test/{asset}")
+        if lo in self.fail_at or asset in self.broken:
             raise ServerError(503, "maintenance", "https://example.test/")
         grid = parse_interval(interval)
         return expected_rows(asset, lo, grid.ceil(hi), grid.delta)
@@ -168,20 +186,17 @@ def test_shard_filenames_sort_by_time_and_have_no_colons() -> None:
     assert odd == "20250301T000001.000005Z_20250302T000000Z.parquet"
 
 
-def record(start: datetime, end: datetime) -> ShardRecord:
-    return ShardRecord(start=start, end=end, rows=0, file="x")
-
-
 def test_gaps_of_an_empty_directory_is_the_whole_window() -> None:
-    assert _gaps(T0, T0 + D, parse_interval("1h"), []) == [(T0, T0 + D)]
+    assert gaps_in(T0, T0 + D, parse_interval("1h"), []) == [(T0, T0 + D)]
 
 
 def test_gaps_skip_covered_buckets_and_keep_the_callers_edges() -> None:
     grid = parse_interval("1h")
-    on_disk = [record(T0 + D, T0 + 2 * D), record(T0 + 3 * D, T0 + 3 * D + timedelta(minutes=90))]
+    # Spans as the store gives them: on the grid (a file ending 01:30 holds 01:00-02:00).
+    on_disk = [(T0 + 3 * D, T0 + 3 * D + 2 * H), (T0 + D, T0 + 2 * D)]
     start = T0 + timedelta(minutes=30)  # off the grid: the first gap keeps it as is
     end = T0 + 5 * D
-    assert _gaps(start, end, grid, on_disk) == [
+    assert gaps_in(start, end, grid, on_disk) == [
         (start, T0 + D),
         (T0 + 2 * D, T0 + 3 * D),
         # A file ending at 01:30 holds the 01:00 bucket: the next gap starts at 02:00.
@@ -191,7 +206,7 @@ def test_gaps_skip_covered_buckets_and_keep_the_callers_edges() -> None:
 
 def test_gaps_of_a_fully_covered_window_are_none() -> None:
     grid = parse_interval("1h")
-    assert _gaps(T0 + H, T0 + 2 * H, grid, [record(T0, T0 + D)]) == []
+    assert gaps_in(T0 + H, T0 + 2 * H, grid, [(T0, T0 + D)]) == []
 
 
 def test_validate_request_checks_everything_and_hands_back_the_parsed_query() -> None:
@@ -326,8 +341,8 @@ async def test_a_different_page_size_cannot_duplicate_rows(tmp_path: Path) -> No
 
 async def test_empty_shards_are_written_as_typed_empty_files(tmp_path: Path) -> None:
     class Quiet(FakeClient):
-        async def fetch(self, *args: Any, **kw: Any) -> list[LiquidationRow]:
-            await super().fetch(*args, **kw)
+        async def fetch_shard(self, *args: Any, **kw: Any) -> list[LiquidationRow]:
+            await super().fetch_shard(*args, **kw)
             return []
 
     summary = await run(Quiet(), tmp_path, "eth", end=T0 + 2 * D)
@@ -437,8 +452,8 @@ async def test_describe_backfill_counts_files_rows_and_the_span_per_asset(tmp_pa
 
 async def test_describe_backfill_of_empty_files_has_no_span(tmp_path: Path) -> None:
     class Quiet(FakeClient):
-        async def fetch(self, *args: Any, **kw: Any) -> list[LiquidationRow]:
-            await super().fetch(*args, **kw)
+        async def fetch_shard(self, *args: Any, **kw: Any) -> list[LiquidationRow]:
+            await super().fetch_shard(*args, **kw)
             return []
 
     await run(Quiet(), tmp_path, "eth", end=T0 + 2 * D)
@@ -461,16 +476,11 @@ async def test_the_same_width_spelled_differently_is_the_same_grid(tmp_path: Pat
     assert again.fetched == []
 
 
-async def test_a_directory_with_data_but_no_manifest_is_refused(tmp_path: Path) -> None:
-    (tmp_path / "asset=eth").mkdir()
-    with pytest.raises(InvalidArgumentError, match="no _manifest.json"):
+async def test_another_programs_manifest_is_refused(tmp_path: Path) -> None:
+    (tmp_path / MANIFEST_NAME).write_text('{"format": "something else", "version": 3}')
+    with pytest.raises(InvalidArgumentError, match="'something else' manifest, version 3"):
         await run(FakeClient(), tmp_path, "eth")
-
-
-async def test_a_foreign_manifest_is_refused(tmp_path: Path) -> None:
-    (tmp_path / MANIFEST_NAME).write_text('{"something": "else"}')
-    with pytest.raises(InvalidArgumentError, match="not a kaiko-liq backfill manifest"):
-        await run(FakeClient(), tmp_path, "eth")
+    assert (tmp_path / MANIFEST_NAME).read_text().startswith('{"format": "something')
 
 
 async def test_two_runs_cannot_share_a_directory(tmp_path: Path) -> None:
@@ -536,10 +546,10 @@ async def test_an_error_every_shard_would_hit_stops_the_run(tmp_path: Path) -> N
 
 async def test_cancelling_keeps_what_landed_and_records_it(tmp_path: Path) -> None:
     class Slow(FakeClient):
-        async def fetch(self, *args: Any, **kw: Any) -> list[LiquidationRow]:
+        async def fetch_shard(self, *args: Any, **kw: Any) -> list[LiquidationRow]:
             if len(self.fetched) >= 3:
                 await anyio.sleep(60)  # the rest hang until cancelled
-            return await super().fetch(*args, **kw)
+            return await super().fetch_shard(*args, **kw)
 
     with anyio.move_on_after(0.5):
         await run(Slow(), tmp_path, "eth", concurrency=1)
@@ -548,6 +558,183 @@ async def test_cancelling_keeps_what_landed_and_records_it(tmp_path: Path) -> No
     m = manifest(tmp_path)
     assert [s["file"] for s in m["shards"]["eth"]] == files
     assert m["runs"][-1]["complete"] is False and m["runs"][-1]["finished"] is not None
+
+
+async def test_an_unknown_asset_among_good_ones_stops_only_itself(tmp_path: Path) -> None:
+    client = FakeClient(unknown={"zzz"})
+    with pytest.raises(BackfillIncompleteError) as info:
+        await run(client, tmp_path, "btc", "zzz", "eth")
+    err = info.value
+    assert set(err.failed_assets) == {"zzz"} and err.failed == {}
+    assert isinstance(err.failed_assets["zzz"], NotFoundError)
+    assert err.assets == ["zzz"]
+    assert "zzz: unknown asset (NotFoundError" in str(err)
+    assert "8 of 12 shards are on disk" in str(err)
+    assert len([f for f in client.fetched if f[0] == "zzz"]) <= client.max_concurrency
+    # btc and eth are whole; the run is recorded as incomplete, naming why.
+    want = {a: expected_rows(a, T0, T0 + 4 * D) for a in ("btc", "eth")}
+    assert read_backfill(tmp_path).to_pylist() == totals(want)
+    last = manifest(tmp_path)["runs"][-1]
+    assert last["complete"] is False and "zzz" in last["failed_assets"]
+
+
+async def test_an_asset_whose_shards_keep_failing_is_left_after_a_few(tmp_path: Path) -> None:
+    client = FakeClient(broken={"eth"})
+    with pytest.raises(BackfillIncompleteError) as info:
+        await run(client, tmp_path, "btc", "eth", end=T0 + 10 * D, concurrency=1)
+    err = info.value
+    assert len(err.failed["eth"]) == GIVE_UP_AFTER
+    assert len([f for f in client.fetched if f[0] == "eth"]) == GIVE_UP_AFTER
+    assert "eth: _GaveUp: gave up after 3 failed shards in a row, 7 more not tried" in str(err)
+    assert err.summary.shards_written == 10  # every btc shard
+    again = FakeClient()
+    await run(again, tmp_path, "btc", "eth", end=T0 + 10 * D)
+    assert {a for a, _, _ in again.fetched} == {"eth"} and len(again.fetched) == 10
+
+
+# --- filesystem faults: one StorageError, never an ExceptionGroup ---------------------------------
+
+
+def fail_writes_after(monkeypatch: pytest.MonkeyPatch, n: int, error: OSError) -> None:
+    """Shard writes succeed ``n`` times, then fail with ``error`` (at the Parquet seam)."""
+    real = pq.write_table
+    calls = [0]
+
+    def write_table(table: Any, where: Any, **kw: Any) -> None:
+        calls[0] += 1
+        if calls[0] > n:
+            raise error
+        real(table, where, **kw)
+
+    monkeypatch.setattr(pq, "write_table", write_table)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [OSError(28, "No space left on device"), PermissionError(13, "Permission denied")],
+)
+async def test_a_write_failure_mid_run_is_one_line_saying_what_was_saved(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: OSError
+) -> None:
+    fail_writes_after(monkeypatch, 3, error)
+    with pytest.raises(StorageError) as info:
+        await run(FakeClient(), tmp_path, "eth", "btc", end=T0 + 10 * D, concurrency=1)
+    err = info.value
+    assert err.reason == error.strerror and err.written == 3
+    assert err.path.parent == tmp_path / "asset=btc" and err.path.suffix == ".parquet"
+    assert str(err).startswith(f"cannot write {err.path}: {error.strerror}; ")
+    assert f"3 of 20 shards are on disk in {tmp_path} (3 written by this run)" in str(err)
+    assert len(shard_files(tmp_path)) == 3
+    monkeypatch.undo()
+    again = FakeClient()
+    await run(again, tmp_path, "eth", "btc", end=T0 + 10 * D)
+    assert len(again.fetched) == 17
+
+
+async def test_a_write_failure_before_anything_landed_says_nothing_was_saved(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fail_writes_after(monkeypatch, 0, OSError(28, "No space left on device"))
+    with pytest.raises(StorageError) as info:
+        await run(FakeClient(), tmp_path, "eth", concurrency=4)
+    assert info.value.written == 0 and info.value.saved is None
+    assert str(info.value).endswith("No space left on device; nothing fetched was saved")
+
+
+async def test_an_out_dir_that_is_a_file_is_refused_before_any_request(tmp_path: Path) -> None:
+    (tmp_path / "out").write_text("a file")
+    client = FakeClient()
+    with pytest.raises(StorageError, match=r"cannot use .*out: it exists and is not a directory"):
+        await run(client, tmp_path / "out", "eth")
+    with pytest.raises(StorageError, match=r"cannot create .*out/sub: Not a directory"):
+        await run(client, tmp_path / "out" / "sub", "eth")
+    assert client.fetched == []
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 200 kB tmpfs, mounted for the test (needs root and mount; skipped otherwise)."""
+    where = tmp_path / "disk"
+    where.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=200k", "tmpfs", str(where)],
+        capture_output=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+async def test_a_full_disk_is_one_storage_error_and_the_saved_shards_resume(
+    small_disk: Path,
+) -> None:
+    out = small_disk / "ds"
+    with pytest.raises(StorageError) as info:
+        await run(FakeClient(), out, "eth", "btc", end=T0 + 60 * D)
+    err = info.value
+    assert err.reason == "No space left on device" and err.written
+    assert f"shards are on disk in {out} ({err.written} written by this run)" in str(err)
+    on_disk = shard_files(out)
+    assert len(on_disk) >= err.written  # every reported shard reads whole
+    for path in out.rglob("*.parquet"):
+        pq.read_table(path)
+
+
+async def test_a_read_only_directory_is_one_storage_error(small_disk: Path) -> None:
+    out = small_disk / "ds"
+    await run(FakeClient(), out, "eth", end=T0 + D)
+    await anyio.run_process(["mount", "-o", "remount,ro", str(small_disk)])
+    client = FakeClient()
+    with pytest.raises(StorageError, match=r"cannot lock .*\.lock: Read-only file system"):
+        await run(client, out, "eth", end=T0 + 2 * D)
+    assert client.fetched == []
+
+
+# --- what a run says: resuming, and why nothing came back ----------------------------------------
+
+
+async def test_the_first_progress_report_says_what_is_already_on_disk(tmp_path: Path) -> None:
+    await run(FakeClient(), tmp_path, "eth", end=T0 + 2 * D)
+    progress: list[Any] = []
+    await run(FakeClient(), tmp_path, "eth", end=T0 + 5 * D, on_progress=progress.append)
+    first = progress[0]
+    assert (first.shards_skipped, first.shards_total, first.shards_done) == (2, 5, 2)
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "now", "reason"),
+    [
+        (datetime(2024, 12, 1, tzinfo=UTC), datetime(2024, 12, 8, tzinfo=UTC), SETTLED_NOW,
+         "ends before the data starts (2025-01-08T00:00:00Z)"),
+        (T0 + 10 * D, T0 + 11 * D, T0, "lies in the future"),
+        (T0, T0 + D, T0 + timedelta(minutes=30), "the window has not settled yet"),
+        (T0, T0 + D, T0 + D + timedelta(minutes=30),
+         "no liquidations were recorded up to 2025-03-01T23:00:00Z; the rest has not settled"),
+        (T0, T0 + D, SETTLED_NOW, "no liquidations"),
+    ],
+)  # fmt: skip
+async def test_an_empty_result_says_why(
+    tmp_path: Path, start: datetime, end: datetime, now: datetime, reason: str
+) -> None:
+    class Quiet(FakeClient):
+        async def fetch_shard(self, *args: Any, **kw: Any) -> list[LiquidationRow]:
+            await super().fetch_shard(*args, **kw)
+            return []
+
+    summary = await run(Quiet(), tmp_path, "eth", start=start, end=end, now=now)
+    assert summary.rows_on_disk == 0
+    assert summary.reason_empty is not None and reason in summary.reason_empty
+
+
+async def test_a_result_with_rows_on_disk_has_no_empty_reason(tmp_path: Path) -> None:
+    await run(FakeClient(), tmp_path, "eth", end=T0 + D)
+    summary = await run(FakeClient(), tmp_path, "eth", end=T0 + D)  # all skipped
+    assert summary.rows == 0 and summary.rows_on_disk == len(expected_rows("eth", T0, T0 + D))
+    assert summary.reason_empty is None
 
 
 # --- against the emulator, through the real client ------------------------------------------

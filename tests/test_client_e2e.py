@@ -2,10 +2,12 @@
 
 The central property: for any window, interval, sort and page size, ``fetch`` and
 ``stream`` return exactly what ONE unsharded query paged to its end returns. That
-reference is written here as a plain aiohttp loop (one GET with the parameters, then
-``next_url`` until there is none or a page is empty), so it shares no code with the client
-beyond time formatting and row decoding. It runs against a plain server, one that caps
-its page size, and one whose last ``next_url`` leads to an empty page.
+reference is written here as a plain aiohttp loop (one GET with the parameters, then the
+cursor until an answer has neither ``next_url`` nor ``continuation_token``), so it shares
+no code with the client beyond row decoding. It runs against servers that page by rows
+and by time (where quiet stretches give short and empty pages that still have a
+``next_url``), that cap their pages, and whose last ``next_url`` leads to an empty page,
+with the sparse asset among the assets.
 """
 
 from __future__ import annotations
@@ -24,10 +26,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kaiko_liq.client import LiquidationClient
-from kaiko_liq.emulator import DATA_END, RunningEmulator, rows_for
+from kaiko_liq.emulator import SPARSE_ASSET, RunningEmulator, rows_for
 from kaiko_liq.models import LiquidationRow, decode_rows
 from kaiko_liq.plan import buckets_in
-from kaiko_liq.query import DATA_START, format_time, parse_interval
+from kaiko_liq.query import DATA_START, parse_interval
+from tests.conftest import FIXED_NOW
 
 MakeEmulator = Callable[..., Awaitable[RunningEmulator]]
 PATH = "/v2/data/liquidation.v1/token/{asset}"
@@ -38,26 +41,21 @@ PAGE_CAP = 37
 
 @dataclass(frozen=True, slots=True)
 class Server:
-    """One emulator variant and what it does to pages."""
+    """One emulator variant."""
 
     name: str
     emu: RunningEmulator
+    paging: str
     page_cap: int | None
-    empty_last_page: bool
-
-    def pages_for(self, rows: int, page_size: int) -> int:
-        """Requests one query of ``rows`` rows costs on this server (its paging rules)."""
-        limit = min(page_size, self.page_cap or page_size)
-        if rows == 0:
-            return 1
-        extra = 1 if self.empty_last_page and rows % limit == 0 else 0
-        return math.ceil(rows / limit) + extra
 
 
 VARIANTS: dict[str, dict[str, Any]] = {
-    "plain": {},
-    "page_cap": {"page_cap": PAGE_CAP},
-    "empty_last_page": {"empty_last_page": True},
+    "rows": {},
+    "rows-page_cap": {"page_cap": PAGE_CAP},
+    "rows-empty_last_page": {"empty_last_page": True},
+    "time": {"paging": "time"},
+    "time-page_cap": {"paging": "time", "page_cap": PAGE_CAP},
+    "time-empty_last_page": {"paging": "time", "empty_last_page": True},
 }
 
 
@@ -65,7 +63,18 @@ VARIANTS: dict[str, dict[str, Any]] = {
 async def server(request: pytest.FixtureRequest, make_emulator: MakeEmulator) -> Server:
     config = VARIANTS[request.param]
     emu = await make_emulator(**config)
-    return Server(request.param, emu, config.get("page_cap"), config.get("empty_last_page", False))
+    return Server(request.param, emu, config.get("paging", "rows"), config.get("page_cap"))
+
+
+def iso_ms(t: datetime) -> str:
+    """The reference's own time format: milliseconds, start floored and end ceiled
+    like the client's, written independently of it."""
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
+
+
+def ceil_ms(t: datetime) -> datetime:
+    extra = t.microsecond % 1000
+    return t if not extra else t + timedelta(microseconds=1000 - extra)
 
 
 async def reference(
@@ -81,23 +90,27 @@ async def reference(
     params = {
         "interval": interval,
         "sort": sort,
-        "start_time": format_time(start),
-        "end_time": format_time(end),
+        "start_time": iso_ms(start),
+        "end_time": iso_ms(ceil_ms(end)),
         "page_size": str(page_size),
     }
     data: list[Any] = []
     requests = 0
+    first = base_url + PATH.format(asset=asset)
     async with aiohttp.ClientSession(headers={"X-Api-Key": KEY}) as session:
-        url: str | None = base_url + PATH.format(asset=asset)
+        url: str | None = first
         query: dict[str, str] | None = params
         while url is not None:
             async with session.get(url, params=query) as response:
                 assert response.status == 200, await response.text()
                 body = await response.json()
             requests += 1
+            assert requests < 10_000, "the reference itself must end"
             data.extend(body["data"])
-            url = body.get("next_url") if body["data"] else None
-            query = None
+            token = body.get("continuation_token")
+            url, query = body.get("next_url"), None
+            if not url and token:
+                url, query = first, {"continuation_token": token}
     return decode_rows(json.dumps(data).encode()), requests
 
 
@@ -107,9 +120,17 @@ def client_for(emu: RunningEmulator, **kwargs: Any) -> LiquidationClient:
     return LiquidationClient(api_key=KEY, base_url=emu.base_url, **kwargs)
 
 
+def t(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+def truth(asset: str, start: datetime, end: datetime, interval: str) -> list[LiquidationRow]:
+    return rows_for(asset, start, end, interval, now=FIXED_NOW)
+
+
 # -- windows --------------------------------------------------------------------------
 
-EDGES = [DATA_START, DATA_END, datetime(2025, 9, 1, tzinfo=UTC)]
+EDGES = [DATA_START, FIXED_NOW, datetime(2025, 9, 1, tzinfo=UTC)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +155,8 @@ def windows(draw: st.DrawFn) -> Window:
     start = edge + timedelta(minutes=draw(st.integers(-max_minutes, max_minutes // 2)))
     if draw(st.booleans()):
         start = parse_interval(interval).floor(start)  # aligned on the grid
+    elif draw(st.booleans()):
+        start += timedelta(microseconds=draw(st.integers(1, 999_999)))  # below the ms
     span = timedelta(minutes=draw(st.integers(1, max_minutes)))
     end = start + span
     if draw(st.booleans()):
@@ -147,7 +170,7 @@ def windows(draw: st.DrawFn) -> Window:
         ).filter(lambda n: buckets / n <= 40)
     )
     return Window(
-        asset=draw(st.sampled_from(["btc", "eth", "ltc"])),
+        asset=draw(st.sampled_from(["btc", "eth", "ltc", SPARSE_ASSET, SPARSE_ASSET])),
         start=start,
         end=end,
         interval=interval,
@@ -158,15 +181,16 @@ def windows(draw: st.DrawFn) -> Window:
 
 
 @settings(
-    max_examples=30,
+    max_examples=25,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.filter_too_much],
     derandomize=True,
 )
 @given(w=windows())
 async def test_fetch_and_stream_equal_one_unsharded_query(server: Server, w: Window) -> None:
+    base = server.emu.base_url
     expected, reference_requests = await reference(
-        server.emu.base_url, w.asset, w.start, w.end, w.interval, w.sort, w.page_size
+        base, w.asset, w.start, w.end, w.interval, w.sort, w.page_size
     )
     async with client_for(server.emu) as client:
         fetched = await client.fetch(
@@ -189,24 +213,25 @@ async def test_fetch_and_stream_equal_one_unsharded_query(server: Server, w: Win
     assert fetched == expected
     assert streamed == expected
     # And both equal the generator itself (the reference can't be wrong in the same way).
-    truth = rows_for(w.asset, w.start, w.end, w.interval)
-    assert expected == (truth if w.sort == "asc" else truth[::-1])
+    rows = truth(w.asset, w.start, w.end, w.interval)
+    assert expected == (rows if w.sort == "asc" else rows[::-1])
 
-    # Requests: exactly one chain of pages per shard, each as long as the server makes it.
+    # Requests: exactly one chain of pages per shard, as long as the server makes it
+    # (the reference loop over the shard alone says how long that is).
     per_shard = [
-        server.pages_for(len(rows_for(w.asset, s.start, s.end, w.interval)), w.page_size)
+        (await reference(base, w.asset, s.start, s.end, w.interval, w.sort, w.page_size))[1]
         for s in shards
     ]
     assert fetch_requests == sum(per_shard)
     assert client.stats.requests == 2 * sum(per_shard)
     grid = parse_interval(w.interval)
     buckets = buckets_in(w.start, w.end, grid)
-    if server.name == "plain" and w.page_size >= 100:
+    if server.name == "rows" and w.page_size >= 100:
         # About the minimum: shards are sized so their pages are >= 95 % full, and the
         # caller's start only shifts them by less than one unit of the grid.
         assert fetch_requests <= 1.1 * math.ceil(buckets / w.page_size) + 1
-    if server.name == "page_cap" and w.page_size >= 100:
-        # The server serves 37 rows whatever we ask: a single query needs
+    if server.name in ("rows-page_cap", "time-page_cap") and w.page_size >= 100:
+        # The server serves 37 rows (or buckets) whatever we ask: a single query needs
         # ceil(buckets / 37) pages, and each extra shard can add at most one part page.
         assert fetch_requests <= math.ceil(buckets / PAGE_CAP) + len(shards) - 1
     assert reference_requests >= 1
@@ -238,11 +263,15 @@ async def test_edges_equal_one_unsharded_query(
 ) -> None:
     lo = datetime.fromisoformat(start.replace("Z", "+00:00"))
     hi = datetime.fromisoformat(end.replace("Z", "+00:00"))
-    expected, _ = await reference(server.emu.base_url, "eth", lo, hi, interval, sort, page_size)
-    async with client_for(server.emu) as client:
-        kwargs: dict[str, Any] = {"interval": interval, "sort": sort, "page_size": page_size}
-        assert await client.fetch("eth", start, end, **kwargs) == expected
-        assert [r async for r in client.stream("eth", start, end, **kwargs)] == expected
+    # The sparse asset where it matters most: time paging, whose pages its quiet days empty.
+    for asset in ("eth", SPARSE_ASSET) if server.paging == "time" else ("eth",):
+        expected, _ = await reference(server.emu.base_url, asset, lo, hi, interval, sort, page_size)
+        async with client_for(server.emu) as client:
+            kwargs: dict[str, Any] = {"interval": interval, "sort": sort, "page_size": page_size}
+            assert await client.fetch(asset, start, end, **kwargs) == expected
+            assert [r async for r in client.stream(asset, start, end, **kwargs)] == expected
+        rows = truth(asset, lo, hi, interval)
+        assert expected == (rows if sort == "asc" else rows[::-1])
 
 
 async def test_the_default_page_size_is_the_maximum(emulator: RunningEmulator) -> None:
@@ -250,7 +279,7 @@ async def test_the_default_page_size_is_the_maximum(emulator: RunningEmulator) -
         rows = await client.fetch("btc", "2025-02-01", "2025-03-01", sort="asc")
         # 28 days of hours fits one page of 1000: one shard, one request.
         assert client.stats.requests == 1
-    assert rows == rows_for("btc", "2025-02-01", "2025-03-01")
+    assert rows == truth("btc", t("2025-02-01"), t("2025-03-01"), "1h")
 
 
 async def test_a_two_year_hourly_fetch_costs_about_the_minimum(emulator: RunningEmulator) -> None:
@@ -261,7 +290,7 @@ async def test_a_two_year_hourly_fetch_costs_about_the_minimum(emulator: Running
     buckets = buckets_in(
         datetime(2025, 1, 8, tzinfo=UTC), datetime(2026, 11, 1, tzinfo=UTC), parse_interval("1h")
     )
-    assert len(rows) == len(rows_for("btc", start, end))
+    assert len(rows) == len(truth("btc", t(start), t(end), "1h"))
     assert requests <= 1.1 * math.ceil(buckets / 1000) + 1
 
 
@@ -308,7 +337,8 @@ async def test_stream_rows_arrive_before_the_whole_range_is_fetched(
             first = await anext(aiter(rows))
         elapsed = loop.time() - started
     # The newest row first, after about one round trip, not after 365 of them.
-    assert first.interval_time == rows_for("eth", "2026-01-07", "2026-01-08")[-1].interval_time
+    newest = truth("eth", t("2026-01-07"), t("2026-01-08"), "1h")[-1]
+    assert first.interval_time == newest.interval_time
     assert elapsed < 1.0
     assert emu.stats.total_requests <= 4 + 1
 
@@ -331,4 +361,4 @@ async def test_on_shard_reports_each_planned_shard_once(emulator: RunningEmulato
             "eth", "2025-02-01", "2025-03-01", page_size=24, on_shard=seen.append
         )
     assert sorted(seen) == plan and len(plan) == 28
-    assert len(rows) == len(rows_for("eth", "2025-02-01", "2025-03-01"))
+    assert len(rows) == len(truth("eth", t("2025-02-01"), t("2025-03-01"), "1h"))

@@ -258,44 +258,59 @@ async def test_next_url_is_followed_verbatim_and_only_the_first_request_has_para
     assert all(s.headers.get("X-Api-Key") == KEY for s in sent)
 
 
-async def test_a_page_without_next_url_ends_the_stream(
+async def test_a_page_with_neither_cursor_ends_the_stream(
     mocked: aioresponses, client: LiquidationClient
 ) -> None:
     start, end = "2025-02-01T00:00:00Z", "2025-02-01T03:00:00Z"
-    # A token without a next_url is not a continuation: nothing says where to go.
-    mocked.get(first_url(start, end), payload=page(hours(start, 3)[::-1], token="orphan"))
+    mocked.get(first_url(start, end), payload=page(hours(start, 3)[::-1]))
     rows = await client.fetch("eth", start, end)
     assert [r.interval_time for r in rows] == hours(start, 3)[::-1]
     assert request_count(mocked) == 1
 
 
-async def test_an_empty_page_ends_the_stream_even_with_a_next_url(
+async def test_a_token_without_next_url_continues_with_the_token_alone(
     mocked: aioresponses, client: LiquidationClient
 ) -> None:
-    start, end = "2025-02-01T00:00:00Z", "2025-02-01T03:00:00Z"
+    start, end = "2025-02-01T00:00:00Z", "2025-02-01T04:00:00Z"
+    mocked.get(first_url(start, end, sort="asc"), payload=page(hours(start, 2), token="orph/an"))
+    mocked.get(
+        f"{BASE}{PATH}?continuation_token=orph%2Fan",
+        payload=page(hours("2025-02-01T02:00:00Z", 2)),
+    )
+    with recording() as sent:
+        rows = await client.fetch("eth", start, end, sort="asc")
+    assert [r.interval_time for r in rows] == hours(start, 4)
+    assert [(s.url, s.params) for s in sent[1:]] == [
+        (f"{BASE}{PATH}", {"continuation_token": "orph/an"})
+    ]
+
+
+async def test_an_empty_page_with_a_next_url_is_followed(
+    mocked: aioresponses, client: LiquidationClient
+) -> None:
+    start, end = "2025-02-01T00:00:00Z", "2025-02-01T04:00:00Z"
     second = f"{BASE}{PATH}?continuation_token=two"
     third = f"{BASE}{PATH}?continuation_token=three"
     mocked.get(first_url(start, end, sort="asc"), payload=page(hours(start, 3), second, "two"))
     mocked.get(second, payload=page([], third, "three"))
-    # Registered but must not be asked for.
     mocked.get(third, payload=page(hours("2025-02-01T03:00:00Z", 1)))
     rows = await client.fetch("eth", start, end, sort="asc")
-    assert len(rows) == 3
-    assert request_count(mocked) == 2
+    assert [r.interval_time for r in rows] == hours(start, 4)
+    assert request_count(mocked) == 3
 
 
-async def test_an_empty_first_page_with_a_next_url_is_an_empty_result(
+async def test_an_empty_first_page_with_a_next_url_is_followed(
     mocked: aioresponses, client: LiquidationClient
 ) -> None:
     start, end = "2025-02-01T00:00:00Z", "2025-02-01T03:00:00Z"
-    mocked.get(
-        first_url(start, end),
-        payload=page([], f"{BASE}{PATH}?continuation_token=x", "x"),
-        repeat=True,
+    second = f"{BASE}{PATH}?continuation_token=x"
+    mocked.get(first_url(start, end), payload=page([], second, "x"), repeat=True)
+    mocked.get(second, payload=page(hours(start, 3)[::-1]), repeat=True)
+    assert [r.interval_time for r in await client.fetch("eth", start, end)] == hours(start, 3)[::-1]
+    assert [r.interval_time async for r in client.stream("eth", start, end)] == (
+        hours(start, 3)[::-1]
     )
-    assert await client.fetch("eth", start, end) == []
-    assert [r async for r in client.stream("eth", start, end)] == []
-    assert request_count(mocked) == 2
+    assert request_count(mocked) == 4
 
 
 @pytest.mark.parametrize("with_token_field", [True, False])
@@ -561,7 +576,9 @@ BAD_ARGUMENTS: list[tuple[dict[str, Any], str]] = [
     ({"end": "2025-01-01T00:00:00Z"}, "not before end"),
     ({"start": "yesterday"}, "not an ISO 8601 time"),
     ({"end": "2025-13-01"}, "not an ISO 8601 time"),
-    ({"start": 1738368000}, "ISO 8601 string or a timezone-aware datetime"),
+    ({"start": 1738368000}, "epoch numbers are ambiguous"),
+    ({"end": 1738454400.0}, "epoch numbers are ambiguous"),
+    ({"start": [2025, 2, 1]}, "ISO 8601 string, a date or a timezone-aware datetime"),
     ({"start": datetime(2025, 2, 1)}, "naive datetime"),
     ({"end": datetime(2025, 2, 2)}, "naive datetime"),
     ({"interval": "0h"}, "allowed: 1h to 24h"),

@@ -12,6 +12,7 @@ import threading
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 
 import pytest
 
@@ -80,13 +81,23 @@ def test_the_flags_default_to_the_config_defaults() -> None:
     args = parser.parse_args([])
     defaults = EmulatorConfig()
     assert (args.host, args.port) == ("127.0.0.1", 0)
-    for field in ("latency", "jitter", "rate_limit", "retry_after", "fault_rate", "page_cap"):
+    fields = ("latency", "jitter", "rate_limit", "retry_after", "fault_rate", "page_cap")
+    for field in (*fields, "paging", "now", "settle_seconds"):
         assert getattr(args, field) == getattr(defaults, field), field
     assert (args.seed, args.api_key, args.empty_last_page) == (0, None, False)
+    assert (args.retry_after, args.paging, args.now) == (False, "rows", None)
     args = parser.parse_args(
-        ["--no-retry-after", "--empty-last-page", "--rate-limit", "2.5", "--jitter", "0.1"]
+        [
+            *("--retry-after", "--empty-last-page", "--rate-limit", "6000/min"),
+            *("--jitter", "0.1", "--paging", "time", "--now", "2026-03-10T14:30:00Z"),
+            *("--settle-seconds", "0"),
+        ]
     )
-    assert (args.retry_after, args.empty_last_page, args.rate_limit) == (False, True, 2.5)
+    assert (args.retry_after, args.empty_last_page, args.rate_limit) == (True, True, "6000/min")
+    assert (args.paging, args.settle_seconds) == ("time", 0)
+    assert args.now == datetime(2026, 3, 10, 14, 30, tzinfo=UTC)
+    # The old spelling still works (benchmarks use it).
+    assert parser.parse_args(["--no-retry-after"]).retry_after is False
 
 
 # --- bad flags: argparse's one-line error and exit 2, never a traceback ---------------------------
@@ -102,7 +113,12 @@ def test_the_flags_default_to_the_config_defaults() -> None:
         (["--latency", "nan"], "argument --latency: latency must be a number of seconds >= 0"),
         (["--jitter", "-0.5"], "argument --jitter: jitter must be a number of seconds >= 0"),
         (["--rate-limit", "0"], "argument --rate-limit: rate_limit must be a positive number"),
-        (["--rate-limit", "inf"], "argument --rate-limit: rate_limit must be a positive number"),
+        (["--rate-limit", "0/min"], "argument --rate-limit: rate_limit must be a positive"),
+        (["--rate-limit", "inf"], "argument --rate-limit: rate_limit 'inf' is not a rate"),
+        (["--rate-limit", "9/h"], "argument --rate-limit: rate_limit '9/h' is not a rate"),
+        (["--paging", "pages"], "argument --paging: invalid choice: 'pages'"),
+        (["--now", "soon"], "argument --now: --now 'soon' is not an ISO 8601 time"),
+        (["--settle-seconds", "-1"], "argument --settle-seconds: settle_seconds must be"),
         (["--fault-rate", "1.5"], "argument --fault-rate: fault_rate must be a probability"),
         (["--fault-rate", "nan"], "argument --fault-rate: fault_rate must be a probability"),
         (["--page-cap", "0"], "argument --page-cap: page_cap must be at least 1"),
@@ -164,3 +180,44 @@ def test_a_bad_config_that_gets_past_argparse_is_one_line_with_the_callers_name(
     assert capsys.readouterr().err == (
         "kaiko-liq: error: fault_rate must be a probability from 0 to 1, got 7.0\n"
     )
+
+
+def test_now_fixes_the_clock_of_the_served_data() -> None:
+    with emulator_process("--now", "2026-03-10T14:30:00Z", "--paging", "time") as (proc, url):
+        status, page = fetch(url + "/v2/data/liquidation.v1/token/btc?page_size=2")
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=10)
+    assert status == 200
+    query = page["query"]
+    assert isinstance(query, dict) and query["data_end_time"] == "2026-03-10T15:00:00Z"
+    assert query["request_time"] == "2026-03-10T14:30:00.000Z"
+    assert "to 2026-03-10T14:30:00Z" in err and "paging by time" in err
+
+
+def test_the_emulator_imports_nothing_of_the_client_but_the_wire_models() -> None:
+    """Its own parsing, grid and constants: a disagreement with the client is findable.
+
+    The package's ``__init__`` (the client's public surface) is bypassed, so only what
+    the emulator's own modules import is seen.
+    """
+    script = """
+import importlib.util, pkgutil, sys, types
+spec = importlib.util.find_spec("kaiko_liq")
+package = types.ModuleType("kaiko_liq")
+package.__path__ = list(spec.submodule_search_locations)
+sys.modules["kaiko_liq"] = package
+import kaiko_liq.emulator
+for info in pkgutil.iter_modules(kaiko_liq.emulator.__path__, "kaiko_liq.emulator."):
+    if info.name != "kaiko_liq.emulator.__main__":
+        importlib.import_module(info.name)
+print(" ".join(sorted(m for m in sys.modules if m.startswith("kaiko_liq"))))
+"""
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=20, check=True
+    )
+    loaded = set(proc.stdout.split())
+    outside = {m for m in loaded if not m.startswith("kaiko_liq.emulator")}
+    assert outside == {"kaiko_liq", "kaiko_liq.models"}
+    assert {"kaiko_liq.emulator.grid", "kaiko_liq.emulator.command"} <= loaded
+    for client_module in ("query", "protocol", "client", "transport", "errors", "plan", "shard"):
+        assert f"kaiko_liq.{client_module}" not in loaded

@@ -2,23 +2,42 @@
 
 from __future__ import annotations
 
+import itertools
 import statistics
 from collections import defaultdict
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
-from kaiko_liq.emulator import ASSETS, DATA_END, EXCHANGES, rows_for
-from kaiko_liq.emulator.data import iter_rows
+from kaiko_liq.emulator import ASSETS, DATA_START, EXCHANGES, SPARSE_ASSET
+from kaiko_liq.emulator import rows_for as rows_at
+from kaiko_liq.emulator.data import iter_rows as iter_rows_at
 from kaiko_liq.models import ExchangeVolume, LiquidationRow
-from kaiko_liq.query import DATA_START
+from tests.conftest import FIXED_NOW
+
+DATA_END = FIXED_NOW
+
+
+def rows_for(*args: Any, **kwargs: Any) -> list[LiquidationRow]:
+    """The data as the test emulators see it: on the fixed clock, unless told otherwise."""
+    kwargs.setdefault("now", FIXED_NOW)
+    return rows_at(*args, **kwargs)
+
+
+def iter_rows(*args: Any, **kwargs: Any) -> Iterator[LiquidationRow]:
+    kwargs.setdefault("now", FIXED_NOW)
+    return iter_rows_at(*args, **kwargs)
+
 
 MONTH = ("2025-03-01T00:00:00Z", "2025-04-01T00:00:00Z")
 
 
 def test_public_constants() -> None:
-    assert datetime(2026, 11, 1, tzinfo=UTC) == DATA_END
-    assert {"btc", "eth", "sol", "xrp", "doge"} <= set(ASSETS)
+    assert datetime(2025, 1, 8, tzinfo=UTC) == DATA_START
+    assert {"btc", "eth", "sol", "xrp", "doge", SPARSE_ASSET} <= set(ASSETS)
+    assert SPARSE_ASSET == "pepe"
     assert 6 <= len(EXCHANGES) <= 10
     assert {"bbit", "okex", "binc", "drbt"} <= set(EXCHANGES)
 
@@ -175,3 +194,80 @@ def test_cascades_hit_every_exchange_and_the_other_assets_in_the_same_hour() -> 
     eth_median = statistics.median(eth.values())
     hit = sum(eth.get(r.interval_time, 0) > 3 * eth_median for r in cascades)
     assert hit >= len(cascades) / 2
+
+
+# --- the sparse asset ---------------------------------------------------------------------
+
+
+def test_the_sparse_asset_comes_in_bursts_with_quiet_stretches_of_days() -> None:
+    rows = rows_for(SPARSE_ASSET, DATA_START, DATA_END)
+    assert len(rows) > 200  # it does trade
+    times = [r.interval_time for r in rows]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    long_gaps = [g for g in gaps if g >= timedelta(days=3)]
+    assert len(long_gaps) >= 10
+    # Some quiet stretch outlasts a 1000-hour page (41.7 days) paged by time.
+    assert max(gaps) > timedelta(hours=1000)
+    # Bursts last days, not months: the busy days are few.
+    busy_days = {t.date() for t in times}
+    assert len(busy_days) < 0.3 * (DATA_END - DATA_START).days
+
+
+def test_the_other_assets_trade_every_day() -> None:
+    for asset in ("btc", "doge", "ltc"):
+        days = {r.interval_time.date() for r in rows_for(asset, *YEAR)}
+        assert len(days) == 365, asset
+
+
+# --- data up to now: settled, filling, not yet begun ---------------------------------------
+
+OPEN = datetime(2026, 3, 10, 14, tzinfo=UTC)  # a busy hour of a weekday, for btc
+
+
+def test_rows_exist_up_to_now_and_not_after() -> None:
+    now = OPEN + timedelta(minutes=30)
+    rows = rows_for("btc", OPEN - timedelta(days=1), OPEN + timedelta(days=1), now=now)
+    assert rows[-1].interval_time == OPEN  # the open bucket, and nothing after it
+    assert rows_for("btc", OPEN + timedelta(hours=1), "2030-01-01", now=now) == []
+    # Later clocks reveal more; the system clock is the default.
+    assert rows_for("btc", OPEN, OPEN + timedelta(hours=3), now=OPEN + timedelta(hours=9))
+    assert len(rows_for("btc", "2026-11-01", "2026-11-08", now=None)) > 0
+
+
+def test_an_open_bucket_fills_as_the_hour_passes_and_settles_to_its_final_figures() -> None:
+    final = rows_for("btc", OPEN, OPEN + timedelta(hours=1))[0]
+    seen: list[LiquidationRow] = []
+    for minutes in range(0, 121, 5):
+        now = OPEN + timedelta(minutes=minutes, seconds=1)
+        rows = rows_for("btc", OPEN, OPEN + timedelta(hours=1), now=now)
+        if rows:
+            seen.append(rows[0])
+    assert len(seen) >= 20
+    for earlier, later in itertools.pairwise(seen):
+        _exact_totals(later)
+        assert earlier.total_trades <= later.total_trades <= final.total_trades
+        assert earlier.total_amount <= later.total_amount <= final.total_amount
+        for e in later.exchanges:
+            f = next(x for x in final.exchanges if x.exchange == e.exchange)
+            assert e.long_trades <= f.long_trades and e.long_amount <= f.long_amount
+            assert e.short_trades <= f.short_trades and e.short_amount <= f.short_amount
+    half = rows_for("btc", OPEN, OPEN + timedelta(hours=1), now=OPEN + timedelta(minutes=60))
+    assert 0 < half[0].total_trades < final.total_trades  # closed, not yet settled
+    assert seen[-1] == final  # two hours on (an hour to close, an hour to settle): final
+    # Deterministic in now; settle_seconds=0 makes it final as it closes.
+    again = OPEN + timedelta(minutes=35)
+    assert rows_for("btc", OPEN, OPEN + timedelta(hours=1), now=again) == rows_for(
+        "btc", OPEN, OPEN + timedelta(hours=1), now=again
+    )
+    closed = OPEN + timedelta(hours=1)
+    assert rows_for("btc", OPEN, closed, now=closed, settle_seconds=0) == [final]
+
+
+@pytest.mark.parametrize("interval", ["4h", "1d"])
+def test_a_coarse_bucket_is_the_sum_of_its_hours_as_they_are_now(interval: str) -> None:
+    now = OPEN + timedelta(minutes=40)
+    day = OPEN.replace(hour=0)
+    coarse = rows_for("btc", day, day + timedelta(days=1), interval, now=now)[-1]
+    hours = rows_for("btc", coarse.interval_time, now, now=now)
+    assert hours[-1].interval_time == OPEN
+    assert coarse == _sum_hours(hours, coarse.interval_time)

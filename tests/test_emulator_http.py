@@ -8,7 +8,7 @@ import itertools
 import json
 import zlib
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -22,14 +22,22 @@ from kaiko_liq.emulator import (
     EmulatorConfig,
     RunningEmulator,
     create_app,
-    rows_for,
     running_emulator,
 )
+from kaiko_liq.emulator import rows_for as rows_at
 from kaiko_liq.models import Envelope, LiquidationRow, decode_envelope, decode_rows
-from tests.conftest import EmulatorFactory
+from tests.conftest import FIXED_NOW, EmulatorFactory
 from tests.seed import SEED_REQUEST, seed_response_json
 
 PATH = "/v2/data/liquidation.v1/token/"
+
+
+def rows_for(*args: Any, **kwargs: Any) -> list[LiquidationRow]:
+    """The data as the test emulators serve it: on the fixed clock, unless told otherwise."""
+    kwargs.setdefault("now", FIXED_NOW)
+    return rows_at(*args, **kwargs)
+
+
 KEY = {"X-Api-Key": "test-key"}
 
 
@@ -473,7 +481,7 @@ async def test_running_emulator_exposes_its_config_and_a_url_without_slash() -> 
 async def test_the_rate_limit_over_http_on_a_fake_clock() -> None:
     """create_app takes the limiter's clock, so recovery is checked without sleeping."""
     now = [1000.0]
-    app = create_app(EmulatorConfig(rate_limit=0.2), clock=lambda: now[0])
+    app = create_app(EmulatorConfig(rate_limit=0.2, retry_after=True), clock=lambda: now[0])
     async with TestClient(TestServer(app)) as client:
 
         async def status() -> tuple[int, str | None]:
@@ -487,3 +495,84 @@ async def test_the_rate_limit_over_http_on_a_fake_clock() -> None:
         assert await status() == (429, "1")  # half a second left: rounded up to 1
         now[0] += 0.5
         assert await status() == (200, None)
+
+
+async def test_a_429_has_no_retry_after_by_default_and_limits_read_per_minute() -> None:
+    now = [1000.0]
+    app = create_app(EmulatorConfig(rate_limit="60/min"), clock=lambda: now[0])
+    async with TestClient(TestServer(app)) as client:
+
+        async def status() -> tuple[int, str | None]:
+            async with client.get(PATH + "eth", headers=KEY) as r:
+                await r.read()
+                return r.status, r.headers.get("Retry-After")
+
+        assert await status() == (200, None)
+        assert await status() == (429, None)  # 60/min is one a second; Kaiko sends no header
+        now[0] += 1.0
+        assert await status() == (200, None)
+
+
+# --- paging by time -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sort", ["asc", "desc"])
+async def test_time_paging_serves_windows_of_page_size_buckets_even_when_empty(
+    make_emulator: EmulatorFactory, sort: str
+) -> None:
+    emu = await make_emulator(paging="time")
+    window = {"start_time": "2025-01-08T00:00:00Z", "end_time": "2026-11-01T00:00:00Z"}
+    pages = await all_pages(emu.base_url + PATH + "pepe", page_size="1000", sort=sort, **window)
+    assert len(pages) == 16  # 15,888 hours in pages of 1000 hours
+    empty = [p for p in pages[:-1] if not p["data"]]
+    assert empty and all(p["next_url"] for p in empty)
+    want = rows_for("pepe", window["start_time"], window["end_time"], now=FIXED_NOW)
+    assert page_rows(pages) == (want if sort == "asc" else want[::-1])
+    _assert_windows_tile_window(pages, sort, window)
+    for page in pages[:-1]:
+        q = page["query"]
+        assert q["end_timestamp"] - q["start_timestamp"] == 1000 * 3600 * 1000
+
+
+async def test_page_cap_in_time_mode_caps_the_buckets_of_time(
+    make_emulator: EmulatorFactory,
+) -> None:
+    emu = await make_emulator(paging="time", page_cap=6)
+    pages = await all_pages(emu.base_url + PATH + "ltc", page_size="1000", sort="asc", **WINDOW)
+    spans = [p["query"]["end_timestamp"] - p["query"]["start_timestamp"] for p in pages]
+    assert max(spans) == 6 * 3600 * 1000 and all(len(p["data"]) <= 6 for p in pages)
+    assert page_rows(pages) == rows_for("ltc", WINDOW["start_time"], WINDOW["end_time"])
+    _assert_windows_tile(pages, "asc")
+
+
+async def test_time_paging_with_an_empty_last_page(make_emulator: EmulatorFactory) -> None:
+    emu = await make_emulator(paging="time", empty_last_page=True)
+    window = {"start_time": "2025-03-01T00:00:00Z", "end_time": "2025-03-02T00:00:00Z"}
+    pages = await all_pages(emu.base_url + PATH + "btc", page_size="12", sort="asc", **window)
+    assert [len(p["data"]) for p in pages][-1] == 0 and len(pages) == 3
+    _assert_windows_tile_window(pages, "asc", window)
+
+
+# --- data up to now -------------------------------------------------------------------------
+
+
+async def test_the_open_bucket_grows_between_requests_and_nothing_lies_after_now(
+    make_emulator: EmulatorFactory,
+) -> None:
+    clock = [datetime(2026, 3, 10, 14, 20, tzinfo=UTC)]
+    emu = await make_emulator(now=lambda: clock[0])
+    url = emu.base_url + PATH + "btc"
+    seen = []
+    for _ in range(4):
+        status, page = await get_json(url, page_size="3")  # no end_time: up to now
+        assert status == 200
+        assert page["data"][0]["interval_time"] == "2026-03-10T14:00:00Z"
+        assert page["query"]["data_end_time"] == "2026-03-10T15:00:00Z"
+        assert page["query"]["request_time"].startswith("2026-03-10T14:")
+        seen.append(page["data"][0]["total_trades"])
+        clock[0] += timedelta(minutes=10)
+    assert seen == sorted(seen) and seen[0] < seen[-1]
+    final = rows_for("btc", "2026-03-10T14:00:00Z", "2026-03-10T15:00:00Z")[0]
+    assert seen[-1] < final.total_trades
+    _, later = await get_json(url, start_time="2026-03-10T15:00:00Z", end_time="2026-04-01")
+    assert later["data"] == [] and "next_url" not in later

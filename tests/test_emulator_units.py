@@ -8,24 +8,28 @@ import itertools
 import os
 import zlib
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from kaiko_liq.emulator import EmulatorConfig, EmulatorStats, rows_for
+from kaiko_liq.emulator import EmulatorConfig, EmulatorConfigError, EmulatorStats, rows_for
 from kaiko_liq.emulator.compression import GzipAssembler, crc32_combine, gzip_bytes
+from kaiko_liq.emulator.config import parse_rate
 from kaiko_liq.emulator.errors import Rejection
 from kaiko_liq.emulator.faults import FAULT_MIX, Fault, FaultInjector, Latency
-from kaiko_liq.emulator.paging import slice_page
+from kaiko_liq.emulator.grid import ParamError, parse_grid_interval, parse_iso_time
+from kaiko_liq.emulator.paging import PageSlice, slice_page
 from kaiko_liq.emulator.params import Query, parse_query
 from kaiko_liq.emulator.ratelimit import KeyedRateLimiter, TokenBucket
 from kaiko_liq.emulator.tokens import TokenCodec
-from kaiko_liq.errors import InvalidArgumentError
+from tests.conftest import FIXED_NOW
 
 H = 3600
+NOW = int(FIXED_NOW.timestamp())
 
 
 def query(**params: str) -> Query:
-    return parse_query("eth", params)
+    return parse_query("eth", params, now=NOW)
 
 
 # --- continuation tokens --------------------------------------------------------------------
@@ -70,31 +74,78 @@ class FakeClock:
         return self.now
 
 
-def test_the_bucket_allows_one_second_of_burst_then_the_rate() -> None:
+def test_the_bucket_allows_a_bit_over_one_second_of_burst_then_the_rate() -> None:
     clock = FakeClock()
-    limiter = KeyedRateLimiter(5.0, clock=clock)
-    assert [limiter.acquire("k") for _ in range(5)] == [0.0] * 5
-    assert limiter.acquire("k") == pytest.approx(0.2)
-    clock.now += 0.1
-    assert limiter.acquire("k") == pytest.approx(0.1)  # a refusal takes nothing
-    clock.now += 0.1
+    limiter = KeyedRateLimiter(10.0, clock=clock)
+    assert [limiter.acquire("k") for _ in range(11)] == [0.0] * 11  # 1.1 s of the rate
+    assert limiter.acquire("k") == pytest.approx(0.1)
+    clock.now += 0.05
+    assert limiter.acquire("k") == pytest.approx(0.05)  # a refusal takes nothing
+    clock.now += 0.05
     assert limiter.acquire("k") == 0.0
     assert limiter.acquire("k") > 0
     clock.now += 10  # long idle: refills to the capacity, not beyond
-    assert [limiter.acquire("k") for _ in range(6)][-2:] == [0.0, pytest.approx(0.2)]
+    assert [limiter.acquire("k") for _ in range(12)][-2:] == [0.0, pytest.approx(0.1)]
+
+
+@pytest.mark.parametrize(
+    ("text", "per_second"),
+    [
+        ("6000/min", 100.0),
+        ("6000 / minute", 100.0),
+        ("1000/min", 1000 / 60),
+        ("100/s", 100.0),
+        ("2.5/sec", 2.5),
+        ("100", 100.0),
+        (100, 100.0),
+        (0.5, 0.5),
+        (None, None),
+    ],
+)
+def test_rate_limits_read_as_kaiko_states_them(
+    text: str | float | None, per_second: float | None
+) -> None:
+    assert parse_rate(text) == pytest.approx(per_second)
+    assert EmulatorConfig(rate_limit=text).requests_per_second == pytest.approx(per_second)
+
+
+@pytest.mark.parametrize("text", ["0/min", "-5/s", "fast", "100/h", "inf", "", "1e999"])
+def test_a_bad_rate_limit_is_refused(text: str) -> None:
+    with pytest.raises(EmulatorConfigError, match="rate_limit"):
+        EmulatorConfig(rate_limit=text)
+
+
+@pytest.mark.parametrize("burst", [1, 25, 100])
+def test_a_client_at_100_per_second_is_never_refused_by_6000_per_minute(burst: int) -> None:
+    """aiolimiter-style pacing at the key's rate: ``burst`` requests at once, then the
+    rate. Over two simulated minutes none is refused, and an eager client gets no more
+    than the minute's budget plus the burst."""
+    clock = FakeClock()
+    limiter = KeyedRateLimiter(parse_rate("6000/min") or 0.0, clock=clock)
+    start = clock.now
+    for i in range(12_000):
+        clock.now = start + (i // burst) * burst / 100.0
+        assert limiter.acquire("k") == 0.0, i
+    eager = KeyedRateLimiter(100.0, clock=clock)
+    clock.now = start
+    granted = 0
+    while clock.now < start + 60.0:
+        granted += eager.acquire("k") == 0.0
+        clock.now += 0.001
+    assert 6000 <= granted <= 6000 + 110
 
 
 def test_buckets_are_per_key() -> None:
     clock = FakeClock()
     limiter = KeyedRateLimiter(1.0, clock=clock)
     assert limiter.acquire("a") == 0.0
-    assert limiter.acquire("a") == pytest.approx(1.0)
+    assert limiter.acquire("a") == pytest.approx(0.9)  # 1.1 tokens of burst: 0.1 left
     assert limiter.acquire("b") == 0.0
 
 
 def test_a_slow_rate_still_has_a_burst_of_one() -> None:
     clock = FakeClock()
-    bucket = TokenBucket(0.25, max(1.0, 0.25), clock)
+    bucket = TokenBucket(0.25, 1.0, clock)
     assert bucket.acquire() == 0.0
     assert bucket.acquire() == pytest.approx(4.0)
     clock.now += 4.0
@@ -138,6 +189,7 @@ def test_pages_tile_the_window_and_hold_every_row_once(
             position=position,
             descending=descending,
             limit=limit,
+            now=NOW,
             empty_last_page=empty_last_page,
         )
         assert len(page.rows) <= limit
@@ -145,7 +197,7 @@ def test_pages_tile_the_window_and_hold_every_row_once(
         served += page.rows
         windows.append((page.start, page.end))
         position = page.next_position
-    want = rows_for("ltc", "2025-03-01T00:00:00Z", "2025-03-03T00:00:00Z")
+    want = rows_for("ltc", "2025-03-01T00:00:00Z", "2025-03-03T00:00:00Z", now=FIXED_NOW)
     assert served == (want[::-1] if descending else want)
     spans = sorted(windows)
     assert spans[0][0] == q.data_start and spans[-1][1] == q.data_end
@@ -226,11 +278,17 @@ def test_the_gzip_cache_is_bounded() -> None:
         {"fault_rate": 1.5},
         {"page_cap": 0},
         {"api_key": ""},
+        {"paging": "pages"},
+        {"now": datetime(2026, 1, 1)},
+        {"now": "2026-01-01"},
+        {"settle_seconds": -1},
+        {"settle_seconds": 1.5},
     ],
 )
 def test_bad_configuration_is_refused(kwargs: dict[str, object]) -> None:
-    with pytest.raises(InvalidArgumentError, match=next(iter(kwargs))):
+    with pytest.raises(EmulatorConfigError, match=next(iter(kwargs))) as caught:
         EmulatorConfig(**kwargs)  # type: ignore[arg-type]
+    assert isinstance(caught.value, ValueError)
 
 
 def test_the_config_repr_hides_the_key() -> None:
@@ -246,3 +304,106 @@ def test_stats_reset_keeps_requests_in_flight() -> None:
     assert (stats.total_requests, stats.in_flight, stats.peak_concurrency) == (0, 1, 1)
     stats.finished(503)
     assert stats.by_status == Counter({503: 1}) and stats.in_flight == 0
+
+
+# --- the emulator's own reading of the doc: intervals and times -------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("1h", H), ("4h", 4 * H), ("24h", 24 * H), ("1d", 24 * H), ("7h", 7 * H)]
+)
+def test_intervals_from_1h_to_1d(text: str, seconds: int) -> None:
+    grid = parse_grid_interval(text)
+    assert (grid.text, grid.seconds) == (text, seconds)
+    assert grid.floor(NOW + 1) == NOW - NOW % seconds and grid.ceil(NOW) % seconds == 0
+
+
+@pytest.mark.parametrize("text", ["0h", "25h", "2d", "1w", "h", "1.5h", " 1h", "1H", "60m"])
+def test_other_intervals_are_refused_naming_the_rule(text: str) -> None:
+    with pytest.raises(ParamError, match="interval .* 1h to 1d"):
+        parse_grid_interval(text)
+
+
+def test_iso_times_without_an_offset_are_utc_and_dates_are_midnight() -> None:
+    want = datetime(2025, 1, 31, 9, tzinfo=UTC)
+    for text in ("2025-01-31T09:00:00Z", "2025-01-31T09:00:00", "2025-01-31T10:00:00+01:00"):
+        assert parse_iso_time(text, "start_time") == want
+    assert parse_iso_time("2025-01-31T09:00:00.000Z", "t") == want
+    assert parse_iso_time(datetime(2025, 1, 31).date(), "t") == want - timedelta(hours=9)
+    for bad in ("yesterday", "1969-12-31T23:00:00Z", "2100-01-01T00:00:00Z"):
+        with pytest.raises(ParamError, match="start_time"):
+            parse_iso_time(bad, "start_time")
+    with pytest.raises(ParamError, match="naive"):
+        parse_iso_time(datetime(2025, 1, 31), "t")
+
+
+def test_without_an_end_the_window_ends_now() -> None:
+    q = parse_query("eth", {}, now=NOW + 1800)  # half an hour into a bucket
+    assert q.query_end_time == "2026-11-01T00:30:00Z"
+    assert q.data_end == NOW + H  # snapped outward: the open bucket is in
+
+
+# --- paging by time -----------------------------------------------------------------------
+
+
+def time_pages(asset: str, q: Query, limit: int, **kwargs: object) -> list[PageSlice]:
+    position: int | None = q.first_position
+    pages: list[PageSlice] = []
+    while position is not None:
+        page = slice_page(
+            asset,
+            q.seconds,
+            data_start=q.data_start,
+            data_end=q.data_end,
+            position=position,
+            descending=q.descending,
+            limit=limit,
+            now=NOW,
+            paging="time",
+            **kwargs,  # type: ignore[arg-type]
+        )
+        pages.append(page)
+        position = page.next_position
+        assert len(pages) < 10_000
+    return pages
+
+
+@pytest.mark.parametrize("sort", ["asc", "desc"])
+@pytest.mark.parametrize(("limit", "interval"), [(1, "1h"), (7, "1h"), (24, "1h"), (5, "5h")])
+@pytest.mark.parametrize("empty_last_page", [False, True])
+def test_time_pages_cover_limit_buckets_each_and_tile_the_window(
+    sort: str, limit: int, interval: str, empty_last_page: bool
+) -> None:
+    start, end = "2025-03-01T05:00:00Z", "2025-03-04T17:00:00Z"
+    q = query(start_time=start, end_time=end, sort=sort, interval=interval)
+    pages = time_pages("ltc", q, limit, empty_last_page=empty_last_page)
+    spans = [(p.start, p.end) for p in pages]
+    if sort == "desc":
+        spans.reverse()
+    assert spans[0][0] == q.data_start and spans[-1][1] == q.data_end
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(spans))
+    width = limit * q.seconds
+    assert all(p.end - p.start == width for p in pages[:-1])
+    assert 0 <= pages[-1].end - pages[-1].start <= width
+    for page in pages:
+        assert all(page.start <= r.interval_timestamp // 10**9 < page.end for r in page.rows)
+    want = rows_for("ltc", start, end, interval, now=FIXED_NOW)
+    served = [r for p in pages for r in p.rows]
+    assert served == (want if sort == "asc" else want[::-1])
+    # An empty last page follows only a last page that covered its full width.
+    trailing = empty_last_page and (q.data_end - q.data_start) % width == 0
+    assert len(pages) == -(-(q.data_end - q.data_start) // width) + trailing
+
+
+def test_time_pages_of_the_sparse_asset_are_often_empty_and_keep_their_cursor() -> None:
+    q = query(start_time="2025-01-08T00:00:00Z", end_time="2026-11-01T00:00:00Z", sort="asc")
+    pages = time_pages("pepe", q, 1000)
+    assert len(pages) == -(-(q.data_end - q.data_start) // (1000 * H))
+    empty = [p for p in pages[:-1] if not p.rows]
+    assert empty, "a 1000-hour page of pepe should fall in a quiet stretch now and then"
+    assert all(p.next_position == p.end for p in empty)
+    assert [r for p in pages for r in p.rows] == rows_for("pepe", *q_times(q), now=FIXED_NOW)
+
+
+def q_times(q: Query) -> tuple[str, str]:
+    return q.query_start_time, q.query_end_time

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import errno
+import gzip
 import io
 import json
 import os
@@ -12,11 +13,14 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+import msgspec
 import pandas as pd
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kaiko_liq.errors import InvalidArgumentError
 from kaiko_liq.export import (
@@ -24,6 +28,7 @@ from kaiko_liq.export import (
     TOTAL_COLUMNS,
     arrow_schema,
     atomic_write,
+    compression_for_path,
     exchanges_path,
     flatten_exchanges,
     format_for_path,
@@ -33,6 +38,7 @@ from kaiko_liq.export import (
     write_csv,
     write_files,
     write_jsonl,
+    write_stdout,
 )
 from kaiko_liq.models import ExchangeVolume, LiquidationRow, decode_envelope, decode_rows
 from tests.seed import seed_response_json
@@ -141,6 +147,36 @@ def test_exchanges_path_sits_beside_the_totals() -> None:
     assert exchanges_path("out/liq.csv") == Path("out/liq.exchanges.csv")
     assert exchanges_path("liq.parquet") == Path("liq.exchanges.parquet")
     assert exchanges_path("liq") == Path("liq.exchanges")
+    assert exchanges_path("out/liq.csv.gz") == Path("out/liq.exchanges.csv.gz")
+    assert exchanges_path("liq.CSV.GZ") == Path("liq.exchanges.CSV.GZ")
+
+
+@pytest.mark.parametrize(
+    ("path", "fmt", "compression"),
+    [
+        ("a.csv.gz", "csv", "gzip"),
+        ("a.jsonl.gz", "jsonl", "gzip"),
+        ("a.ndjson.GZ", "jsonl", "gzip"),
+        ("a.csv", "csv", None),
+        ("-", "jsonl", None),
+    ],
+)
+def test_gz_and_stdout_paths(path: str, fmt: str, compression: str | None) -> None:
+    assert format_for_path(path) == fmt
+    assert compression_for_path(path) == compression
+
+
+def test_stdout_takes_csv_but_not_parquet() -> None:
+    assert format_for_path("-", "csv") == "csv"
+    with pytest.raises(InvalidArgumentError, match="Parquet is not written to standard output"):
+        format_for_path("-", "parquet")
+
+
+def test_parquet_gz_is_refused() -> None:
+    with pytest.raises(InvalidArgumentError, match="Parquet compresses its own columns"):
+        format_for_path("a.parquet.gz")
+    with pytest.raises(InvalidArgumentError, match="cannot tell the format.*\\.csv\\.gz"):
+        format_for_path("a.txt.gz")
 
 
 # --- CSV and JSON Lines ---------------------------------------------------------------------------
@@ -182,10 +218,34 @@ def test_csv_exchanges_is_the_long_breakdown() -> None:
     assert float(got[1]["short_amount"]) == 1e-7
 
 
-def test_csv_without_asset_has_no_asset_column() -> None:
+def test_csv_with_asset_false_has_no_asset_column() -> None:
     out = io.StringIO()
-    write_csv(out, ETH)
+    write_csv(out, ETH, asset=False)
     assert out.getvalue().splitlines()[0] == ",".join(TOTAL_COLUMNS[1:])
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: to_arrow(ETH),
+        lambda: to_pandas(ETH, shape="exchanges"),
+        lambda: to_polars(ETH),
+        lambda: write_csv(io.StringIO(), ETH),
+        lambda: write_jsonl(io.BytesIO(), ETH),
+        lambda: write_stdout(ETH, stream=io.BytesIO()),
+    ],
+)
+def test_a_plain_list_without_asset_is_refused(call: object) -> None:
+    # A frame that silently has no asset column is wrong in a way nobody notices.
+    with pytest.raises(InvalidArgumentError, match=r"asset='btc'.*asset=False"):
+        call()  # type: ignore[operator]
+
+
+def test_asset_must_be_a_code() -> None:
+    with pytest.raises(InvalidArgumentError, match="asset code"):
+        to_arrow(ETH, asset="")
+    with pytest.raises(InvalidArgumentError, match="asset code"):
+        to_polars(ETH, asset=7)  # type: ignore[arg-type]
 
 
 def test_csv_refuses_nesting() -> None:
@@ -231,7 +291,8 @@ def test_arrow_exchanges_and_nested_agree() -> None:
 
 
 def test_arrow_of_one_asset_with_and_without_the_asset_column() -> None:
-    assert to_arrow(ETH).column_names == list(TOTAL_COLUMNS[1:])
+    assert to_arrow(ETH, asset=False).column_names == list(TOTAL_COLUMNS[1:])
+    assert to_arrow(DATA, asset=False, shape="nested").schema == arrow_schema("nested", asset=False)
     named = to_arrow(ETH, asset="eth")
     assert named.column("asset").to_pylist() == ["eth"] * 3
     with pytest.raises(InvalidArgumentError, match="mapping"):
@@ -239,14 +300,17 @@ def test_arrow_of_one_asset_with_and_without_the_asset_column() -> None:
 
 
 def test_empty_rows_give_typed_empty_tables() -> None:
-    table = to_arrow([], shape="nested")
-    assert table.num_rows == 0
-    assert table.schema == arrow_schema("nested", asset=False)
+    for shape in ("totals", "exchanges", "nested"):
+        table = to_arrow([], asset=False, shape=shape)
+        assert table.num_rows == 0
+        assert table.schema == arrow_schema(shape, asset=False)
+        assert to_arrow({}, shape=shape).schema == arrow_schema(shape)
+        assert to_arrow([], asset="eth", shape=shape).schema == arrow_schema(shape)
 
 
 def test_unknown_shape_is_refused() -> None:
     with pytest.raises(InvalidArgumentError, match="shape 'wide'"):
-        to_arrow(ETH, shape="wide")  # type: ignore[arg-type]
+        to_arrow(ETH, asset="eth", shape="wide")  # type: ignore[arg-type]
 
 
 def test_pandas_types() -> None:
@@ -277,9 +341,9 @@ def test_polars_types() -> None:
 @pytest.mark.parametrize(
     ("module", "call", "extra"),
     [
-        ("pyarrow", lambda: to_arrow(ETH), "parquet"),
-        ("pandas", lambda: to_pandas(ETH), "pandas"),
-        ("polars", lambda: to_polars(ETH), "polars"),
+        ("pyarrow", lambda: to_arrow(ETH, asset="eth"), "parquet"),
+        ("pandas", lambda: to_pandas(ETH, asset="eth"), "pandas"),
+        ("polars", lambda: to_polars(ETH, asset="eth"), "polars"),
     ],
 )
 def test_a_missing_optional_dependency_names_its_extra(
@@ -308,6 +372,75 @@ def test_write_files_parquet_keeps_real_types(tmp_path: Path) -> None:
     assert breakdown.schema.equals(arrow_schema("exchanges"))
     assert totals.to_pylist() == expected_totals(DATA)
     assert breakdown.to_pylist() == expected_exchanges(DATA)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_gz_files_hold_the_same_bytes_compressed(tmp_path: Path, fmt: str) -> None:
+    plain = write_files(tmp_path / f"liq.{fmt}", DATA, format_for_path(f"x.{fmt}"))
+    packed = write_files(tmp_path / f"liq.{fmt}.gz", DATA, format_for_path(f"x.{fmt}.gz"))
+    assert [p.name for p in packed] == [p.name + ".gz" for p in plain]
+    assert packed[-1].name == f"liq.exchanges.{fmt}.gz" or fmt == "jsonl"
+    for a, b in zip(plain, packed, strict=True):
+        assert gzip.decompress(b.read_bytes()) == a.read_bytes()
+
+
+@pytest.mark.parametrize("name", ["liq.csv", "liq.csv.gz", "liq.jsonl.gz", "liq.parquet"])
+def test_the_same_rows_give_byte_identical_files(tmp_path: Path, name: str) -> None:
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.mkdir()
+    second.mkdir()
+    a = write_files(first / name, DATA, format_for_path(name))
+    os.utime(first / name, (0, 0))  # a gzip header would carry the time: it must not
+    b = write_files(second / name, DATA, format_for_path(name))
+    for x, y in zip(a, b, strict=True):
+        assert x.read_bytes() == y.read_bytes()
+    if name.endswith(".gz"):
+        header = a[0].read_bytes()[:10]
+        assert header[4:8] == b"\0\0\0\0"  # MTIME 0
+        assert header[3] & 0x08 == 0  # no FNAME
+
+
+def test_gz_write_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    target = tmp_path / "liq.jsonl.gz"
+    target.write_bytes(b"old")
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError, match="No space left"):
+        write_files(target, DATA, "jsonl")
+    monkeypatch.undo()
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["liq.jsonl.gz"]
+
+
+def test_write_files_refuses_stdout_and_parquet_gz(tmp_path: Path) -> None:
+    with pytest.raises(InvalidArgumentError, match="write_stdout"):
+        write_files("-", DATA, "jsonl")
+    with pytest.raises(InvalidArgumentError, match="Parquet compresses"):
+        write_files(tmp_path / "liq.parquet.gz", DATA, "parquet")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_write_stdout_jsonl_and_csv(capsysbinary: pytest.CaptureFixture[bytes]) -> None:
+    assert write_stdout(DATA) == 4
+    out = capsysbinary.readouterr().out
+    expected = io.BytesIO()
+    write_jsonl(expected, DATA)
+    assert out == expected.getvalue()
+
+    buffer = io.BytesIO()
+    assert write_stdout(DATA, "csv", shape="exchanges", stream=buffer) == 5
+    assert buffer.getvalue().decode().splitlines()[0] == ",".join(EXCHANGE_COLUMNS)
+    assert write_stdout(ETH, "csv", asset="eth", stream=buffer) == 3
+
+
+def test_write_stdout_refuses_parquet_and_shapes_for_jsonl() -> None:
+    with pytest.raises(InvalidArgumentError, match="standard output"):
+        write_stdout(DATA, "parquet", stream=io.BytesIO())
+    with pytest.raises(InvalidArgumentError, match="CSV only"):
+        write_stdout(DATA, "jsonl", shape="exchanges", stream=io.BytesIO())
 
 
 def test_write_files_jsonl_is_one_file(tmp_path: Path) -> None:
@@ -377,3 +510,82 @@ def test_atomic_write_errors_name_the_target_not_the_temporary(
         stream.write(b"x")
     assert renamed.value.filename == str(tmp_path / "d.csv")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.csv", "out.csv"]
+
+
+# --- the column-wise Arrow build against the obvious one ----------------------------------------
+
+_counts = st.integers(min_value=0, max_value=2**62)
+_amounts = st.floats(min_value=0, allow_nan=False, allow_infinity=False)
+_exchanges = st.builds(
+    ExchangeVolume,
+    exchange=st.text(max_size=6),
+    total_trades=_counts,
+    total_amount=_amounts,
+    long_trades=_counts,
+    long_amount=_amounts,
+    short_trades=_counts,
+    short_amount=_amounts,
+)
+
+
+@st.composite
+def _rows(draw: st.DrawFn) -> list[LiquidationRow]:
+    times = draw(
+        st.lists(
+            st.datetimes(
+                min_value=datetime(2000, 1, 1),
+                max_value=datetime(2100, 1, 1),
+                timezones=st.just(UTC),
+            ),
+            max_size=12,
+        )
+    )
+    return [
+        LiquidationRow(
+            interval_time=t,
+            interval_timestamp=draw(st.integers(min_value=-(2**63), max_value=2**63 - 1)),
+            total_trades=draw(_counts),
+            total_amount=draw(_amounts),
+            long_trades=draw(_counts),
+            long_amount=draw(_amounts),
+            short_trades=draw(_counts),
+            short_amount=draw(_amounts),
+            exchanges=draw(st.lists(_exchanges, max_size=5)),
+        )
+        for t in times
+    ]
+
+
+def reference_tables(data: dict[str, list[LiquidationRow]]) -> dict[str, pa.Table]:
+    """The straightforward conversion: one dict per row (and per exchange), then Arrow."""
+    nested = [
+        {"asset": a}
+        | {k: v for k, v in msgspec.structs.asdict(r).items() if k not in {"interval_time"}}
+        | {
+            "interval_time": r.interval_time,
+            "exchanges": [msgspec.structs.asdict(e) for e in r.exchanges],
+        }
+        for a, rows in data.items()
+        for r in rows
+    ]
+    return {
+        "totals": pa.Table.from_pylist(expected_totals(data), schema=arrow_schema("totals")),
+        "exchanges": pa.Table.from_pylist(
+            expected_exchanges(data), schema=arrow_schema("exchanges")
+        ),
+        "nested": pa.Table.from_pylist(nested, schema=arrow_schema("nested")),
+    }
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.dictionaries(st.sampled_from(["btc", "eth", "sol"]), _rows(), max_size=3))
+def test_arrow_build_equals_the_reference_conversion(data: dict[str, list[LiquidationRow]]) -> None:
+    want = reference_tables(data)
+    for shape in ("totals", "exchanges", "nested"):
+        got = to_arrow(data, shape=shape)
+        assert got.schema == want[shape].schema
+        assert got.equals(want[shape]), shape
+        # And the polars and CSV builders, which share the column extraction.
+        assert to_polars(data, shape=shape).to_dicts() == want[shape].to_pylist()
+    without = to_arrow(data, asset=False, shape="nested")
+    assert without.equals(want["nested"].drop_columns(["asset"]))

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 
 from kaiko_liq.errors import InvalidArgumentError
 from kaiko_liq.query import (
+    RATE_LIMIT_RANGE,
     format_time,
     parse_interval,
+    parse_rate_limit,
     parse_time,
     validate_asset,
     validate_page_size,
@@ -74,8 +76,23 @@ def test_unparseable_times_are_named(value: str) -> None:
 
 
 def test_non_string_time_is_refused() -> None:
-    with pytest.raises(InvalidArgumentError, match="ISO 8601 string or a timezone-aware"):
-        parse_time(1735689600, "end")  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentError, match="ISO 8601 string, a date or a timezone-aware"):
+        parse_time([2025, 1, 1], "end")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("value", [1735689600, 1735689600000, 1.7356896e18, 0])
+def test_epoch_numbers_are_refused_with_a_hint(value: float) -> None:
+    with pytest.raises(
+        InvalidArgumentError,
+        match=r"end .* is a number; epoch numbers are ambiguous.*fromtimestamp",
+    ):
+        parse_time(value, "end")  # type: ignore[arg-type]
+
+
+def test_a_date_is_its_midnight_utc() -> None:
+    assert parse_time(date(2025, 1, 31)) == datetime(2025, 1, 31, tzinfo=UTC)
+    with pytest.raises(InvalidArgumentError, match="out of range"):
+        parse_time(date(2200, 1, 1), "start")
 
 
 def test_window_must_run_forward() -> None:
@@ -108,3 +125,53 @@ def test_format_time_is_utc_z_with_ms_only_when_needed() -> None:
     assert (
         format_time(datetime(2025, 1, 1, 0, 0, 1, 5000, tzinfo=UTC)) == "2025-01-01T00:00:01.005Z"
     )
+
+
+def test_format_time_goes_at_most_to_the_millisecond_down_or_up() -> None:
+    fine = datetime(2025, 1, 1, 0, 0, 1, 5001, tzinfo=UTC)
+    assert format_time(fine) == "2025-01-01T00:00:01.005Z"
+    assert format_time(fine, round_up=True) == "2025-01-01T00:00:01.006Z"
+    assert format_time(datetime(2025, 1, 1, 0, 0, 0, 999_999, tzinfo=UTC), round_up=True) == (
+        "2025-01-01T00:00:01Z"
+    )
+    whole = datetime(2025, 1, 1, 0, 0, 1, 5000, tzinfo=UTC)
+    assert format_time(whole, round_up=True) == format_time(whole) == "2025-01-01T00:00:01.005Z"
+
+
+@pytest.mark.parametrize(
+    ("value", "per_second"),
+    [
+        ("6000/min", 100.0),
+        ("1000/min", 1000 / 60),
+        ("100/s", 100.0),
+        (" 100 / sec ", 100.0),
+        ("3600/hour", 1.0),
+        ("100", 100.0),
+        ("2.5", 2.5),
+        (100, 100.0),
+        (0.5, 0.5),
+    ],
+)
+def test_rate_limits_in_kaikos_forms(value: str | float, per_second: float) -> None:
+    assert parse_rate_limit(value) == pytest.approx(per_second)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("fast", "is not requests per second"),
+        ("100/day", "is not requests per second"),
+        ("-5", "is not requests per second"),
+        ("1/h", "out of range"),
+        ("0", "out of range"),
+        (20_000, "out of range"),
+        (float("nan"), "out of range"),
+        (float("inf"), "out of range"),
+        (True, "must be requests per second"),
+    ],
+)
+def test_bad_rate_limits_say_what_is_allowed(value: object, message: str) -> None:
+    with pytest.raises(InvalidArgumentError, match=message) as info:
+        parse_rate_limit(value, "--rate-limit")  # type: ignore[arg-type]
+    assert "'6000/min'" in str(info.value) and str(info.value).startswith("--rate-limit")
+    assert RATE_LIMIT_RANGE == (0.01, 10_000.0)

@@ -97,14 +97,14 @@ async def test_the_deadline_holds_while_a_body_drips(
     assert client.stats.requests == 1, "no retry can start after the deadline"
 
 
-@pytest.mark.parametrize("key", ["abc\n", "a b", "kéy", "x\x00y"])
+@pytest.mark.parametrize("key", ["ab\ncd", "a b", "kéy", "x\x00y"])
 def test_a_key_a_header_cannot_carry_is_refused_without_echoing_it(key: str) -> None:
-    with pytest.raises(InvalidArgumentError, match="stray newline") as info:
+    with pytest.raises(InvalidArgumentError, match="an HTTP header cannot carry") as info:
         LiquidationClient(key)
-    assert key.strip() not in str(info.value)
+    assert key not in str(info.value)
 
 
 def test_a_next_url_the_sender_cannot_parse_is_unsafe() -> None:
-    base = "https://us.market-api.kaiko.io"
+    request = "https://us.market-api.kaiko.io/v2/data/liquidation.v1/token/eth"
     with pytest.raises(UnsafeURLError, match="not a valid URL"):
-        check_next_url("https://evil.example\\@us.market-api.kaiko.io/v2/x", base)
+        check_next_url("https://evil.example\\@us.market-api.kaiko.io/v2/x", request)

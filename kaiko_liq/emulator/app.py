@@ -5,7 +5,8 @@ A request goes through these steps, in this order (the order is part of the cont
 1. **latency** - sleep ``latency`` + jitter: it models the round trip, so every request
    on the route pays it, errors included;
 2. **auth** - ``X-Api-Key`` missing, empty or (with ``api_key`` set) wrong: 401;
-3. **rate limit** - per key; over it: 429 ``Rate limit reached`` (+ ``Retry-After``);
+3. **rate limit** - per key; over it: 429 ``Rate limit reached`` (``Retry-After`` only
+   with ``retry_after``: Kaiko documents none);
 4. **faults** - with probability ``fault_rate``: a 5xx, a dropped connection, or a body
    cut short (see :mod:`.faults`); rate-limited requests never reach this step;
 5. **asset** - unknown: 404;
@@ -23,7 +24,7 @@ import asyncio
 import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 
 from aiohttp import web
 
@@ -93,9 +94,8 @@ class _Emulator:
         self._faults = FaultInjector(config.fault_rate, config.seed)
         self._tokens = TokenCodec(config.seed)
         self._gzip = GzipAssembler()
-        self._limiter = (
-            None if config.rate_limit is None else KeyedRateLimiter(config.rate_limit, clock=clock)
-        )
+        rate = config.requests_per_second
+        self._limiter = None if rate is None else KeyedRateLimiter(rate, clock=clock)
 
     @web.middleware
     async def observe(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -118,7 +118,7 @@ class _Emulator:
             self.stats.finished(status)
 
     async def liquidations(self, request: web.Request) -> web.StreamResponse:
-        request_time = datetime.now(UTC)
+        request_time = self.config.clock()
         delay = self._latency.draw()
         if delay > 0:
             await asyncio.sleep(delay)
@@ -126,7 +126,7 @@ class _Emulator:
         try:
             self._rate_limit(self._authenticate(request))
             truncate = self._inject_fault(request)
-            query, position = self._query(request)
+            query, position = self._query(request, request_time)
         except Rejection as rejection:
             body = error_body(rejection.message)
             if truncate:
@@ -140,6 +140,10 @@ class _Emulator:
         # A page's rows never change: compress them once (see compression.py). Its first
         # and last buckets and its length say which rows they are.
         rows = page.rows
+        if not page.final:  # figures still filling: this page's bytes are not for keeping
+            return web.Response(
+                body=gzip_bytes(head + encode_rows(rows) + tail), headers=_GZIP_HEADERS
+            )
         key: tuple[object, ...] = (query.asset, query.seconds, query.sort, len(rows))
         if rows:
             key += (rows[0].interval_timestamp, rows[-1].interval_timestamp)
@@ -180,7 +184,7 @@ class _Emulator:
                 headers["Retry-After"] = str(max(1, math.ceil(wait)))
             raise Rejection(429, "Rate limit reached", headers)
 
-    def _query(self, request: web.Request) -> tuple[Query, int]:
+    def _query(self, request: web.Request, now: datetime) -> tuple[Query, int]:
         asset = request.match_info["asset"].lower()
         if asset not in ASSETS:
             raise Rejection(
@@ -188,7 +192,7 @@ class _Emulator:
             )
         token = request.query.get("continuation_token")
         if token is None:
-            query = parse_query(asset, request.query)
+            query = parse_query(asset, request.query, now=math.ceil(now.timestamp()))
             return query, query.first_position
         query, position = self._tokens.decode(token)
         if query.asset != asset:
@@ -204,6 +208,7 @@ class _Emulator:
     ) -> tuple[bytes, PageSlice, bytes]:
         """The page at ``position``: its rows, and the JSON before and after them."""
         cap = self.config.page_cap
+        now = request_time.timestamp()
         page = slice_page(
             query.asset,
             query.seconds,
@@ -212,8 +217,11 @@ class _Emulator:
             position=position,
             descending=query.descending,
             limit=query.page_size if cap is None else min(cap, query.page_size),
+            now=now,
+            settle=self.config.settle_seconds,
             seed=self.config.seed,
             empty_last_page=self.config.empty_last_page,
+            paging=self.config.paging,
         )
         token = next_url = None
         if page.next_position is not None:
@@ -224,7 +232,7 @@ class _Emulator:
             query,
             page,
             request_time=request_time,
-            answer_time=datetime.now(UTC),
+            answer_time=self.config.clock(),
             continuation_token=token,
             next_url=next_url,
         )

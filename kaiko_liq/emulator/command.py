@@ -19,11 +19,12 @@ import asyncio
 import signal
 import sys
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any, TypeVar
 
-from ..errors import InvalidArgumentError
-from .config import EmulatorConfig
-from .data import DATA_END, DATA_START
+from .config import PAGING_MODES, EmulatorConfig, EmulatorConfigError
+from .data import DATA_START
+from .grid import ParamError, parse_iso_time
 from .server import running_emulator
 
 __all__ = ["add_arguments", "run"]
@@ -46,6 +47,13 @@ def _number(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
 
 
+def _instant(text: str) -> datetime:
+    try:
+        return parse_iso_time(text, "--now")
+    except ParamError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _port(text: str) -> int:
     port = _integer(text)
     if not 0 <= port <= _MAX_PORT:
@@ -65,7 +73,7 @@ def _config_field(name: str, parse: Callable[[str], T]) -> Callable[[str], T]:
         fields: dict[str, Any] = {name: value}
         try:
             EmulatorConfig(**fields)
-        except InvalidArgumentError as exc:
+        except EmulatorConfigError as exc:
             raise argparse.ArgumentTypeError(str(exc)) from None
         return value
 
@@ -93,16 +101,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--rate-limit",
-        type=_config_field("rate_limit", _number),
+        type=_config_field("rate_limit", str),
         default=defaults.rate_limit,
         metavar="R",
-        help="requests per second per API key, burst of one second (default: no limit)",
+        help="requests per API key, as Kaiko states it: 6000/min, 100/s, or a number per "
+        "second (default: no limit)",
     )
     parser.add_argument(
-        "--no-retry-after",
-        dest="retry_after",
-        action="store_false",
-        help="send no Retry-After header with 429 answers",
+        "--retry-after",
+        action=argparse.BooleanOptionalAction,
+        default=defaults.retry_after,
+        help="send a Retry-After header with 429 answers (default: no; Kaiko documents none)",
     )
     parser.add_argument(
         "--fault-rate",
@@ -116,7 +125,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=_config_field("page_cap", _integer),
         default=defaults.page_cap,
         metavar="N",
-        help="serve at most N rows per page whatever page_size asks",
+        help="serve at most N rows (or N buckets of time, with --paging time) per page "
+        "whatever page_size asks",
+    )
+    parser.add_argument(
+        "--paging",
+        choices=PAGING_MODES,
+        default=defaults.paging,
+        help="size pages by rows (page_size records) or by time (page_size buckets, so a "
+        "page can be short or empty and still have a next_url) (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--now",
+        type=_instant,
+        default=None,
+        metavar="ISO",
+        help="the emulator's clock, fixed at this instant (default: the system clock)",
+    )
+    parser.add_argument(
+        "--settle-seconds",
+        type=_config_field("settle_seconds", _integer),
+        default=defaults.settle_seconds,
+        metavar="S",
+        help="a bucket is final this long after it closes (default: %(default)s)",
     )
     parser.add_argument(
         "--seed", type=_integer, default=defaults.seed, help="seed of the data and the faults"
@@ -150,8 +181,11 @@ def run(args: argparse.Namespace, *, prog: str = "python -m kaiko_liq.emulator")
             seed=args.seed,
             api_key=args.api_key,
             empty_last_page=args.empty_last_page,
+            paging=args.paging,
+            now=args.now,
+            settle_seconds=args.settle_seconds,
         )
-    except InvalidArgumentError as exc:  # argparse checked each flag; this is a backstop
+    except EmulatorConfigError as exc:  # argparse checked each flag; this is a backstop
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     try:
@@ -173,9 +207,11 @@ async def _serve(config: EmulatorConfig, host: str, port: int) -> None:
         async with running_emulator(config, host=host, port=port) as emu:
             print(emu.base_url, flush=True)
             key = "any non-empty X-Api-Key" if config.api_key is None else "the X-Api-Key set"
+            clock = "now" if config.now is None else f"{config.clock():%Y-%m-%dT%H:%M:%SZ}"
             print(
                 "kaiko-liq emulator: serving SYNTHETIC data (not Kaiko's) from "
-                f"{DATA_START:%Y-%m-%d} to {DATA_END:%Y-%m-%d}, seed {config.seed}; "
+                f"{DATA_START:%Y-%m-%d} to {clock}, seed {config.seed}, paging by "
+                f"{config.paging}; "
                 f"GET {emu.base_url}/v2/data/liquidation.v1/token/{{asset}} with {key}",
                 file=sys.stderr,
                 flush=True,

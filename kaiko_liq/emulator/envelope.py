@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 import msgspec
 
-from ..query import format_time
+from .grid import format_clock, format_time
 from .paging import PageSlice
 from .params import Query
 
@@ -73,8 +73,7 @@ _ACCESS = _Access(_Range(_ACCESS_START_MS, _ACCESS_END_MS), _Range(None, None))
 _encoder = msgspec.json.Encoder()
 
 
-def _time(epoch_s: int) -> str:
-    return format_time(datetime.fromtimestamp(epoch_s, UTC))
+_time = format_time
 
 
 def _ms(t: datetime) -> int:
@@ -98,7 +97,7 @@ def encode_page(
     ``2025-01-31T09:00:00Z``.
     """
     block = _QueryBlock(
-        request_time=_format_ms(request_time),
+        request_time=format_clock(request_time),
         query_start_time=query.query_start_time,
         query_end_time=query.query_end_time,
         data_start_time=_time(query.data_start),
@@ -117,7 +116,7 @@ def encode_page(
     head = _encoder.encode(
         _Head(
             query=block,
-            answer_time=_format_ms(answer_time),
+            answer_time=format_clock(answer_time),
             answer_timestamp=_ms(answer_time),
             access=_ACCESS,
             result="success",
@@ -126,8 +125,3 @@ def encode_page(
     tail = _encoder.encode(_Tail(continuation_token, next_url))
     # '{...}' + ',"data":' ... rows ... + ',"continuation_token":...}' (or just '}')
     return head[:-1] + b',"data":', (b"}" if tail == b"{}" else b"," + tail[1:])
-
-
-def _format_ms(t: datetime) -> str:
-    """A clock reading as the seed prints one: milliseconds, ``Z``."""
-    return format_time(t.replace(microsecond=t.microsecond // 1000 * 1000))

@@ -1,37 +1,33 @@
 """Reading a request's query string into a :class:`Query`, or a 400 that names the parameter.
 
-Pure. The rules are the endpoint doc's (see ``KAIKO_API.md``): ``interval`` ``<n>h`` or
-``<n>d`` from 1h to 1d (default ``1h``), ``sort`` ``asc``/``desc`` (default ``desc``),
-``start_time`` inclusive and ``end_time`` exclusive in ISO 8601, ``page_size`` 1 to 1000
-(default 100). A missing ``start_time``/``end_time`` means the start/end of the data.
-The validation itself is :mod:`kaiko_liq.query`'s, so client and emulator agree on it.
+Pure. The rules are the endpoint doc's, as :mod:`.grid` reads them: ``interval``
+``<n>h`` or ``<n>d`` from 1h to 1d (default ``1h``), ``sort`` ``asc``/``desc`` (default
+``desc``), ``start_time`` inclusive and ``end_time`` exclusive in ISO 8601, ``page_size``
+1 to 1000 (default 100). A missing ``start_time`` means the start of the data, a missing
+``end_time`` now (the emulator's clock).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
 
 import msgspec
 
-from ..errors import InvalidArgumentError
-from ..query import (
-    DATA_START,
-    DEFAULT_SERVER_PAGE_SIZE,
-    MAX_PAGE_SIZE,
-    format_time,
-    parse_interval,
-    parse_time,
-    validate_sort,
-)
-from .data import DATA_END
 from .errors import Rejection
+from .grid import (
+    DATA_START_S,
+    DEFAULT_PAGE_SIZE,
+    MAX_PAGE_SIZE,
+    SORTS,
+    ParamError,
+    ceil_seconds,
+    epoch_seconds,
+    format_time,
+    parse_grid_interval,
+    parse_iso_time,
+)
 
 __all__ = ["Query", "parse_query"]
-
-#: Times outside these bounds are refused, so snapping them to a grid cannot overflow.
-_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
-_LATEST = datetime(2100, 1, 1, tzinfo=UTC)
 
 
 class Query(msgspec.Struct, frozen=True, array_like=True):
@@ -61,18 +57,23 @@ class Query(msgspec.Struct, frozen=True, array_like=True):
         return self.data_end if self.descending else self.data_start
 
 
-def parse_query(asset: str, params: Mapping[str, str]) -> Query:
-    """Validate the parameters of a first request (one without a continuation token)."""
+def parse_query(asset: str, params: Mapping[str, str], *, now: int) -> Query:
+    """Validate the parameters of a first request (one without a continuation token).
+
+    ``now`` (epoch seconds, rounded up) is the end of the window when none is given.
+    """
     try:
-        interval = parse_interval(params.get("interval", "1h"))
-        sort = validate_sort(params.get("sort", "desc"))
-    except InvalidArgumentError as exc:
+        interval = parse_grid_interval(params.get("interval", "1h"))
+        sort = params.get("sort", "desc")
+        if sort not in SORTS:
+            raise ParamError(f"sort {sort!r} is not allowed; use asc or desc")
+        page_size = _page_size(params.get("page_size"))
+        start_text = params.get("start_time", format_time(DATA_START_S))
+        end_text = params.get("end_time", format_time(now))
+        start = epoch_seconds(parse_iso_time(start_text, "start_time"))
+        end = ceil_seconds(parse_iso_time(end_text, "end_time"))
+    except ParamError as exc:
         raise Rejection(400, str(exc)) from None
-    page_size = _page_size(params.get("page_size"))
-    start_text = params.get("start_time", format_time(DATA_START))
-    end_text = params.get("end_time", format_time(DATA_END))
-    start = _time(start_text, "start_time")
-    end = _time(end_text, "end_time")
     if start >= end:
         raise Rejection(
             400,
@@ -87,33 +88,20 @@ def parse_query(asset: str, params: Mapping[str, str]) -> Query:
         page_size=page_size,
         query_start_time=start_text,
         query_end_time=end_text,
-        data_start=int(interval.floor(start).timestamp()),
-        data_end=int(interval.ceil(end).timestamp()),
+        data_start=interval.floor(start),
+        data_end=interval.ceil(end),
     )
 
 
 def _page_size(text: str | None) -> int:
     if text is None:
-        return DEFAULT_SERVER_PAGE_SIZE
+        return DEFAULT_PAGE_SIZE
     try:
         value = int(text)
     except ValueError:
-        raise Rejection(
-            400, f"page_size {text!r} is not an integer; allowed: 1 to {MAX_PAGE_SIZE}"
+        raise ParamError(
+            f"page_size {text!r} is not an integer; allowed: 1 to {MAX_PAGE_SIZE}"
         ) from None
     if not 1 <= value <= MAX_PAGE_SIZE:
-        raise Rejection(400, f"page_size {value} is out of range; allowed: 1 to {MAX_PAGE_SIZE}")
-    return value
-
-
-def _time(text: str, name: str) -> datetime:
-    value: datetime | None
-    try:
-        value = parse_time(text, name)
-    except InvalidArgumentError as exc:
-        raise Rejection(400, str(exc)) from None
-    except OverflowError:  # year 1 with a positive offset falls before datetime.min in UTC
-        value = None
-    if value is None or not _EARLIEST <= value < _LATEST:
-        raise Rejection(400, f"{name} {text!r} is out of range; use a time from 1970 to 2099 (UTC)")
+        raise ParamError(f"page_size {value} is out of range; allowed: 1 to {MAX_PAGE_SIZE}")
     return value

@@ -1,14 +1,19 @@
-"""Per-key token buckets: Kaiko's rate limits are per API key (``KAIKO_API.md``).
+"""Per-key token buckets: Kaiko's rate limits are per API key per minute (``KAIKO_API.md``:
+"6000 requests per API key per minute").
 
-Each key gets a bucket of capacity ``max(1, rate)`` (one second's worth of burst) that
-refills at ``rate`` tokens per second. The clock is injectable, so the arithmetic is
-tested without sleeping::
+How a minute's budget is enforced (the docs do not say): each key gets a token bucket
+refilled continuously at the budget / 60 per second, holding at most
+:data:`BURST_SECONDS` of that rate (at least one request). So over any minute a key gets
+its budget and a little more, never the whole minute's budget in one instant, and a
+client pacing itself at the rate (``6000/min`` = 100/s, bursts of up to 100 included)
+is never refused: the extra tenth of a second absorbs arrival jitter. The clock is
+injectable, so the arithmetic is tested without sleeping::
 
     now = [0.0]
     limiter = KeyedRateLimiter(2.0, clock=lambda: now[0])
     limiter.acquire("k")   # 0.0: granted
-    limiter.acquire("k")   # 0.0: granted (burst of 2)
-    limiter.acquire("k")   # 0.5: refused, a token comes back in half a second
+    limiter.acquire("k")   # 0.0: granted (burst of 2.2, so two)
+    limiter.acquire("k")   # 0.4: refused, a token is back in 0.4 s
 """
 
 from __future__ import annotations
@@ -16,9 +21,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-__all__ = ["KeyedRateLimiter", "TokenBucket"]
+__all__ = ["BURST_SECONDS", "KeyedRateLimiter", "TokenBucket"]
 
 Clock = Callable[[], float]
+#: A bucket holds this many seconds of the rate: one second, plus a tenth for jitter (a
+#: request sent on time may arrive a little late, behind the next).
+BURST_SECONDS = 1.1
 _EPSILON = 1e-9
 
 
@@ -56,7 +64,7 @@ class KeyedRateLimiter:
 
     def __init__(self, rate: float, *, clock: Clock = time.monotonic) -> None:
         self._rate = rate
-        self._capacity = max(1.0, rate)
+        self._capacity = max(1.0, rate * BURST_SECONDS)
         self._clock = clock
         self._buckets: dict[str, TokenBucket] = {}
 

@@ -1,0 +1,163 @@
+"""Following an asset live: the settled past, then each new bucket as soon as it settles.
+
+A bucket is final once it has closed and had :data:`kaiko_liq.store.SETTLE` to settle
+(the emulator settles it the same way). :class:`Follow` keeps a *cursor*, the start of
+the first bucket not handed out yet; each step fetches ``[cursor, horizon)`` (the settled
+horizon now) with :meth:`LiquidationClient.fetch` and moves the cursor to the horizon, so
+no bucket is handed out twice or skipped, quiet ones (no row) included. Between steps it
+sleeps until the next bucket settles, plus :data:`POLL_MARGIN` for clocks that disagree a
+little.
+
+A failure retrying can fix (5xx, 429, timeouts, dropped connections, a fetch with failed
+shards) is retried forever with capped exponential backoff, each one logged on the
+``kaiko_liq`` logger; anything else (a wrong key, an unknown asset, an answer that cannot
+be trusted) is raised. Nothing runs between two rows: leaving the loop leaves nothing
+behind.
+
+Example::
+
+    async with LiquidationClient() as client:
+        async for row in client.follow("btc"):  # the last day, then every new hour
+            print(row.interval_time, row.total_amount)
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import TYPE_CHECKING, Self
+
+import anyio
+
+from .errors import InvalidArgumentError, KaikoLiqError, is_fatal
+from .models import LiquidationRow
+from .query import TimeLike, format_time, parse_interval, parse_time, validate_asset
+from .store import SETTLE, settled_horizon
+
+if TYPE_CHECKING:
+    from .client import LiquidationClient
+
+__all__ = ["DEFAULT_LOOKBACK", "MAX_BACKOFF", "POLL_MARGIN", "Follow", "backoff"]
+
+logger = logging.getLogger("kaiko_liq")
+
+#: How far back a follow starts when ``since`` is not given.
+DEFAULT_LOOKBACK = timedelta(days=1)
+#: Polls are this long after a bucket settles, so a server clock a little behind ours
+#: has settled it too.
+POLL_MARGIN = timedelta(seconds=30)
+#: The longest wait between two tries after a failure.
+MAX_BACKOFF = 300.0
+
+
+def backoff(failures: int) -> float:
+    """Seconds to wait after ``failures`` failures in a row: 1, 2, 4, ... up to 300."""
+    return min(MAX_BACKOFF, 2.0 ** max(0, failures - 1))
+
+
+class Follow:
+    """Rows of one asset from ``since`` on, then each bucket as it settles; never ends.
+
+    An async iterator (``async for row in client.follow("btc")``) and an async context
+    manager. :attr:`cursor` is the start of the first bucket not yet handed out: a new
+    ``follow(..., since=cursor)`` carries on exactly where this one stopped.
+    """
+
+    def __init__(
+        self,
+        client: LiquidationClient,
+        asset: str,
+        *,
+        interval: str = "1h",
+        since: TimeLike | None = None,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
+    ) -> None:
+        self._client = client
+        self._asset = validate_asset(asset)
+        self._interval = parse_interval(interval)
+        start = client.now() - DEFAULT_LOOKBACK if since is None else parse_time(since, "since")
+        self._cursor = self._interval.floor(start)
+        self._sleep = sleep or anyio.sleep
+        self._started = False
+        self._managed = False
+        self._iterator: AsyncIterator[LiquidationRow] | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"Follow(asset={self._asset!r}, interval={self._interval.text!r}, "
+            f"cursor={format_time(self._cursor)!r})"
+        )
+
+    @property
+    def cursor(self) -> datetime:
+        """Every bucket before this has been handed out (or had no row)."""
+        return self._cursor
+
+    async def __aenter__(self) -> Self:
+        self._managed = True
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __aiter__(self) -> AsyncIterator[LiquidationRow]:
+        if self._managed:
+            return self
+        return self._rows()
+
+    async def __anext__(self) -> LiquidationRow:
+        if self._iterator is None:
+            self._iterator = self._rows()
+        return await self._iterator.__anext__()
+
+    async def aclose(self) -> None:
+        iterator, self._iterator = self._iterator, None
+        if iterator is not None:
+            await iterator.aclose()  # type: ignore[attr-defined]
+
+    async def _rows(self) -> AsyncIterator[LiquidationRow]:
+        if self._started:
+            raise InvalidArgumentError("a follow can be iterated once; call follow() again")
+        self._started = True
+        grid = self._interval
+        failures = 0
+        while True:
+            horizon = settled_horizon(grid, self._client.now())
+            if horizon <= self._cursor:
+                settles = self._cursor + grid.delta + SETTLE + POLL_MARGIN
+                wait = (settles - self._client.now()).total_seconds()
+                await self._sleep(max(wait, 0.0))
+                continue
+            try:
+                rows = await self._client.fetch(
+                    self._asset, self._cursor, horizon, interval=grid.text, sort="asc"
+                )
+            except KaikoLiqError as exc:
+                if is_fatal(exc):
+                    raise
+                failures += 1
+                delay = backoff(failures)
+                logger.warning(
+                    "follow %s: fetching from %s failed (%d in a row), retrying in %.0fs: %s",
+                    self._asset,
+                    format_time(self._cursor),
+                    failures,
+                    delay,
+                    exc,
+                )
+                await self._sleep(delay)
+                continue
+            failures = 0
+            for row in rows:
+                # Moved before the row is handed out: a consumer that stops after it and
+                # restarts from the cursor gets the next bucket, not this one again.
+                self._cursor = row.interval_time + grid.delta
+                yield row
+            self._cursor = horizon

@@ -1,0 +1,149 @@
+"""``kaiko-liq plot``: PNG and SVG charts of the built-in emulator, in-process and as a
+subprocess; every bad input is one line on stderr, exit 2, and no file left behind."""
+
+from __future__ import annotations
+
+import os
+import struct
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kaiko_liq.cli import main
+
+START, END = "2025-10-01", "2025-10-08"
+USAGE = 2
+
+
+def _plot(*args: str, output: Path) -> list[str]:
+    return ["plot", *args, "--start", START, "--end", END, "--emulator", "-o", str(output)]
+
+
+def _png_size(data: bytes) -> tuple[int, int]:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
+    width, height = struct.unpack(">II", data[16:24])
+    return width, height
+
+
+def test_png_of_one_asset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    output = tmp_path / "eth.png"
+    assert main(_plot("eth", output=output)) == 0
+    width, height = _png_size(output.read_bytes())
+    assert width >= 1600 and height >= 900
+    assert output.stat().st_size > 50_000  # a drawn chart, not an empty canvas
+    err = capsys.readouterr().err
+    assert "synthetic" in err.lower()  # --emulator says so on stderr too
+    assert f"drawn to {output}" in err
+    assert sorted(tmp_path.iterdir()) == [output]
+
+
+def test_svg_of_three_assets_names_them_and_says_synthetic(tmp_path: Path) -> None:
+    output = tmp_path / "three.svg"
+    assert main([*_plot("btc", "eth", "sol", output=output), "--interval", "4h", "--quiet"]) == 0
+    text = output.read_text(encoding="utf-8")
+    assert "Liquidations of BTC, ETH, SOL · 2025-10-01 → 2025-10-08 UTC · 4h interval" in text
+    assert "SYNTHETIC (built-in emulator)" in text
+    assert sorted(tmp_path.iterdir()) == [output]
+
+
+def test_as_a_subprocess(tmp_path: Path) -> None:
+    output = tmp_path / "btc.png"
+    env = {k: v for k, v in os.environ.items() if k != "KAIKO_API_KEY"}
+    done = subprocess.run(
+        [sys.executable, "-m", "kaiko_liq.cli", *_plot("btc", output=output)],
+        capture_output=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    assert _png_size(output.read_bytes()) >= (1600, 900)
+    assert done.stdout == b""
+
+
+@pytest.fixture
+def no_matplotlib(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for name in list(sys.modules):
+        if name == "matplotlib" or name.startswith("matplotlib."):
+            monkeypatch.setitem(sys.modules, name, None)
+    yield
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["eth", "-o", "{dir}/chart.jpg"], [".jpg", ".png", ".svg"]),
+        (["eth", "-o", "{dir}/chart"], ["(none)", ".png"]),
+        (["eth", "--start", END, "--end", START], ["2025-10-08", "not before", "2025-10-01"]),
+        (["eth", "--start", "last tuesday"], ["--start", "ISO 8601"]),
+        (["eth", "--interval", "2d"], ["interval", "1h to 24h"]),
+        (["e$h"], ["'e$h'", "letters, digits"]),
+        (["btc", "nope"], ["nope"]),  # unknown to the emulator: a 404, refused whole
+        (["eth", "-o", "{dir}/missing/chart.png"], ["missing"]),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_no_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], words: list[str]
+) -> None:
+    args = [a.replace("{dir}", str(tmp_path)) for a in argv]
+    if "-o" not in args:
+        args += ["-o", str(tmp_path / "chart.png")]
+    # The last --start/--end win in argparse, so the defaults go first.
+    code = main(["plot", "--start", START, "--end", END, "--emulator", *args])
+    assert code == USAGE
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("kaiko-liq: error:")]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    for word in words:
+        assert word in lines[0]
+    assert list(tmp_path.rglob("*")) == []
+
+
+@pytest.mark.usefixtures("no_matplotlib")
+def test_without_matplotlib_says_how_to_install_before_fetching(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    output = tmp_path / "chart.png"
+    assert main(_plot("eth", output=output)) == USAGE
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("kaiko-liq: error:")
+    assert "pip install 'kaiko-liq[plot]'" in err[-1]
+    assert not any("drawn" in line for line in err)
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- the README's chart -----------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _charts_section() -> str:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    return text.split("\n### Charts\n", 1)[1].split("\n## ", 1)[0]
+
+
+def test_the_readme_chart_is_what_its_command_draws(tmp_path: Path) -> None:
+    """docs/liquidations.png is regenerated by the README's own command: if the emulator's
+    data or the chart's design changes, this fails until the image is made again."""
+    [command] = [
+        line for line in _charts_section().splitlines() if line.startswith("kaiko-liq plot ")
+    ]
+    args = command.split()[1:]
+    image = args[args.index("-o") + 1]
+    assert image == "docs/liquidations.png" and f"]({image})" in _charts_section()
+    committed = ROOT / image
+    assert committed.stat().st_size < 300_000  # small enough for a README
+    args[args.index("-o") + 1] = str(tmp_path / "again.png")
+    assert main([*args, "--quiet"]) == 0
+    from matplotlib.image import imread
+
+    old, new = imread(committed), imread(tmp_path / "again.png")
+    assert old.shape == new.shape and old.shape[:2] >= (900, 1600)
+    differing = (abs(old - new).max(axis=-1) > 0.1).mean()
+    assert differing < 0.005, (
+        f"{differing:.1%} of the pixels differ: regenerate the image with the README's command"
+    )

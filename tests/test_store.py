@@ -1,0 +1,344 @@
+"""The shard store: exact round trips, gaps on the bucket grid, atomic writes, damaged
+files moved aside, the cache's per-origin layout, and two processes filling one store."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import sys
+import textwrap
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kaiko_liq.errors import InvalidArgumentError
+from kaiko_liq.export import to_arrow
+from kaiko_liq.models import ExchangeVolume, LiquidationRow
+from kaiko_liq.store import (
+    SETTLE,
+    NotStoredError,
+    ShardStore,
+    StorageError,
+    cache_store,
+    origin_slug,
+    parse_shard_filename,
+    settled_horizon,
+    shard_filename,
+)
+
+H = timedelta(hours=1)
+D = timedelta(days=1)
+T0 = datetime(2025, 3, 1, tzinfo=UTC)
+
+
+def row(t: datetime, n: int = 1, exchanges: list[ExchangeVolume] | None = None) -> LiquidationRow:
+    exchanges = (
+        exchanges
+        if exchanges is not None
+        else [
+            ExchangeVolume("okex", n, n * 0.1, n, n * 0.1, 0, 0.0),
+            ExchangeVolume("bbit", 2, 1e-300, 0, 0.0, 2, 1e-300),
+        ]
+    )
+    return LiquidationRow(
+        interval_time=t,
+        # As sent, which need not agree with interval_time to the digit: kept as is.
+        interval_timestamp=int(t.timestamp()) * 10**9 + 7,
+        total_trades=n + 2,
+        total_amount=n * 0.1 + 1e-300,
+        long_trades=n,
+        long_amount=n * 0.1,
+        short_trades=2,
+        short_amount=1e-300,
+        exchanges=exchanges,
+    )
+
+
+def hourly(start: datetime, hours: int, skip: int = 5) -> list[LiquidationRow]:
+    """Rows of ``hours`` buckets from ``start``, every ``skip``-th one absent (quiet)."""
+    return [row(start + i * H, i) for i in range(hours) if i % skip != skip - 1]
+
+
+# --- names, horizon, slugs (pure) ------------------------------------------------------------
+
+
+def test_shard_names_round_trip_and_other_names_are_not_shards() -> None:
+    odd = T0 + timedelta(seconds=1, microseconds=5)
+    assert parse_shard_filename(shard_filename(odd, T0 + D)) == (odd, T0 + D)
+    for name in ["x.parquet", ".20250301T000000Z_20250302T000000Z.parquet.abc.tmp",
+                 "20250302T000000Z_20250301T000000Z.parquet"]:  # fmt: skip
+        assert parse_shard_filename(name) is None
+
+
+def test_the_settled_horizon_is_an_hour_behind_on_the_grid() -> None:
+    assert SETTLE == H
+    assert settled_horizon("1h", T0 + 5 * H + timedelta(minutes=59)) == T0 + 4 * H
+    assert settled_horizon("4h", T0 + 5 * H) == T0 + 4 * H
+    assert settled_horizon("1d", T0 + D) == T0
+
+
+def test_origin_slugs_keep_origins_apart_and_are_safe_names() -> None:
+    assert origin_slug("https://us.market-api.kaiko.io") == "https_us.market-api.kaiko.io_443"
+    assert origin_slug("http://127.0.0.1:8080/v2") == "http_127.0.0.1_8080"
+    assert origin_slug("http://127.0.0.1:8080") != origin_slug("http://127.0.0.1:8081")
+    assert origin_slug("https://EU.market-api.kaiko.io:443/") == origin_slug(
+        "https://eu.market-api.kaiko.io"
+    )
+    v6 = origin_slug("http://[::1]:9000")
+    assert "/" not in v6 and ":" not in v6 and v6.startswith("http_") and "_9000-" in v6
+
+
+def test_the_cache_has_one_store_per_origin_and_grid(tmp_path: Path) -> None:
+    a = cache_store(tmp_path, "http://127.0.0.1:8080", "1h")
+    b = cache_store(tmp_path, "https://us.market-api.kaiko.io", "1h")
+    assert a.directory == tmp_path / "http_127.0.0.1_8080" / "1h"
+    assert b.directory != a.directory
+    assert cache_store(tmp_path, "http://127.0.0.1:8080", "24h").directory == (
+        cache_store(tmp_path, "http://127.0.0.1:8080", "1d").directory
+    )
+    assert cache_store(tmp_path, "http://127.0.0.1:8080", "4h").directory.name == "4h"
+
+
+# --- round trip -----------------------------------------------------------------------------------
+
+
+def test_rows_read_back_exactly_as_written(tmp_path: Path) -> None:
+    store = ShardStore(tmp_path, "1h")
+    rows = hourly(T0, 24)
+    # Odd corners: no exchanges, one exchange, a sub-second time, extreme floats.
+    rows[0] = row(T0, 0, exchanges=[])
+    rows[1] = row(T0 + H, 1, exchanges=[ExchangeVolume("krkn", 1, 5e300, 1, 5e300, 0, -0.0)])
+    [shard] = store.write("btc", T0, T0 + D, rows)
+    assert (shard.start, shard.end, shard.rows) == (T0, T0 + D, len(rows))
+    assert shard.path == tmp_path / "asset=btc" / shard_filename(T0, T0 + D)
+    back = store.read_rows("btc", T0, T0 + D)
+    assert back == rows
+    for got, want in zip(back, rows, strict=True):
+        assert got.interval_timestamp == want.interval_timestamp
+        assert [e.exchange for e in got.exchanges] == [e.exchange for e in want.exchanges]
+        assert got.interval_time.tzinfo is UTC
+    # The file is the nested shape (asset from the directory), as every reader sees it.
+    assert pq.ParquetFile(shard.path).read().equals(to_arrow(rows, asset=False, shape="nested"))
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    hours=st.lists(st.integers(0, 47), unique=True, max_size=20),
+    lo=st.integers(0, 47),
+    span=st.integers(1, 48),
+)
+def test_a_read_is_the_rows_of_the_buckets_the_window_touches(
+    tmp_path_factory: pytest.TempPathFactory, hours: list[int], lo: int, span: int
+) -> None:
+    store = ShardStore(tmp_path_factory.mktemp("s"), "1h")
+    rows = [row(T0 + h * H, h) for h in sorted(hours)]
+    store.write("eth", T0, T0 + 24 * H, [r for r in rows if r.interval_time < T0 + D])
+    store.write("eth", T0 + D, T0 + 2 * D, [r for r in rows if r.interval_time >= T0 + D])
+    start = T0 + lo * H + timedelta(minutes=30)  # mid-bucket: its bucket is included
+    end = min(start + span * H, T0 + 2 * D)
+    if start >= end:
+        return
+    want = [r for r in rows if start - timedelta(minutes=30) <= r.interval_time < end]
+    assert store.read_rows("eth", start, end) == want
+
+
+def test_reading_what_is_not_stored_says_what_is_missing(tmp_path: Path) -> None:
+    store = ShardStore(tmp_path, "1h")
+    store.write("btc", T0, T0 + D, hourly(T0, 24))
+    with pytest.raises(NotStoredError, match=r"btc: not in the store: \[2025-03-02T00:00:00Z"):
+        store.read_rows("btc", T0, T0 + 2 * D)
+    with pytest.raises(NotStoredError):
+        store.read_rows("eth", T0, T0 + H)
+
+
+def test_an_empty_window_is_stored_as_fetched_and_empty(tmp_path: Path) -> None:
+    store = ShardStore(tmp_path, "1h")
+    [shard] = store.write("btc", T0, T0 + D, [])
+    assert shard.rows == 0 and shard.path.stat().st_size > 0
+    assert store.gaps("btc", T0, T0 + D) == []
+    assert store.read_rows("btc", T0, T0 + D) == []
+
+
+def test_rows_outside_the_window_or_out_of_order_are_refused(tmp_path: Path) -> None:
+    store = ShardStore(tmp_path, "1h")
+    with pytest.raises(InvalidArgumentError, match="inside"):
+        store.write("btc", T0, T0 + H, [row(T0 + H)])
+    with pytest.raises(InvalidArgumentError, match="ascending"):
+        store.write("btc", T0, T0 + D, [row(T0 + H), row(T0)])
+    assert not (tmp_path / "asset=btc").exists() or not list((tmp_path / "asset=btc").iterdir())
+
+
+# --- gaps -----------------------------------------------------------------------------------------
+
+
+def test_gaps_and_covered_work_on_buckets(tmp_path: Path) -> None:
+    store = ShardStore(tmp_path, "1h")
+    assert store.gaps("btc", T0, T0 + D) == [(T0, T0 + D)]
+    store.write("btc", T0 + timedelta(minutes=30), T0 + 5 * H, hourly(T0, 5))
+    store.write("btc", T0 + 10 * H, T0 + 12 * H + timedelta(minutes=1), [])
+    assert store.covered("btc") == [(T0, T0 + 5 * H), (T0 + 10 * H, T0 + 13 * H)]
+    end = T0 + D + timedelta(minutes=5)
+    assert store.gaps("btc", T0, end) == [(T0 + 5 * H, T0 + 10 * H), (T0 + 13 * H, end)]
+    assert store.gaps("btc", T0 + H, T0 + 4 * H) == []
+    assert store.assets() == ["btc"]
+
+
+def test_a_write_over_stored_buckets_adds_only_the_missing_parts(tmp_path: Path) -> None:
+    """What a second process does when another one stored part of its window first."""
+    store = ShardStore(tmp_path, "1h")
+    store.write("btc", T0 + 6 * H, T0 + 12 * H, hourly(T0 + 6 * H, 6))
+    rows = hourly(T0, 24)
+    written = store.write("btc", T0, T0 + D, rows)
+    assert [(s.start, s.end) for s in written] == [(T0, T0 + 6 * H), (T0 + 12 * H, T0 + D)]
+    assert store.read_rows("btc", T0, T0 + D) == [
+        *[r for r in rows if r.interval_time < T0 + 6 * H],
+        *hourly(T0 + 6 * H, 6),
+        *[r for r in rows if r.interval_time >= T0 + 12 * H],
+    ]
+    assert store.write("btc", T0, T0 + D, rows) == []  # all there: nothing written
+
+
+def test_overlapping_files_copied_in_by_hand_give_each_bucket_once(tmp_path: Path) -> None:
+    a, b = ShardStore(tmp_path / "a", "1h"), ShardStore(tmp_path / "b", "1h")
+    rows = hourly(T0, 48)
+    a.write("btc", T0, T0 + 30 * H, rows[: sum(r.interval_time < T0 + 30 * H for r in rows)])
+    b.write("btc", T0 + D, T0 + 2 * D, [r for r in rows if r.interval_time >= T0 + D])
+    for path in (tmp_path / "b" / "asset=btc").glob("*.parquet"):
+        path.rename(tmp_path / "a" / "asset=btc" / path.name)
+    assert a.read_rows("btc", T0, T0 + 2 * D) == rows
+
+
+# --- atomic writes and damage -------------------------------------------------------------------
+
+
+def test_a_failed_write_leaves_nothing_and_says_which_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = ShardStore(tmp_path, "1h")
+    import pyarrow.parquet as real_pq
+
+    def full(table: object, where: object, **kw: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(real_pq, "write_table", full)
+    with pytest.raises(StorageError) as info:
+        store.write("btc", T0, T0 + D, hourly(T0, 24))
+    err = info.value
+    assert err.path == tmp_path / "asset=btc" / shard_filename(T0, T0 + D)
+    assert err.reason == "No space left on device" and err.errno == 28
+    assert str(err) == f"cannot write {err.path}: No space left on device"
+    assert os.listdir(tmp_path / "asset=btc") == []  # no temporary file left behind
+
+
+def test_a_file_where_the_store_should_be_is_one_storage_error(tmp_path: Path) -> None:
+    (tmp_path / "store").write_text("not a directory")
+    store = ShardStore(tmp_path / "store", "1h")
+    with pytest.raises(StorageError, match=r"cannot create .*store/asset=btc: Not a directory"):
+        store.write("btc", T0, T0 + D, [])
+
+
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [
+        (lambda p: p.write_bytes(b""), "empty (0 bytes)"),
+        (lambda p: p.write_bytes(p.read_bytes()[:-20]), "not a readable Parquet file"),
+        (lambda p: pq.write_table(to_arrow([row(T0)], asset=False), p), "columns differ"),
+    ],
+)
+def test_a_damaged_file_is_moved_aside_and_becomes_a_gap(
+    tmp_path: Path, damage: object, reason: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = ShardStore(tmp_path, "1h")
+    [shard] = store.write("btc", T0, T0 + D, hourly(T0, 24))
+    store.write("btc", T0 + D, T0 + 2 * D, hourly(T0 + D, 24))
+    damage(shard.path)  # type: ignore[operator]
+    again = ShardStore(tmp_path, "1h")
+    with caplog.at_level("WARNING", logger="kaiko_liq"):
+        assert again.gaps("btc", T0, T0 + 2 * D) == [(T0, T0 + D)]
+    [moved] = again.damaged
+    assert reason in moved.reason and moved.path == shard.path
+    assert not shard.path.exists() and moved.moved_to.name.startswith(".")
+    assert reason in caplog.text
+    # Healed by the next write; readers never saw the bad file once it was moved.
+    again.write("btc", T0, T0 + D, hourly(T0, 24))
+    assert again.read_rows("btc", T0, T0 + 2 * D) == hourly(T0, 24) + hourly(T0 + D, 24)
+
+
+def test_a_file_of_another_grid_is_refused(tmp_path: Path) -> None:
+    ShardStore(tmp_path, "4h").write("btc", T0, T0 + D, [])
+    with pytest.raises(InvalidArgumentError, match=r"holds 4h buckets, not 1h"):
+        ShardStore(tmp_path, "1h").gaps("btc", T0, T0 + D)
+
+
+# --- two processes --------------------------------------------------------------------------------
+
+_ROWS = textwrap.dedent(
+    """
+    from datetime import UTC, datetime, timedelta
+    from kaiko_liq.models import ExchangeVolume, LiquidationRow
+
+    T0, H = datetime(2025, 3, 1, tzinfo=UTC), timedelta(hours=1)
+
+    def rows_of(hours):
+        ex = [ExchangeVolume("okex", 1, 0.5, 1, 0.5, 0, 0.0)]
+        return [
+            LiquidationRow(T0 + h * H, h * 3_600 * 10**9, 1, 0.5, 1, 0.5, 0, 0.0, ex)
+            for h in range(hours) if h % 5 != 4
+        ]
+    """
+)
+_WRITER = _ROWS + textwrap.dedent(
+    """
+    import sys
+    from kaiko_liq.store import ShardStore
+
+    directory, offset, step = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    store = ShardStore(directory, "1h")
+    every = rows_of(240)
+    # Windows of `step` hours from `offset`: the two writers' windows straddle each other.
+    written, t = 0, T0 + offset * H
+    while t < T0 + 240 * H:
+        hi = min(t + step * H, T0 + 240 * H)
+        rows = [r for r in every if t <= r.interval_time < hi]
+        written += len(store.write("btc", t, hi, rows))
+        t = hi
+    print(written)
+    """
+)
+
+
+def test_two_processes_filling_one_store_at_once_never_duplicate_a_bucket(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _WRITER, str(tmp_path), str(offset), str(step)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            cwd=root,
+            text=True,
+        )
+        for offset, step in [(0, 24), (7, 17)]
+    ]
+    outputs = [p.communicate(timeout=60) for p in procs]
+    for p, (_, err) in zip(procs, outputs, strict=True):
+        assert p.returncode == 0, err
+    store = ShardStore(tmp_path, "1h")
+    space: dict[str, Any] = {}
+    exec(_ROWS, space)
+    want = space["rows_of"](240)
+    assert store.read_rows("btc", T0, T0 + 10 * D) == want
+    # No overlapping files: a plain dataset reader sees each bucket once too.
+    spans = sorted((s.start, s.end) for s in store.shards("btc"))
+    assert all(a[1] <= b[0] for a, b in itertools.pairwise(spans))
+    table = pq.read_table(tmp_path / "asset=btc")
+    assert table.num_rows == len(want)
+    assert not [p for p in (tmp_path / "asset=btc").iterdir() if p.name.startswith(".")]
+    assert sum(int(out) for out, _ in outputs) == len(spans)  # each file written once
