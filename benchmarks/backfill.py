@@ -282,65 +282,66 @@ def run_kaiko_liq(
     fault_rate: float = 0.0,
     label: str = "kaiko-liq fetch (library)",
     with_cli: bool = False,
+    emu: Emulator | None = None,
 ) -> KaikoLiqResult:
-    """kaiko-liq's ``fetch`` against one emulator: a warm-up run, then ``kaiko_repeats``
-    measured runs, each with a fresh key (so a fresh rate-limit bucket); the median run.
-    ``with_cli`` adds the ``kaiko-liq backfill`` command against the same emulator.
+    """kaiko-liq's ``fetch`` against one emulator (``emu``, or a fresh one): a warm-up
+    run, then ``kaiko_repeats`` measured runs, each with a fresh key (so a fresh
+    rate-limit bucket); the median run. ``with_cli`` adds the ``kaiko-liq backfill``
+    command against the same emulator.
     """
+    if emu is None:
+        with emulator_for(settings, fault_rate=fault_rate) as own:
+            return run_kaiko_liq(settings, label=label, with_cli=with_cli, emu=own)
     runs: list[ClientRun] = []
     canonical: dict[str, list[Canonical]] = {}
     descending = True
     cli: ClientRun | None = None
     inside: CliRun | None = None
-    with emulator_for(settings, fault_rate=fault_rate) as emu:
-        cold = warm_up(emu, settings, settings.assets)
-        for i in range(settings.kaiko_repeats):
-            run, rows = _kaiko_liq_once(
-                emu, settings, settings.assets, f"bench-kaiko-liq-{i}", label
-            )
-            descending = descending and _descending(rows)
-            canonical = _struct_rows(rows)
-            runs.append(run)
-        if with_cli:
-            cli, inside = _cli_runs(emu, settings, median_run(runs).requests)
+    cold = warm_up(emu, settings, settings.assets)
+    for i in range(settings.kaiko_repeats):
+        run, rows = _kaiko_liq_once(emu, settings, settings.assets, f"bench-kaiko-liq-{i}", label)
+        descending = descending and _descending(rows)
+        canonical = _struct_rows(rows)
+        runs.append(run)
+    if with_cli:
+        cli, inside = _cli_runs(emu, settings, median_run(runs).requests)
     return KaikoLiqResult(median_run(runs), cold, canonical, descending, cli, inside)
 
 
 def _run_baseline(
-    settings: Settings, name: str, assets: tuple[str, ...]
+    settings: Settings, name: str, assets: tuple[str, ...], emu: Emulator
 ) -> tuple[ClientRun, dict[str, list[Canonical]]]:
-    with emulator_for(settings) as emu:
-        warm_up(emu, settings, assets)
-        if name == "sequential":
-            timed = timed_run(
-                emu,
-                lambda base: baselines.sequential_next_url(
-                    base,
-                    "bench-sequential",
-                    list(assets),
-                    settings.start,
-                    settings.end,
-                    interval=settings.interval,
-                ),
-                timeout=settings.run_timeout,
-            )
-            label = "sequential next_url loop"
-        else:
-            timed = timed_run(
-                emu,
-                lambda base: baselines.per_day_gather(
-                    base,
-                    "bench-per-day",
-                    list(assets),
-                    settings.start,
-                    settings.end,
-                    interval=settings.interval,
-                    concurrency=settings.per_day_concurrency,
-                    page_size=settings.page_size,
-                ),
-                timeout=settings.run_timeout,
-            )
-            label = f"per-day gather (semaphore {settings.per_day_concurrency})"
+    """A baseline against ``emu``, already warm, with a key of its own."""
+    if name == "sequential":
+        timed = timed_run(
+            emu,
+            lambda base: baselines.sequential_next_url(
+                base,
+                "bench-sequential",
+                list(assets),
+                settings.start,
+                settings.end,
+                interval=settings.interval,
+            ),
+            timeout=settings.run_timeout,
+        )
+        label = "sequential next_url loop"
+    else:
+        timed = timed_run(
+            emu,
+            lambda base: baselines.per_day_gather(
+                base,
+                "bench-per-day",
+                list(assets),
+                settings.start,
+                settings.end,
+                interval=settings.interval,
+                concurrency=settings.per_day_concurrency,
+                page_size=settings.page_size,
+            ),
+            timeout=settings.run_timeout,
+        )
+        label = f"per-day gather (semaphore {settings.per_day_concurrency})"
     canonical = _dict_rows(timed.value.rows)
     run = ClientRun(
         client=label,
@@ -376,13 +377,16 @@ def run(settings: Settings) -> Outcome:
     bound = bound_seconds(nmin, settings.rate_limit, settings.latency)
     buckets = buckets_in(settings.start, settings.end, parse_interval(settings.interval))
 
-    kaiko = run_kaiko_liq(settings, with_cli=True)
+    seq_assets = assets[: settings.sequential_assets]
+    # One emulator for every client, warmed once; each client has a key of its own, so
+    # each starts with a full rate-limit bucket.
+    with emulator_for(settings) as emu:
+        kaiko = run_kaiko_liq(settings, with_cli=True, emu=emu)
+        seq, seq_rows = _run_baseline(settings, "sequential", seq_assets, emu)
+        day, _ = _run_baseline(settings, "per-day", assets, emu)
     kl, kl_rows, kl_ordered = kaiko.run, kaiko.canonical, kaiko.descending
     cli = kaiko.cli
     assert cli is not None
-    seq_assets = assets[: settings.sequential_assets]
-    seq, seq_rows = _run_baseline(settings, "sequential", seq_assets)
-    day, _ = _run_baseline(settings, "per-day", assets)
 
     # The sequential loop's time is its page count x one round trip, and its pages per
     # asset are ceil(rows / 100): scale the measured subset by pages, not by assets.

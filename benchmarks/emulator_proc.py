@@ -77,6 +77,7 @@ class Emulator:
         self._ps: psutil.Process | None = None
         self._stderr: IO[str] | None = None
         self._lines: queue.Queue[str | None] = queue.Queue()
+        self._drainer: threading.Thread | None = None
         self.base_url = ""
 
     def __enter__(self) -> Self:
@@ -91,7 +92,8 @@ class Emulator:
         )
         # A thread drains stdout for the whole run: a server that logs to a full pipe
         # would block, and that stall would show up as client latency.
-        threading.Thread(target=self._drain, daemon=True).start()
+        self._drainer = threading.Thread(target=self._drain, daemon=True)
+        self._drainer.start()
         try:
             first = self._lines.get(timeout=_START_TIMEOUT)
         except queue.Empty:
@@ -152,13 +154,20 @@ class Emulator:
 
     def _stop(self, timeout: float = _STOP_TIMEOUT) -> None:
         proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
+        if proc is None:
+            return
+        if proc.poll() is None:
             proc.terminate()
             try:
                 proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        # The drain thread sees EOF once the process is gone; then its pipe can close.
+        if self._drainer is not None:
+            self._drainer.join(timeout=timeout)
+        if proc.stdout is not None:
+            proc.stdout.close()
 
     def _close_stderr(self) -> None:
         if self._stderr is not None:

@@ -1,10 +1,16 @@
-"""Scenario 3, memory: peak RSS while streaming one month, one year and two years.
+"""Scenario 3, memory: peak RSS of a backfill, and of a stream, as the job grows.
 
-Each window runs in a fresh ``python -m benchmarks.stream_worker`` process that writes
-every row to a JSON Lines file as it arrives, against a zero-latency emulator with no
-rate limit (the worst case for a client that reads ahead without bound). A streaming
-client's peak RSS should not grow with the window: the target is < 20% growth from one
-month to two years.
+* **Backfill**: the ``kaiko-liq backfill`` command (through :mod:`benchmarks.cli_worker`,
+  a fresh process each) for 1 asset and for 8, over one month and over all 22 months of
+  data. A backfill writes each shard as it lands and keeps nothing else, so its peak RSS
+  should stay flat and small: the target is at most 200 MB, and < 20% from the smallest
+  run to the largest.
+* **Streaming**: each window in a fresh ``python -m benchmarks.stream_worker`` process
+  that writes every row to a JSON Lines file as it arrives. Target: < 20% growth from
+  one month to 22 months.
+
+Both run against a zero-latency emulator with no rate limit, the worst case for a client
+that reads ahead without bound.
 """
 
 from __future__ import annotations
@@ -19,11 +25,13 @@ from pathlib import Path
 
 from kaiko_liq.query import format_time
 
-from .config import MemoryWindow, Settings
+from .backfill import backfill_args
+from .cli_proc import CliRun, run_instrumented
+from .config import BackfillMemoryRun, MemoryWindow, Settings
 from .emulator_proc import Emulator
 from .report import Outcome, Table, Target, fmt_bytes, fmt_int, fmt_seconds
 
-__all__ = ["StreamResult", "run", "stream_in_subprocess"]
+__all__ = ["BackfillMemory", "StreamResult", "backfill_memory", "run", "stream_in_subprocess"]
 
 _REPO = Path(__file__).resolve().parent.parent
 
@@ -77,13 +85,88 @@ def stream_in_subprocess(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class BackfillMemory:
+    spec: BackfillMemoryRun
+    rows: int
+    files: int
+    run: CliRun
+
+
+def _rows_written(directory: Path) -> tuple[int, int]:
+    """Rows and files of a backfill directory, from the Parquet footers."""
+    import pyarrow.parquet as pq
+
+    files = sorted(directory.glob("asset=*/*.parquet"))
+    return sum(pq.read_metadata(f).num_rows for f in files), len(files)
+
+
+def backfill_memory(base_url: str, settings: Settings, spec: BackfillMemoryRun) -> BackfillMemory:
+    """One backfill of ``spec`` in a fresh, instrumented process; its peak RSS."""
+    with tempfile.TemporaryDirectory(prefix="kaiko-liq-bench-mem-") as tmp:
+        out = Path(tmp) / "data"
+        args = backfill_args(
+            settings,
+            out,
+            base_url,
+            assets=spec.assets,
+            start=spec.start,
+            end=spec.end,
+            rate_limit=settings.memory_rate_limit,
+        )
+        done = run_instrumented(args, api_key="bench-memory", timeout=settings.run_timeout)
+        rows, files = _rows_written(out)
+    return BackfillMemory(spec, rows, files, done)
+
+
+def _backfill_table(results: list[BackfillMemory], settings: Settings) -> tuple[Table, Target]:
+    table = Table(
+        "Memory (backfill, peak RSS)",
+        ("backfill", "rows", "files", "requests", "wall", "CPU", "peak RSS", "vs smallest"),
+    )
+    peaks = [r.run.peak_rss_bytes or 0 for r in results]
+    low = min(peaks)
+    for r, peak in zip(results, peaks, strict=True):
+        table.add(
+            r.spec.label,
+            fmt_int(r.rows),
+            fmt_int(r.files),
+            fmt_int(r.run.requests),
+            fmt_seconds(r.run.wall),
+            fmt_seconds(r.run.process_cpu),
+            fmt_bytes(peak),
+            f"{(peak - low) / low:+.1%}",
+        )
+    table.notes.append(
+        "the kaiko-liq backfill command, each in a fresh process (benchmarks.cli_worker, the "
+        "console script's main), against a zero-latency emulator with no rate limit, "
+        f"--rate-limit {settings.memory_rate_limit:g}; peak RSS is the process's VmHWM "
+        "(interpreter, aiohttp, pyarrow and all)."
+    )
+    high = max(peaks)
+    growth = (high - low) / low
+    target_mb = settings.memory_backfill_target_mb
+    ok = high <= target_mb * 1e6 and growth < 0.20
+    target = Target(
+        "memory",
+        f"backfill peak RSS ≤ {target_mb:g} MB, < 20% smallest → largest",
+        f"{high / 1e6:.0f} MB max, {growth:+.1%}",
+        ok,
+    )
+    return table, target
+
+
 def run(settings: Settings) -> Outcome:
     results: list[StreamResult] = []
+    backfills: list[BackfillMemory] = []
     with Emulator(seed=settings.seed) as emu, tempfile.TemporaryDirectory() as tmp:
+        for spec in settings.memory_backfills:
+            backfills.append(backfill_memory(emu.base_url, settings, spec))
         for window in settings.memory_windows:
             out = Path(tmp) / "rows.jsonl"
             results.append(stream_in_subprocess(emu.base_url, settings, window, out))
             out.unlink()
+    backfill_table, backfill_target = _backfill_table(backfills, settings)
 
     table = Table(
         "Memory (streaming to JSON Lines)",
@@ -109,17 +192,22 @@ def run(settings: Settings) -> Outcome:
     )
     return Outcome(
         data={
+            "backfill": [
+                {**r.spec.to_json(), "rows": r.rows, "files": r.files, **r.run.to_json()}
+                for r in backfills
+            ],
             "asset": settings.memory_asset,
             "runs": [dataclasses.asdict(r) for r in results],
             "growth": round(growth, 4),
         },
-        tables=[table],
+        tables=[backfill_table, table],
         targets=[
+            backfill_target,
             Target(
                 "memory",
                 f"peak RSS growth {results[0].window} → {results[-1].window} < 20%",
                 f"{growth:+.1%}",
                 growth < 0.20,
-            )
+            ),
         ],
     )

@@ -92,7 +92,7 @@ from .errors import (
     NotFoundError,
     is_fatal,
 )
-from .export import MissingDependencyError
+from .export import MissingDependencyError, atomic_write
 from .plan import SubRange
 from .progress import empty_reason, format_duration, plural
 from .query import (
@@ -332,6 +332,8 @@ class BackfillIncompleteError(KaikoLiqError):
 
 
 def _why(exc: BaseException) -> str:
+    if isinstance(exc, _GaveUp):
+        return str(exc)
     if isinstance(exc, NotFoundError):
         return f"unknown asset ({type(exc).__name__}: {exc})"
     return f"{type(exc).__name__}: {exc}"
@@ -463,9 +465,7 @@ def _record(shard: Shard) -> ShardRecord:
 
 
 def _write_manifest(directory: Path, manifest: Manifest) -> None:
-    body = msgspec.json.format(_manifest_encoder.encode(manifest), indent=1) + b"\n"
-    from .export import atomic_write
-
+    body = msgspec.json.format(_manifest_encoder.encode(manifest), indent=2) + b"\n"
     path = directory / MANIFEST_NAME
     try:
         with atomic_write(path) as stream:
@@ -682,7 +682,16 @@ class _Run:
                 state.left -= 1
                 if state.stopped is not None:
                     continue
-                await self._one(asset, shard, tg)
+                try:
+                    await self._one(asset, shard)
+                except Exception as exc:
+                    # Recorded, not raised: a task group would wrap it in an
+                    # ExceptionGroup. The run raises it, as itself, at the end.
+                    if isinstance(exc, OSError):
+                        exc = StorageError.from_os_error(exc, self.directory)
+                    self.fatal = exc
+                    tg.cancel_scope.cancel()
+                    return
                 if on_progress is not None:
                     on_progress(self._progress())
 
@@ -729,7 +738,8 @@ class _Run:
             if self.fatal is None:
                 self.fatal = exc
             else:
-                logger.warning("could not record the run in %s: %s", MANIFEST_NAME, exc)
+                # Said by the error already raised, or repaired by the next run.
+                logger.debug("could not record the run in %s: %s", MANIFEST_NAME, exc)
 
     def _saved(self) -> str | None:
         done = self.skipped + self.written
@@ -761,7 +771,8 @@ class _Run:
             warnings=tuple(self.warnings),
         )
 
-    async def _one(self, asset: str, shard: SubRange, tg: TaskGroup) -> None:
+    async def _one(self, asset: str, shard: SubRange) -> None:
+        """Fetch one shard and store it. Raises what stops the run; records the rest."""
         state = self.state[asset]
         try:
             rows = await self.client.fetch_shard(
@@ -769,33 +780,22 @@ class _Run:
             )
         except KaikoLiqError as exc:
             if isinstance(exc, NotFoundError | InconsistentDataError):
-                # This asset's own trouble: the others go on.
-                state.stopped = exc
-            elif is_fatal(exc):
-                self.fatal = exc
-                tg.cancel_scope.cancel()
-            else:
-                state.failed.append(FailedRange(shard.start, shard.end, exc))
-                state.streak += 1
-                if state.streak >= GIVE_UP_AFTER and state.stopped is None:
-                    state.stopped = _GaveUp(exc, state.left)
+                state.stopped = exc  # this asset's own trouble: the others go on
+                return
+            if is_fatal(exc):
+                raise  # what every shard would hit: a wrong key, a bad parameter
+            state.failed.append(FailedRange(shard.start, shard.end, exc))
+            state.streak += 1
+            if state.streak >= GIVE_UP_AFTER and state.stopped is None:
+                state.stopped = _GaveUp(exc, state.left)
             return
         state.streak = 0
-        try:
-            # Not cancellable once started: the file lands whole, or (if killed) not at all.
-            written = await anyio.to_thread.run_sync(
-                self.store.write, asset, shard.start, shard.end, rows
-            )
-        except StorageError as exc:
-            self.fatal = exc
-            tg.cancel_scope.cancel()
-            return
+        # Not cancellable once started: the file lands whole, or (if killed) not at all.
+        written = await anyio.to_thread.run_sync(
+            self.store.write, asset, shard.start, shard.end, rows
+        )
         for piece in written:
             insort(state.on_disk, _record(piece), key=lambda r: r.start)
         self.written += 1
         self.rows += len(rows)
-        try:
-            await self._save_manifest(force=False)
-        except StorageError as exc:
-            self.fatal = exc
-            tg.cancel_scope.cancel()
+        await self._save_manifest(force=False)

@@ -29,6 +29,7 @@ import asyncio
 import errno
 import functools
 import importlib.metadata
+import logging
 import os
 import re
 import sys
@@ -347,6 +348,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     secrets = _secrets_in(arguments)
     # Read before parsing, so that even a failure to build the parser can show its trace.
     debug = "--debug" in arguments
+    library = logging.getLogger("kaiko_liq")
+    library.addHandler(_WARNINGS)
+    _WARNINGS.secrets = secrets
     try:
         args = _build_parser().parse_args(arguments)
         handler: Callable[[argparse.Namespace], int] = args.handler
@@ -371,6 +375,29 @@ def main(argv: Sequence[str] | None = None) -> int:
             trace = "".join(traceback.format_exception(exc))
             print(redact(trace, secrets), file=sys.stderr, end="")
         return _fail(message, code, secrets)
+    finally:
+        library.removeHandler(_WARNINGS)
+        _WARNINGS.line = None
+
+
+class _WarningLines(logging.Handler):
+    """The library's warnings (a damaged file moved aside, a manifest rebuilt) as
+    ``kaiko-liq: warning: ...`` lines, redacted, the progress line cleared first."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.secrets: list[str] = []
+        self.line: ProgressLine | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.line is not None:
+            self.line.clear()
+        text = redact(" ".join(record.getMessage().split()), self.secrets)
+        print(f"{PROG}: warning: {text}", file=sys.stderr)
+
+
+# One per process: main() attaches it to the "kaiko_liq" logger for the command's run.
+_WARNINGS = _WarningLines()
 
 
 def _leaf(error: BaseException) -> BaseException:
@@ -536,13 +563,15 @@ async def _with_progress(
     line: ProgressLine, render: Callable[[], str], work: Callable[[], Awaitable[T]]
 ) -> T:
     """Run ``work`` while redrawing the progress line; errors come out unwrapped."""
-    error: Exception | None = None
+    error: Exception | KeyboardInterrupt | None = None
     result: list[T] = []
     async with anyio.create_task_group() as tg:
         tg.start_soon(draw_until_cancelled, line, render)
         try:
             result.append(await work())
-        except Exception as exc:  # re-raised below, outside the group (no ExceptionGroup)
+        # Re-raised below, outside the group, so not wrapped in an ExceptionGroup.
+        # (Cancellation is left alone: the group must see it.)
+        except (Exception, KeyboardInterrupt) as exc:
             error = exc
         finally:
             tg.cancel_scope.cancel()
@@ -564,7 +593,9 @@ def _storage_faults(client: LiquidationClient) -> Iterator[None]:
 
 
 def _progress_line(args: argparse.Namespace) -> ProgressLine:
-    return ProgressLine.for_stream(sys.stderr, quiet=args.quiet, prefix=f"{PROG}: ")
+    line = ProgressLine.for_stream(sys.stderr, quiet=args.quiet, prefix=f"{PROG}: ")
+    _WARNINGS.line = line
+    return line
 
 
 # --- fetch and plot ---------------------------------------------------------------------------
@@ -721,12 +752,8 @@ class _BackfillWatch:
 
 
 def _run_backfill(args: argparse.Namespace) -> int:
-    requests = _check_arguments(args)
-    assets = [r.asset for r in requests]
-    import_optional("pyarrow.parquet", "backfill", extra="parquet")
+    assets = [r.asset for r in _check_arguments(args)]
     out: Path = args.out
-    if out.exists() and not out.is_dir():
-        raise InvalidArgumentError(f"--out {out} exists and is not a directory")
     key = _api_key(args)
     watch = _BackfillWatch(_progress_line(args), args.quiet)
     try:
@@ -744,15 +771,13 @@ def _run_backfill(args: argparse.Namespace) -> int:
         if not args.quiet:
             _print_disk_table(out, assets)
         return _fail(str(exc), _EXIT_FAILED)
-    _say(f"backfill done: {summary}", quiet=args.quiet)
-    if args.quiet:
-        # Said even then: part of what was asked for is not on disk.
-        if summary.deferred is not None:
-            _say(summary.deferred)
-        return 0
-    _print_disk_table(out, assets)
-    if summary.rows == 0 and summary.shards_skipped == 0 and summary.shards_written:
-        _say(f"no rows: {empty_reason(requests[0].start, requests[0].end, _now())}")
+    if not args.quiet:
+        _say(f"backfill done: {summary}")
+        _print_disk_table(out, assets)
+    elif summary.deferred is not None:
+        _say(summary.deferred)  # said even then: part of what was asked for is not on disk
+    if summary.reason_empty is not None:
+        _say(f"no rows: {summary.reason_empty}")
     return 0
 
 

@@ -27,7 +27,7 @@ import asyncio
 import itertools
 import logging
 import os
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
@@ -382,16 +382,28 @@ class LiquidationClient:
         store = self._store(req.interval)
         assert store is not None
         shard = piece.shard
+        rows: list[LiquidationRow] | None = None
         if piece.source == "stored":
-            rows = await anyio.to_thread.run_sync(
-                store.read_rows, req.asset, shard.start, shard.end
-            )
-        else:
+            rows = await self._read(store, req.asset, shard)
+        if rows is None:
             # Fetched ascending, as the store keeps them; reversed below for "desc".
             ascending = ShardQuery(req.asset, req.interval, "asc", req.page_size)
             rows = await fetch_shard(self._transport, ascending, shard)
             await self._save(store, req.asset, shard, rows)
         return rows if req.sort == "asc" else rows[::-1]
+
+    async def _read(
+        self, store: ShardStore, asset: str, shard: SubRange
+    ) -> list[LiquidationRow] | None:
+        """A stored span's rows, or ``None`` when the store cannot give them after all (a
+        file found damaged and moved aside, say): then the span is fetched again."""
+        from .store import NotStoredError, StorageError
+
+        try:
+            return await anyio.to_thread.run_sync(store.read_rows, asset, shard.start, shard.end)
+        except (StorageError, NotStoredError) as exc:
+            logger.warning("cache: %s %s fetched again: %s", asset, _span(shard), exc)
+            return None
 
     async def _save(
         self, store: ShardStore, asset: str, shard: SubRange, rows: list[LiquidationRow]
@@ -594,12 +606,22 @@ class LiquidationClient:
             raise InvalidArgumentError(f"window must be a positive integer, got {window!r}")
         return RowStream(self, req, ahead)
 
-    def follow(self, asset: str, *, interval: str = "1h", since: TimeLike | None = None) -> Follow:
+    def follow(
+        self,
+        asset: str,
+        *,
+        interval: str = "1h",
+        since: TimeLike | None = None,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
+    ) -> Follow:
         """Rows from ``since`` (default: the last day), then each new bucket as soon as it
-        settles, forever: an async iterator (see :mod:`kaiko_liq.live`)."""
+        settles, for ever: an async iterator (see :mod:`kaiko_liq.live`). Transient
+        failures are retried with backoff indefinitely; others are raised. ``sleep``
+        (default ``anyio.sleep``) is how it waits; tests pass one that moves their clock
+        (the client's ``now``)."""
         from .live import Follow
 
-        return Follow(self, asset, interval=interval, since=since)
+        return Follow(self, asset, interval=interval, since=since, sleep=sleep)
 
 
 def _utc_now() -> datetime:

@@ -31,10 +31,10 @@ from typing import TYPE_CHECKING, Self
 
 import anyio
 
-from .errors import InvalidArgumentError, KaikoLiqError, is_fatal
+from .errors import ClientClosedError, InvalidArgumentError, KaikoLiqError, is_fatal
 from .models import LiquidationRow
 from .query import TimeLike, format_time, parse_interval, parse_time, validate_asset
-from .store import SETTLE, settled_horizon
+from .store import SETTLE, StorageError, settled_horizon
 
 if TYPE_CHECKING:
     from .client import LiquidationClient
@@ -55,6 +55,12 @@ MAX_BACKOFF = 300.0
 def backoff(failures: int) -> float:
     """Seconds to wait after ``failures`` failures in a row: 1, 2, 4, ... up to 300."""
     return min(MAX_BACKOFF, 2.0 ** max(0, failures - 1))
+
+
+def _transient(error: KaikoLiqError) -> bool:
+    """Whether waiting and trying again can fix it: not a bad key, asset or answer
+    (:func:`~kaiko_liq.errors.is_fatal`), a closed client or a filesystem refusing."""
+    return not (is_fatal(error) or isinstance(error, ClientClosedError | StorageError))
 
 
 class Follow:
@@ -140,7 +146,7 @@ class Follow:
                     self._asset, self._cursor, horizon, interval=grid.text, sort="asc"
                 )
             except KaikoLiqError as exc:
-                if is_fatal(exc):
+                if not _transient(exc):
                     raise
                 failures += 1
                 delay = backoff(failures)

@@ -9,7 +9,8 @@ frame in any shape of :mod:`kaiko_liq.export`) and returns a matplotlib
 The chart:
 
 * small multiples: one panel per asset, all on one UTC time axis; each panel has its own
-  USD scale (btc's hours dwarf ada's), symmetric about zero so the two sides compare;
+  USD scale (btc's hours dwarf ada's), symmetric about zero so the two sides compare,
+  and its asset and window sums left of the axis, where no label can hide a bar;
 * shorts in blues above zero, longs in oranges below (blue/orange reads for the common
   kinds of colour blindness), stacked by exchange: the ``top_exchanges`` largest by
   amount over the whole chart, darkest nearest zero, the rest together as "other";
@@ -81,8 +82,8 @@ _PLOT_AREA = 0.85
 #: Buckets at least this wide (px) get a gap of this fraction of their width.
 _GAP_FROM_PX = 5
 _BAR_GAP = 0.18
-#: The tallest stack reaches 1/_HEADROOM of a panel's half: the labels sit above it.
-_HEADROOM = 1.25
+#: Room above the tallest stack, as a factor of its height.
+_HEADROOM = 1.1
 _DPI = 100
 _SIZE_RANGE = ((320, 20_000), (240, 20_000))
 _TOP_RANGE = (1, 10)
@@ -97,8 +98,6 @@ _SHORT_COLOURS = "Blues"
 _LONG_COLOURS = "Oranges"
 _SHORT_OTHER = "#aebfcf"
 _LONG_OTHER = "#dcc3ad"
-_SHORT_TEXT = "#08306b"
-_LONG_TEXT = "#7f2704"
 _SYNTHETIC_RED = "#c0001a"
 _PLOT_EXTRA = "plot"
 
@@ -561,19 +560,16 @@ def _title(chart: _Chart) -> str:
     shown = (
         ", ".join(names) if len(names) <= 6 else f"{', '.join(names[:5])} and {len(names) - 5} more"
     )
-    return (
-        f"Liquidations of {shown} · {_window_text(chart.lo, chart.hi)} · {chart.interval} interval"
-    )
+    window = _window_text(chart.lo, chart.hi)
+    return f"Liquidations (USD) of {shown} · {window} · {chart.interval} interval"
 
 
 def _subtitle(chart: _Chart) -> str:
+    sides = "▲ shorts above zero, ▼ longs below · left: sums over the window"
     width = str(chart.bucket)
     if chart.bucket.seconds != parse_interval(chart.interval).seconds:
-        return (
-            f"USD per {width} bucket (aggregated to {width} buckets: sums of "
-            f"{chart.interval} buckets, to fit the width)"
-        )
-    return f"USD per {width} bucket"
+        return f"aggregated to {width} buckets from {chart.interval} · {sides}"
+    return f"per {width} bucket · {sides}"
 
 
 def _shades(mpl: Any, name: str, count: int) -> list[Any]:
@@ -611,9 +607,21 @@ def _draw(chart: _Chart, *, synthetic: bool, width_px: int, height_px: int) -> F
     # Wide buckets read as bars with a gap between them; narrow ones would be all gap.
     bucket_px = width_px * _PLOT_AREA / (len(chart.edges) - 1)
     gap = _BAR_GAP if bucket_px >= _GAP_FROM_PX else 0.0
+    # About one y tick per 40 px of panel, so short panels do not stack their labels.
+    ticks = max(2, min(6, int(height_px * 0.8 / len(chart.panels)) // 40))
     for ax, panel in zip(axes, chart.panels, strict=True):
         _draw_panel(
-            ax, panel, edges, short_colours, long_colours, np, ticker, patches, synthetic, gap
+            ax,
+            panel,
+            edges,
+            short_colours,
+            long_colours,
+            np,
+            ticker,
+            patches,
+            synthetic,
+            gap,
+            ticks,
         )
     last = axes[-1]
     locator = mdates.AutoDateLocator(tz=UTC, minticks=5, maxticks=12)
@@ -625,7 +633,7 @@ def _draw(chart: _Chart, *, synthetic: bool, width_px: int, height_px: int) -> F
 
     fig.suptitle(_title(chart), fontsize=17, fontweight="bold", x=0.01, ha="left")
     top = axes[0]
-    top.set_title(_subtitle(chart) + " · shorts above zero, longs below", loc="left", fontsize=12)
+    top.set_title(_subtitle(chart), loc="left", fontsize=12)
     if synthetic:
         top.set_title(
             "SYNTHETIC (built-in emulator) — not market data",
@@ -671,6 +679,7 @@ def _draw_panel(
     patches: Any,
     synthetic: bool,
     gap: float,
+    ticks: int,
 ) -> None:
     if gap:
         # Bars with gaps, still one path a layer: each bucket's edges are its left and
@@ -709,7 +718,7 @@ def _draw_panel(
     limit = peak * _HEADROOM if peak > 0 else 1.0
     ax.set_ylim(-limit, limit)
     ax.axhline(0.0, color="#222222", linewidth=0.8)
-    ax.yaxis.set_major_locator(ticker.MaxNLocator(nbins=6, symmetric=True))
+    ax.yaxis.set_major_locator(ticker.MaxNLocator(nbins=ticks, symmetric=True))
     # Longs are drawn below zero but are amounts too: label both sides unsigned.
     ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _pos: format_usd(abs(v))))
     ax.tick_params(axis="y", labelsize=11)
@@ -717,36 +726,19 @@ def _draw_panel(
     ax.set_axisbelow(True)
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
-    box = {"boxstyle": "round,pad=0.25", "facecolor": "white", "edgecolor": "none", "alpha": 0.85}
-    ax.text(
-        0.004,
-        0.96,
-        panel.asset.upper(),
-        transform=ax.transAxes,
-        fontsize=15,
+    # The asset and its two sums sit left of the axis, outside the data: a label inside
+    # the panel would hide whatever bars ran under it.
+    ax.set_ylabel(
+        f"{panel.asset.upper()}\n▲ {format_usd(float(panel.shorts.sum()))}"
+        f"\n▼ {format_usd(float(panel.longs.sum()))}",
+        rotation=0,
+        ha="right",
+        va="center",
+        fontsize=12,
         fontweight="bold",
-        va="top",
-        ha="left",
-        bbox=box,
+        linespacing=1.5,
+        parse_math=False,  # two "$" would read as mathtext
     )
-    # Each side says what it is and what it adds up to, where the eye looks for it.
-    for y, va, word, total, colour in (
-        (0.96, "top", "▲ shorts", panel.shorts.sum(), _SHORT_TEXT),
-        (0.04, "bottom", "▼ longs", panel.longs.sum(), _LONG_TEXT),
-    ):
-        ax.text(
-            0.996,
-            y,
-            f"{word} {format_usd(float(total))} in the window",
-            transform=ax.transAxes,
-            fontsize=11,
-            fontweight="bold",
-            color=colour,
-            va=va,
-            ha="right",
-            bbox=box,
-            parse_math=False,
-        )
     if panel.rows == 0:
         ax.text(
             0.5,

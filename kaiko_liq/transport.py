@@ -7,8 +7,9 @@ module only sends, reads (at most ``max_response_bytes``), sleeps and counts.
 Bodies are read raw (aiohttp's own decompression is off) and inflated by ``decipher``
 in a worker thread: inflating releases the GIL, so it runs beside the event loop, and
 the cap holds for the inflated size too, so a gzip bomb stops at the cap. At most
-:data:`DECODE_THREADS` answers are inflated and decoded at once, so memory stays under
-``DECODE_THREADS * max_response_bytes`` whatever ``max_concurrency`` is.
+:data:`DECODE_THREADS` answers are inflated and decoded in threads at once, and one more
+(a small body) on the loop, so memory stays under about
+``(DECODE_THREADS + 1) * max_response_bytes`` whatever ``max_concurrency`` is.
 """
 
 from __future__ import annotations
@@ -47,7 +48,14 @@ from .retry import (
     retry_delay,
 )
 
-__all__ = ["DECODE_THREADS", "DEFAULT_MAX_RESPONSE_BYTES", "ClientStats", "Timeouts", "Transport"]
+__all__ = [
+    "DECODE_THREADS",
+    "DEFAULT_MAX_RESPONSE_BYTES",
+    "THREAD_BODY_BYTES",
+    "ClientStats",
+    "Timeouts",
+    "Transport",
+]
 
 logger = logging.getLogger("kaiko_liq")
 
@@ -58,6 +66,16 @@ DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 #: Answers inflated and decoded at once (in worker threads). Two keep both cores of a
 #: small machine busy; more would only hold more bodies in memory at the same time.
 DECODE_THREADS = 2
+#: Bodies (as received) from this size are inflated and decoded in a worker thread;
+#: smaller ones on the loop, where the thread hop (about a millisecond) would dominate.
+#: A gzipped 1000-row page is about 150 kB.
+THREAD_BODY_BYTES = 64 * 1024
+
+
+async def _sleep(seconds: float) -> None:
+    """The retry wait; none under :func:`kaiko_liq.testing.set_testing` (a test that
+    injects its own ``sleep`` sees the real delay either way)."""
+    await anyio.sleep(0.0 if testing.sleeps_removed() else seconds)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -113,7 +131,7 @@ class Transport:
         adaptive_rate: bool,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         rng: Callable[[], float] = random.random,
-        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if (
@@ -141,7 +159,7 @@ class Transport:
         )
         self.stats = ClientStats()
         self._rng = rng
-        self._sleep = sleep
+        self._sleep = _sleep if sleep is None else sleep
         self._clock = clock
         self._session: aiohttp.ClientSession | None = None
         self._closed = False
@@ -231,6 +249,17 @@ class Transport:
         )
 
     async def _decipher(self, answer: _Answer, url: str) -> Page | Retry:
+        if len(answer.body) < THREAD_BODY_BYTES:
+            # Small answers (errors, short pages): the hop to a thread would cost more
+            # than the work. One at a time on the loop, so memory stays bounded too.
+            return decipher(
+                answer.status,
+                answer.headers,
+                answer.body,
+                url,
+                max_bytes=self.max_response_bytes,
+                secrets=self._secrets,
+            )
         work = functools.partial(
             decipher,
             answer.status,
@@ -294,4 +323,4 @@ class Transport:
                 self._policy.max_attempts,
                 error,
             )
-            await self._sleep(0.0 if testing.sleeps_removed() else delay)
+            await self._sleep(delay)

@@ -585,7 +585,7 @@ async def test_an_asset_whose_shards_keep_failing_is_left_after_a_few(tmp_path: 
     err = info.value
     assert len(err.failed["eth"]) == GIVE_UP_AFTER
     assert len([f for f in client.fetched if f[0] == "eth"]) == GIVE_UP_AFTER
-    assert "eth: _GaveUp: gave up after 3 failed shards in a row, 7 more not tried" in str(err)
+    assert "eth: gave up after 3 failed shards in a row, 7 more not tried" in str(err)
     assert err.summary.shards_written == 10  # every btc shard
     again = FakeClient()
     await run(again, tmp_path, "btc", "eth", end=T0 + 10 * D)

@@ -1,17 +1,40 @@
-"""Smoke test of the benchmark runner's pure parts: the decode core and the tables.
+"""Smoke test of the benchmark runner: its pure parts (the decode core, the per-page
+steps, the tables), and the pieces that run the real ``kaiko-liq backfill`` command
+against an emulator process, on a two-day window.
 
-No emulator, no timing assertions: the benchmarks themselves are run with
-``python -m benchmarks.run``.
+No timing assertions: the benchmarks themselves are run with ``python -m benchmarks.run``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import gzip
 import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
 
-from benchmarks.config import settings_for
-from benchmarks.decode import JSON_LOADS, MODELS, measure_decoders
+import pytest
+
+from benchmarks.backfill import backfill_args, bound_seconds, n_min, read_backfill_rows
+from benchmarks.cli_proc import run_command
+from benchmarks.config import BackfillMemoryRun, Settings, settings_for
+from benchmarks.decode import (
+    ARROW_NESTED,
+    DECODE,
+    INFLATE_ZLIB,
+    JSON_LOADS,
+    MODELS,
+    Page,
+    measure_decoders,
+    measure_steps,
+)
+from benchmarks.emulator_proc import Emulator
+from benchmarks.memory import backfill_memory
 from benchmarks.report import Table, Target, render_markdown, render_text, targets_table
 from benchmarks.rows import canonical_dict, canonical_struct, summarize
+from kaiko_liq import LiquidationClient
 from kaiko_liq.models import decode_page
 
 
@@ -119,3 +142,79 @@ def test_settings_quick_is_smaller() -> None:
     assert quick.end < full.end
     assert json.dumps(full.to_json())
     assert settings_for(quick=False, sequential_assets=0).sequential_assets == len(full.assets)
+    assert json.dumps(quick.to_json())
+    assert len(quick.memory_backfills) < len(full.memory_backfills)
+
+
+def test_measure_steps_times_every_step_of_a_page() -> None:
+    start = datetime(2025, 2, 27, tzinfo=UTC)
+    pages = [Page(gzip.compress(_body(24)), "eth", start, datetime(2025, 2, 28, tzinfo=UTC))]
+    steps = {r.step: r for r in measure_steps(pages, repeat=1)}
+    assert {INFLATE_ZLIB, DECODE, ARROW_NESTED, "row checks (shard.check_rows)"} <= set(steps)
+    assert any("Parquet" in step for step in steps)
+    for r in steps.values():
+        assert r.pages == 1
+        assert r.ms_per_page > 0
+
+
+def test_the_bound_is_the_issue_scenario() -> None:
+    # 5 assets x 15,888 hours at 1000 rows a page: 80 requests; at 100/s plus 100 ms.
+    full = settings_for(quick=False)
+    nmin = n_min(full.assets, full.start, full.end, full.interval, full.page_size)
+    assert nmin == 80
+    assert bound_seconds(nmin, full.rate_limit, full.latency) == pytest.approx(0.90)
+
+
+_DAY0, _DAY2 = datetime(2025, 3, 1, tzinfo=UTC), datetime(2025, 3, 3, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def emulator_process() -> Iterator[Emulator]:
+    with Emulator(seed=7) as emu:
+        yield emu
+
+
+def _tiny() -> Settings:
+    return dataclasses.replace(
+        settings_for(quick=True),
+        assets=("btc",),
+        start=_DAY0,
+        end=_DAY2,
+        rate_limit=1000.0,
+        run_timeout=60.0,
+        memory_backfills=(BackfillMemoryRun("1 asset x 2 days", ("btc",), _DAY0, _DAY2),),
+    )
+
+
+async def _fetch(base_url: str) -> list[object]:
+    async with LiquidationClient("smoke", base_url=base_url, rate_limit=1000.0) as client:
+        return list(await client.fetch("btc", _DAY0, _DAY2))
+
+
+def test_the_backfill_command_writes_the_rows_fetch_returns(
+    emulator_process: Emulator, tmp_path: Path
+) -> None:
+    settings = _tiny()
+    url = emulator_process.base_url
+    outside = run_command(
+        backfill_args(settings, tmp_path / "a", url), api_key="smoke-a", timeout=60.0
+    )
+    assert outside.status == 0 and outside.wall > 0 and outside.process_cpu > 0
+    fetched = asyncio.run(_fetch(url))
+    want = summarize({"btc": [canonical_struct(r) for r in fetched]})  # type: ignore[arg-type]
+    assert want.rows == 48
+    assert summarize(read_backfill_rows(tmp_path / "a")).same_data(want)
+
+
+def test_the_instrumented_backfill_reports_loop_cpu_requests_and_peak(
+    emulator_process: Emulator,
+) -> None:
+    # backfill_memory runs the command through benchmarks.cli_worker (run_instrumented).
+    settings = _tiny()
+    [spec] = settings.memory_backfills
+    result = backfill_memory(emulator_process.base_url, settings, spec)
+    assert (result.rows, result.files) == (48, 1)
+    inside = result.run
+    assert inside.requests == 1  # 48 hours: one page
+    assert inside.loop_cpu is not None and 0 < inside.loop_cpu <= inside.process_cpu
+    assert inside.peak_rss_bytes is not None and inside.peak_rss_bytes > 20 * 2**20

@@ -63,26 +63,23 @@ def on_small_tmpfs(
     """Run the CLI with a fresh tmpfs of ``size`` at ``mount`` (private to it); returns
     the exit code, stderr, and what the tmpfs holds afterwards (as ``find`` lists it)."""
     mount.mkdir(exist_ok=True)
+    listing = mount.parent / f"{mount.name}.listing"
     remount = f"&& mount -o remount,ro {mount} " if read_only else ""
     command = " ".join(map(_quote, [*CLI, *argv]))
     script = (
         f"mount -t tmpfs -o size={size} tmpfs {mount} {remount}&& "
-        f"{{ {command}; rc=$?; find {mount} -mindepth 1 -name '*.*' >&3; exit $rc; }}"
+        f"{{ {command}; rc=$?; find {mount} -mindepth 1 -name '*.*' > {listing}; exit $rc; }}"
     )
-    read, write = os.pipe()
-    with subprocess.Popen(
-        ["unshare", "-rm", "sh", "-c", f"exec 3>&{write}; {script}"],
+    done = subprocess.run(
+        ["unshare", "-rm", "sh", "-c", script],
         env=environment(key=None),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
-        pass_fds=(write,),
         text=True,
-    ) as proc:
-        os.close(write)
-        with os.fdopen(read) as listing:
-            files = listing.read().split()
-        _, stderr = proc.communicate(timeout=60)
-    return proc.returncode, stderr, files
+        timeout=60,
+        check=False,
+    )
+    return done.returncode, done.stderr, listing.read_text().split()
 
 
 def _quote(arg: str) -> str:

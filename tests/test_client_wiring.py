@@ -35,6 +35,7 @@ from kaiko_liq.errors import (
 )
 from kaiko_liq.models import LiquidationRow, decode_rows
 from kaiko_liq.retry import RetryPolicy
+from kaiko_liq.testing import no_sleeps
 from tests.mock_http import CallbackResult, aioresponses
 
 BASE = "https://us.market-api.kaiko.io"
@@ -206,6 +207,17 @@ def recording() -> Iterator[list[Sent]]:
 
     with patch.object(aiohttp.ClientSession, "_request", record):
         yield sent
+
+
+@pytest.fixture(autouse=True)
+def no_real_sleeps(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Against aioresponses, retries and 429 holds do not wait (kaiko_liq.testing);
+    tests against the emulator's real-time rate limit keep the real clock."""
+    if "mocked" not in request.fixturenames:
+        yield
+        return
+    with no_sleeps():
+        yield
 
 
 @pytest.fixture

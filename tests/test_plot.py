@@ -178,6 +178,9 @@ def test_panels_titles_and_stacks_follow_the_rows(week: dict[str, list[Liquidati
             assert shorts[i] == pytest.approx(row.short_amount if row else 0.0)
             assert longs[i] == pytest.approx(row.long_amount if row else 0.0)
         assert ax.get_ylim()[0] == -ax.get_ylim()[1]  # symmetric: the sides compare
+        short_sum = format_usd(sum(r.short_amount for r in rows))
+        long_sum = format_usd(sum(r.long_amount for r in rows))
+        assert ax.get_ylabel() == f"{asset.upper()}\n▲ {short_sum}\n▼ {long_sum}"
 
 
 def test_top_exchanges_by_amount_and_the_rest_as_other(
@@ -425,7 +428,7 @@ def test_the_readme_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     monkeypatch.chdir(tmp_path)
     exec(compile(example, "README.md (### Charts)", "exec"), {})
     text = (tmp_path / "week.svg").read_text(encoding="utf-8")
-    assert "A week of October" in text and "Liquidations of ETH, SOL" in text
+    assert "A week of October" in text and "Liquidations (USD) of ETH, SOL" in text
 
 
 # --- end to end: emulator → fetch_many → chart files -------------------------------------------
@@ -441,7 +444,8 @@ def _check_png(data: bytes) -> None:
     width, height = _png_size(data)
     assert width >= 1600 and height >= 900
     pixels = imread(io.BytesIO(data), format="png")[..., :3]
-    colours = np.unique((pixels * 255).astype(np.uint8).reshape(-1, 3), axis=0)
+    rgb = (pixels * 255).astype(np.uint32)
+    colours = np.unique(rgb[..., 0] << 16 | rgb[..., 1] << 8 | rgb[..., 2])
     assert len(colours) > 100  # antialiased text and a dozen fills, not a blank canvas
     r, g, b = pixels[..., 0], pixels[..., 1], pixels[..., 2]
     assert ((b - r) > 0.3).sum() > 2000  # shorts: blue, drawn
@@ -457,7 +461,7 @@ def _check_svg(text: str, assets: list[str]) -> None:
     assert text.lstrip().startswith("<?xml") and "<svg" in text
     names = ", ".join(a.upper() for a in assets)
     # svg.fonttype "none" keeps text as text, so the title is there to find.
-    assert f"Liquidations of {names} · 2025-10-01 → 2025-10-08 UTC · 1h interval" in text
+    assert f"Liquidations (USD) of {names} · 2025-10-01 → 2025-10-08 UTC · 1h interval" in text
     assert "SYNTHETIC (built-in emulator)" in text
     assert text.count("<path") > 10  # the stacks are drawn, not just the words
     width = float(text.split('width="', 1)[1].split("pt", 1)[0])

@@ -44,7 +44,7 @@ def test_svg_of_three_assets_names_them_and_says_synthetic(tmp_path: Path) -> No
     output = tmp_path / "three.svg"
     assert main([*_plot("btc", "eth", "sol", output=output), "--interval", "4h", "--quiet"]) == 0
     text = output.read_text(encoding="utf-8")
-    assert "Liquidations of BTC, ETH, SOL · 2025-10-01 → 2025-10-08 UTC · 4h interval" in text
+    assert "Liquidations (USD) of BTC, ETH, SOL · 2025-10-01 → 2025-10-08 UTC · 4h interval" in text
     assert "SYNTHETIC (built-in emulator)" in text
     assert sorted(tmp_path.iterdir()) == [output]
 

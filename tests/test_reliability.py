@@ -14,7 +14,7 @@ import logging
 import random
 import re
 import warnings
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -44,7 +44,9 @@ from kaiko_liq.errors import (
 from kaiko_liq.models import LiquidationRow
 from kaiko_liq.protocol import page_url
 from kaiko_liq.retry import RETRY_AFTER_JITTER_FRACTION, RetryPolicy
+from kaiko_liq.testing import no_sleeps
 from kaiko_liq.transport import Timeouts
+from tests.conftest import FIXED_NOW
 from tests.mock_http import CallbackResult, aioresponses
 
 BASE = "https://us.market-api.kaiko.io"
@@ -109,6 +111,17 @@ def client_tasks() -> list[asyncio.Task[Any]]:
         if "kaiko_liq" in filename and "emulator" not in filename:
             found.append(task)
     return found
+
+
+@pytest.fixture(autouse=True)
+def no_real_sleeps(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Against aioresponses, retries and 429 holds do not wait (kaiko_liq.testing);
+    tests against the emulator's real-time rate limit keep the real clock."""
+    if "mocked" not in request.fixturenames:
+        yield
+        return
+    with no_sleeps():
+        yield
 
 
 @pytest.fixture
@@ -504,7 +517,7 @@ async def test_a_client_far_above_the_servers_limit_adapts(
         # 1-day shards: 60 requests, three seconds' worth at the server's 20/s.
         rows = await client.fetch("btc", "2025-03-01", "2025-04-30", page_size=24)
         elapsed = asyncio.get_running_loop().time() - started
-    assert rows == list(reversed(rows_for("btc", "2025-03-01", "2025-04-30")))
+    assert rows == list(reversed(rows_for("btc", "2025-03-01", "2025-04-30", now=FIXED_NOW)))
     total = sum(emu.stats.by_status.values())
     refused = emu.stats.by_status[429]
     assert refused < total / 4, (refused, total)
@@ -569,7 +582,7 @@ async def test_soak_faults_and_a_rate_limit_change_nothing_but_the_request_count
         stats = client.stats
     assert got == expected
     for (asset, start, end, interval, sort, _), rows in zip(windows, expected, strict=True):
-        truth = rows_for(asset, start, end, interval)
+        truth = rows_for(asset, start, end, interval, now=FIXED_NOW)
         assert rows == (truth if sort == "asc" else truth[::-1])
     # Every request fails with p = 0.1 independently: attempts per page are geometric,
     # mean 1 / 0.9 = 1.11. 1.5x plus slack is a > 6-sigma bound for a few hundred pages;
@@ -707,7 +720,7 @@ async def test_the_asset_is_sent_as_one_lower_case_path_segment(
     emu = await make_emulator()
     async with LiquidationClient(base_url=emu.base_url) as client:
         rows = await client.fetch("BTC", START, END, sort="asc")
-    assert rows == rows_for("btc", START, END)
+    assert rows == rows_for("btc", START, END, now=FIXED_NOW)
     assert page_url("http://h", "a-B_9") == "http://h/v2/data/liquidation.v1/token/a-B_9"
 
 
@@ -723,10 +736,20 @@ async def test_cancelling_fetch_with_a_deadline_leaves_nothing_running(
         async with LiquidationClient(
             base_url=emu.base_url, rate_limit=10_000, max_concurrency=4
         ) as client:
-            with anyio.move_on_after(0.1) as scope:
-                await client.fetch("eth", "2025-02-01", "2025-03-01", page_size=24)
+            async with anyio.create_task_group() as tg:
+                with anyio.CancelScope() as scope:
+
+                    async def cancel_once_all_slots_are_busy() -> None:
+                        with anyio.fail_after(5):
+                            while emu.stats.total_requests < 4:
+                                await asyncio.sleep(0.005)
+                        scope.cancel()
+
+                    tg.start_soon(cancel_once_all_slots_are_busy)
+                    await client.fetch("eth", "2025-02-01", "2025-03-01", page_size=24)
             assert scope.cancelled_caught
             assert client_tasks() == []
+            await asyncio.sleep(0.05)
             assert emu.stats.total_requests == 4  # the slots in flight, nothing after
         assert client.closed
         gc.collect()

@@ -46,14 +46,16 @@ from __future__ import annotations
 import hashlib
 import math
 import random
+import sys
 from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from functools import cache, lru_cache
 from statistics import NormalDist
 
 from ..models import ExchangeVolume, LiquidationRow
+from . import vectorized as _vectorized
 from .grid import (
     DATA_START,
     DATA_START_S,
@@ -280,7 +282,10 @@ def _amount_table(size: float) -> list[float]:
     """``n * 256 + level``: the amount of ``n`` liquidations of median ``size`` at a
     quantile level, already quantized (n up to the table's 64)."""
     mean_size = _tables().mean_size
-    return [_quantize((i >> 8) * size * mean_size[i]) for i in range(len(mean_size))]
+    q, top = float(_QUANTUM), _MAX_AMOUNT
+    return [
+        round(min(max((i >> 8) * size * m, 1.0), top) * q) / q for i, m in enumerate(mean_size)
+    ]
 
 
 def _side_amount(t: _Tables, n: int, size: float, wa: int, ww: int) -> float:
@@ -297,124 +302,203 @@ def _side_amount(t: _Tables, n: int, size: float, wa: int, ww: int) -> float:
 
 
 # --- one asset-day --------------------------------------------------------------------------
+#
+# A day's 16-bit words sit at fixed places, so that any way of computing with them (one
+# figure at a time, or numpy over many days at once) reads the same ones:
+#   [0]                          the asset's own day
+#   [1 + 4h .. 4 + 4h]           hour h: cascade test, its size, its side, the shock
+#   [97 + 8(8h + e) + j]         hour h, exchange slot e, draw j: rate noise, count,
+#                                long share, longs, long size, long whale, short size,
+#                                short whale
+_HOUR_WORDS = 1
+_VENUE_WORDS = 1 + 24 * 4
+_WORDS = _VENUE_WORDS + 24 * 8 * 8
+_BLOCK = 32  # days generated together (numpy's fixed cost is paid once per block)
+_HOURS = tuple(timedelta(hours=h) for h in range(24))
+_HOUR_NS = HOUR * _NS
 
-#: 16-bit words an hour can use: 4 for the hour, 8 per exchange (at most 8 exchanges).
-_WORDS_PER_HOUR = 4 + 8 * 8
+
+def _words(raw: bytes) -> list[int]:
+    """Little-endian 16-bit words as a list of ints."""
+    words = array("H", raw)
+    if sys.byteorder == "big":  # array reads native order; the bytes are little-endian
+        words.byteswap()
+    return words.tolist()
 
 
-def _words(rng: random.Random, count: int) -> list[int]:
-    """``count`` uniform 16-bit words from one ``getrandbits`` call."""
-    raw = rng.getrandbits(16 * count).to_bytes(2 * count, "little")
-    return array("H", raw).tolist()  # array's item order is native: same bytes, any host
+@dataclass(frozen=True, slots=True)
+class _DayPlan:
+    """What one asset-day's hours are, before its exchanges are drawn."""
+
+    day: int
+    raw: bytes  # the day's uniform 16-bit words, little-endian, from one getrandbits
+    activity: list[float]  # 24 hourly rates of liquidations over all exchanges
+    long_share: list[float]
+    surging: list[bool]  # hours of heavy activity, when sizes run 1.5x
 
 
-# Sized to hold every asset-day of two years and more (9 assets x ~800 days): a backfill
-# that sweeps all of it must not regenerate days while it pages.
-@lru_cache(maxsize=16_384)
-def _asset_day(seed: int, asset: str, day: int) -> tuple[LiquidationRow | None, ...]:
-    """The 24 final hourly rows of one asset-day (``None`` for quiet hours); cached."""
-    if (day + 1) * DAY <= DATA_START_S:
-        return (None,) * 24
+def _plan(seed: int, asset: str, day: int) -> _DayPlan | None:
+    """The hourly activity of one asset-day; ``None`` when it has no liquidations at all."""
+    if day * DAY < DATA_START_S:
+        return None
     prof = _PROFILES[asset]
-    if asset == SPARSE_ASSET:
-        level = _sparse_day(seed, day)
-        if level == 0.0:
-            return (None,) * 24
-    else:
-        level = 1.0
+    level = _sparse_day(seed, day) if asset == SPARSE_ASSET else 1.0
+    if level == 0.0:
+        return None
     t = _tables()
-    z, noise, poisson, whale = t.z, t.noise, t.poisson, t.whale
     market = _market_day(seed, day)
-    rng = _rng(seed, asset, day)
-    nxt = iter(_words(rng, 1 + 24 * _WORDS_PER_HOUR)).__next__
-    own_day = noise[nxt() >> 4] * level
+    raw = _rng(seed, asset, day).getrandbits(16 * _WORDS).to_bytes(2 * _WORDS, "little")
+    words = _words(raw[: 2 * _VENUE_WORDS])
     weekend = 0.75 if (day + 3) % 7 >= 5 else 1.0  # 1970-01-01 was a Thursday
-    total_share = sum(_EXCHANGE_SHARE[e] for e in prof.exchanges)
-    venues_of = [(code, _EXCHANGE_SHARE[code] / total_share) for code in prof.exchanges]
-    base = prof.trades_per_hour * weekend * own_day
-    calm_amounts = _amount_table(prof.median_size)
-    surge_amounts = _amount_table(prof.median_size * 1.5)
-    sqrt = math.sqrt
-    rows: list[LiquidationRow | None] = []
+    base = prof.trades_per_hour * weekend * t.noise[words[0] >> 4] * level
+    activity: list[float] = []
+    long_shares: list[float] = []
+    surging: list[bool] = []
     for h in range(24):
-        start = day * DAY + h * HOUR
+        cascade_test, surge, side, shock = words[_HOUR_WORDS + 4 * h : _HOUR_WORDS + 4 * h + 4]
         m = market[h]
         cascade = m.cascade**prof.beta
         long_share = m.long_share
-        if nxt() < 98:  # 0.0015 of the hours: an asset-only cascade (a listing, a squeeze)
-            cascade *= min(30.0, 2.0 + t.surge[nxt() >> 8])
-            long_share = 0.85 if nxt() < 32768 else 0.15
-        activity = base * _CURVE[h] * min(cascade, _MAX_SURGE) * t.shock[nxt() >> 4]
-        if start < DATA_START_S:
-            rows.append(None)
-            continue
-        surging = activity > 8.0 * prof.trades_per_hour
-        size = prof.median_size * (1.5 if surging else 1.0)
-        sized = surge_amounts if surging else calm_amounts
-        venues: list[ExchangeVolume] = []
-        tt = lt = st = 0
-        ta_sum = la_sum = sa_sum = 0.0
-        for code, weight in venues_of:
-            lam = activity * weight * noise[nxt() >> 4]
-            w = nxt()
+        if cascade_test < 98:  # 0.0015 of the hours: an asset-only cascade (a squeeze...)
+            cascade *= min(30.0, 2.0 + t.surge[surge >> 8])
+            long_share = 0.85 if side < 32768 else 0.15
+        rate = base * _CURVE[h] * min(cascade, _MAX_SURGE) * t.shock[shock >> 4]
+        activity.append(rate)
+        long_shares.append(long_share)
+        surging.append(rate > 8.0 * prof.trades_per_hour)
+    return _DayPlan(day, raw, activity, long_shares, surging)
+
+
+# The figures of one asset-day, hour by hour and within an hour exchange by exchange in
+# row order (index k * hour + exchange): trades, longs, long USD, short USD.
+_Figures = tuple[list[int], list[int], list[float], list[float]]
+
+
+def _figures_python(asset: str, plan: _DayPlan) -> _Figures:
+    """The exchanges' figures of one day, one at a time (no numpy needed)."""
+    prof = _PROFILES[asset]
+    t = _tables()
+    z, noise, poisson, whale = t.z, t.noise, t.poisson, t.whale
+    calm, surge = _amount_table(prof.median_size), _amount_table(prof.median_size * 1.5)
+    weights = _weights(asset)
+    words = _words(plan.raw)
+    sqrt = math.sqrt
+    ht: list[int] = []
+    hl: list[int] = []
+    hla: list[float] = []
+    hsa: list[float] = []
+    for h in range(24):
+        activity, long_share = plan.activity[h], plan.long_share[h]
+        sized = surge if plan.surging[h] else calm
+        size = prof.median_size * (1.5 if plan.surging[h] else 1.0)
+        for e, weight in enumerate(weights):
+            at = _VENUE_WORDS + 8 * (8 * h + e)
+            w_noise, w_count, w_share, w_longs, wa_l, ww_l, wa_s, ww_s = words[at : at + 8]
+            lam = activity * weight * noise[w_noise >> 4]
             if lam < _POISSON_TABLE_MAX:
                 index = int(lam * _POISSON_STEP + 0.5)
-                if index:
-                    trades = poisson[index << 8 | w >> 8]
-                else:  # below 1/32: P(one or more) is about lam
-                    trades = 1 if w < lam * 65536.0 else 0
+                # below 1/32: P(one or more) is about lam
+                trades = poisson[index << 8 | w_count >> 8] if index else int(w_count < lam * 65536.0)
             else:
-                trades = max(0, int(lam + sqrt(lam) * z[w >> 4] + 0.5))
+                trades = max(0, int(lam + sqrt(lam) * z[w_count >> 4] + 0.5))
             if trades == 0:
+                ht.append(0)
+                hl.append(0)
+                hla.append(0.0)
+                hsa.append(0.0)
                 continue
-            share = long_share + 0.05 * z[nxt() >> 4]
+            share = long_share + 0.05 * z[w_share >> 4]
             share = 0.01 if share < 0.01 else 0.99 if share > 0.99 else share
-            w = nxt()
             if trades == 1:
-                longs = 1 if w < share * 65536.0 else 0
+                longs = int(w_longs < share * 65536.0)
             else:
                 mean = trades * share
-                longs = int(mean + sqrt(mean * (1.0 - share)) * z[w >> 4] + 0.5)
+                longs = int(mean + sqrt(mean * (1.0 - share)) * z[w_longs >> 4] + 0.5)
                 longs = 0 if longs < 0 else trades if longs > trades else longs
             shorts = trades - longs
-            wa, ww = nxt(), nxt()
             if longs == 0:
                 la = 0.0
-            elif longs <= 64 and ww >= whale[longs]:  # the common case: one table read
-                la = sized[longs << 8 | wa >> 8]
+            elif longs <= _SUM_TABLE_MAX and ww_l >= whale[longs]:  # common: one table read
+                la = sized[longs << 8 | wa_l >> 8]
             else:
-                la = _side_amount(t, longs, size, wa, ww)
-            wa, ww = nxt(), nxt()
+                la = _side_amount(t, longs, size, wa_l, ww_l)
             if shorts == 0:
                 sa = 0.0
-            elif shorts <= 64 and ww >= whale[shorts]:
-                sa = sized[shorts << 8 | wa >> 8]
+            elif shorts <= _SUM_TABLE_MAX and ww_s >= whale[shorts]:
+                sa = sized[shorts << 8 | wa_s >> 8]
             else:
-                sa = _side_amount(t, shorts, size, wa, ww)
-            venues.append(ExchangeVolume(code, trades, la + sa, longs, la, shorts, sa))
-            tt += trades
-            lt += longs
-            st += shorts
-            ta_sum += la + sa
-            la_sum += la
-            sa_sum += sa
-        if not venues:
+                sa = _side_amount(t, shorts, size, wa_s, ww_s)
+            ht.append(trades)
+            hl.append(longs)
+            hla.append(la)
+            hsa.append(sa)
+    return ht, hl, hla, hsa
+
+
+@lru_cache(maxsize=64)
+def _weights(asset: str) -> tuple[float, ...]:
+    """Each listing exchange's share of the asset's liquidations, in row order."""
+    venues = _PROFILES[asset].exchanges
+    total = sum(_EXCHANGE_SHARE[e] for e in venues)
+    return tuple(_EXCHANGE_SHARE[e] / total for e in venues)
+
+
+def _rows(asset: str, plan: _DayPlan, figures: _Figures) -> tuple[LiquidationRow | None, ...]:
+    """A day's rows from its figures; totals summed in exchange order."""
+    codes = _PROFILES[asset].exchanges
+    midnight = datetime.fromtimestamp(plan.day * DAY, UTC)
+    first_ns = plan.day * DAY * _NS
+    k = len(codes)
+    all_trades, all_longs, all_la, all_sa = figures
+    rows: list[LiquidationRow | None] = []
+    for h in range(24):
+        ht = all_trades[h * k : h * k + k]
+        tt = sum(ht)
+        if tt == 0:
             rows.append(None)  # a quiet hour: no liquidation anywhere, so no row
             continue
+        hl, hla, hsa = all_longs[h * k : h * k + k], all_la[h * k : h * k + k], all_sa[h * k : h * k + k]
+        venues = [
+            ExchangeVolume(code, trades, la + sa, longs, la, trades - longs, sa)
+            for code, trades, longs, la, sa in zip(codes, ht, hl, hla, hsa, strict=True)
+            if trades
+        ]
+        # Quiet exchanges add zeros, and every sum of amounts is exact (see the module
+        # docstring), so these are the sums of the row's exchanges to the last bit.
+        lt, la_sum, sa_sum = sum(hl), sum(hla), sum(hsa)
         rows.append(
             LiquidationRow(
-                datetime.fromtimestamp(start, UTC),
-                start * _NS,
+                midnight + _HOURS[h],
+                first_ns + h * _HOUR_NS,
                 tt,
-                ta_sum,
+                la_sum + sa_sum,
                 lt,
                 la_sum,
-                st,
+                tt - lt,
                 sa_sum,
                 venues,
             )
         )
     return tuple(rows)
+
+
+@lru_cache(maxsize=1024)
+def _asset_block(seed: int, asset: str, block: int) -> tuple[tuple[LiquidationRow | None, ...], ...]:
+    """The final hourly rows of ``_BLOCK`` consecutive asset-days; cached."""
+    days = range(block * _BLOCK, (block + 1) * _BLOCK)
+    plans = [_plan(seed, asset, day) for day in days]
+    live = [p for p in plans if p is not None]
+    if _vectorized.available() and live:
+        figures = dict(zip((p.day for p in live), _vectorized.figures(asset, live), strict=True))
+    else:
+        figures = {p.day: _figures_python(asset, p) for p in live}
+    empty = (None,) * 24
+    return tuple(empty if p is None else _rows(asset, p, figures[p.day]) for p in plans)
+
+
+def _asset_day(seed: int, asset: str, day: int) -> tuple[LiquidationRow | None, ...]:
+    """The 24 final hourly rows of one asset-day (``None`` for quiet hours)."""
+    return _asset_block(seed, asset, day // _BLOCK)[day % _BLOCK]
 
 
 # --- as of now: settled, filling, or not yet begun --------------------------------------------
