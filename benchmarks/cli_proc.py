@@ -51,8 +51,8 @@ class CliRun:
 
 
 def command_prefix() -> list[str]:
-    """The console script beside this interpreter, else ``python -m kaiko_liq.cli``'s
-    equivalent through the worker (same ``main``)."""
+    """The ``kaiko-liq`` console script beside this interpreter; where there is none,
+    the same ``main`` through ``python -c``."""
     script = Path(sys.executable).with_name("kaiko-liq")
     if script.exists():
         return [str(script)]

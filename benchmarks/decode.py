@@ -23,6 +23,7 @@ that drift hits all alike; the best pass counts (the least disturbed one).
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import importlib
 import io
@@ -37,6 +38,7 @@ from typing import Any
 import aiohttp
 import msgspec
 
+from kaiko_liq.export import Shape
 from kaiko_liq.models import LiquidationRow, decode_page
 from kaiko_liq.query import format_time, parse_interval
 
@@ -142,19 +144,24 @@ DECODE = "msgspec decode → LiquidationRow"
 ARROW_NESTED = "to_arrow(shape='nested') (backfill files)"
 
 
+def _inflate_with(impl: Any) -> Callable[[bytes], bytes]:
+    """A gzip inflater from a zlib-compatible module (wbits 31: a gzip stream)."""
+
+    def inflate(body: bytes) -> bytes:
+        data: bytes = impl.decompressobj(31).decompress(body)
+        return data
+
+    return inflate
+
+
 def _inflaters() -> dict[str, Callable[[bytes], bytes]]:
     """zlib always; ISA-L and zlib-ng when installed (the ``speed`` extra)."""
-    out: dict[str, Callable[[bytes], bytes]] = {
-        INFLATE_ZLIB: lambda body: zlib.decompressobj(31).decompress(body)
-    }
+    out = {INFLATE_ZLIB: _inflate_with(zlib)}
     for label, module in (("ISA-L (isal)", "isal.isal_zlib"), ("zlib-ng", "zlib_ng.zlib_ng")):
         try:
-            impl: Any = importlib.import_module(module)
+            out[f"gzip inflate: {label}"] = _inflate_with(importlib.import_module(module))
         except ImportError:
             continue
-        out[f"gzip inflate: {label}"] = lambda body, impl=impl: impl.decompressobj(31).decompress(
-            body
-        )
     return out
 
 
@@ -166,6 +173,11 @@ def _best(fn: Callable[[], object], repeat: int) -> float:
         fn()
         best = min(best, time.perf_counter() - t0)
     return best
+
+
+def _each(fn: Callable[[Any], object], items: Sequence[Any]) -> None:
+    for item in items:
+        fn(item)
 
 
 def _check_all(pages: Sequence[Page], rows: Sequence[list[LiquidationRow]]) -> None:
@@ -185,9 +197,10 @@ def measure_steps(pages: Sequence[Page], repeat: int) -> list[StepResult]:
     n = len(pages)
     results: list[StepResult] = []
     for label, inflate in _inflaters().items():
+        bodies_in = [p.gzip_body for p in pages]
         results.append(
-            StepResult(label, n, _best(lambda f=inflate: [f(p.gzip_body) for p in pages], repeat))
-        )  # type: ignore[misc]
+            StepResult(label, n, _best(functools.partial(_each, inflate, bodies_in), repeat))
+        )
     bodies = [zlib.decompress(p.gzip_body, 31) for p in pages]
     results.append(StepResult(DECODE, n, _best(lambda: [decode_page(b) for b in bodies], repeat)))
     rows = [decode_page(b).data or [] for b in bodies]
@@ -196,15 +209,11 @@ def measure_steps(pages: Sequence[Page], repeat: int) -> list[StepResult]:
             "row checks (shard.check_rows)", n, _best(lambda: _check_all(pages, rows), repeat)
         )
     )
+    shape: Shape
     for shape in ("nested", "totals", "exchanges"):
         label = ARROW_NESTED if shape == "nested" else f"to_arrow(shape={shape!r})"
-        results.append(
-            StepResult(
-                label,
-                n,
-                _best(lambda s=shape: [to_arrow(r, asset=False, shape=s) for r in rows], repeat),  # type: ignore[misc]
-            )
-        )
+        convert = functools.partial(to_arrow, asset=False, shape=shape)
+        results.append(StepResult(label, n, _best(functools.partial(_each, convert, rows), repeat)))
     tables = [to_arrow(r, asset=False, shape="nested") for r in rows]
 
     def write() -> None:
@@ -298,8 +307,10 @@ def run(settings: Settings) -> Outcome:
     step_by = {r.step: r for r in steps}
     decode_ms = step_by[DECODE].ms_per_page
     steps_table = Table("Per page (1000 rows)", ("step", "ms per page", "vs decode"))
-    for r in steps:
-        steps_table.add(r.step, f"{r.ms_per_page:.2f} ms", fmt_ratio(r.ms_per_page / decode_ms))
+    for step in steps:
+        steps_table.add(
+            step.step, f"{step.ms_per_page:.2f} ms", fmt_ratio(step.ms_per_page / decode_ms)
+        )
     gz_mb = sum(len(p.gzip_body) for p in pages) / len(pages) / 1e6
     steps_table.notes += [
         f"{len(pages)} real pages from the emulator ({baseline.rows / len(pages):,.0f} rows, "

@@ -677,7 +677,7 @@ async def _fetch(
                 requests=stats.requests,
                 elapsed=time.monotonic() - clock0,
                 retries=stats.retries,
-                last_error=getattr(stats, "last_error", None),
+                last_error=stats.last_error,
             )
 
         async def work() -> dict[str, list[LiquidationRow]]:
@@ -830,7 +830,7 @@ async def _backfill(
                 requests=stats.requests - requests0,
                 elapsed=time.monotonic() - clock0,
                 retries=stats.retries - retries0,
-                last_error=getattr(stats, "last_error", None),
+                last_error=stats.last_error,
             )
 
         async def work() -> BackfillSummary:

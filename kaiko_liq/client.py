@@ -24,6 +24,7 @@ Example, against the built-in emulator::
 from __future__ import annotations
 
 import asyncio
+import bisect
 import itertools
 import logging
 import os
@@ -732,12 +733,13 @@ class _Progress:
         self._shards = shards
         self._left = [0] * len(shards)
         self._covers: dict[int, list[int]] = {}
+        ends = [s.end for s in shards]  # ascending: shards are planned in order
         for piece in pieces:
-            hit = [
-                i
-                for i, s in enumerate(shards)
-                if piece.shard.start < s.end and s.start < piece.shard.end
-            ]
+            hit = []
+            i = bisect.bisect_right(ends, piece.shard.start)
+            while i < len(shards) and shards[i].start < piece.shard.end:
+                hit.append(i)
+                i += 1
             self._covers[piece.shard.index] = hit
             for i in hit:
                 self._left[i] += 1

@@ -85,7 +85,7 @@ _SECRET_NAMES = (
 # JSON echoed in an error page). The name must not be the tail of a longer word, so
 # ``continuation_token`` is not taken for ``token``.
 _SECRET_PARAM_RE = re.compile(
-    r"(?<![A-Za-z0-9_.-])(" + "|".join(re.escape(n) for n in _SECRET_NAMES) + r")"
+    r"(?<![A-Za-z0-9_.])(" + "|".join(re.escape(n) for n in _SECRET_NAMES) + r")"
     r"(\"?\s*[=:]\s*\"?)([^\s&#\"',;<>]+)",
     re.IGNORECASE,
 )

@@ -753,3 +753,17 @@ async def test_backfill_through_the_client_equals_fetch(
     assert read_backfill(tmp_path).to_pylist() == totals(want)
     assert read_backfill(tmp_path, shape="exchanges").equals(to_arrow(want, shape="exchanges"))
     assert pa.types.is_timestamp(read_backfill(tmp_path).schema.field("interval_time").type)
+
+
+async def test_an_unknown_asset_through_the_client_stops_only_itself(
+    emulator: RunningEmulator, tmp_path: Path
+) -> None:
+    start, end = "2025-02-01T00:00:00Z", "2025-02-04T00:00:00Z"
+    async with LiquidationClient(base_url=emulator.base_url, page_size=24) as client:
+        with pytest.raises(BackfillIncompleteError) as info:
+            await backfill(client, ["btc", "zzz"], start, end, tmp_path)
+        want = {"btc": await client.fetch("btc", start, end, sort="asc")}
+    assert list(info.value.failed_assets) == ["zzz"]
+    assert isinstance(info.value.failed_assets["zzz"], NotFoundError)
+    assert "zzz: unknown asset" in str(info.value)
+    assert read_backfill(tmp_path).to_pylist() == totals(want)

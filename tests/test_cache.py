@@ -173,6 +173,9 @@ from kaiko_liq import LiquidationClient
 async def main(base_url, cache_dir, plan):
     now = datetime(2026, 11, 1, tzinfo=timezone.utc)
     out = []
+    import pyarrow.parquet  # imported before the start line, so both start together
+    print("ready", flush=True)
+    sys.stdin.readline()
     async with LiquidationClient(base_url=base_url, cache_dir=cache_dir, now=lambda: now) as c:
         for asset, start, end, size in msgspec.json.decode(plan):
             out.append(await c.fetch(asset, start, end, sort="asc", page_size=size))
@@ -192,8 +195,8 @@ async def test_two_processes_filling_one_cache_at_once_stay_correct(
     # Overlapping windows at different page sizes: shard edges differ, so the two write
     # overlapping windows at the same moments.
     plans = [
-        [["btc", "2025-02-01", "2025-05-01", 1000], ["eth", "2025-03-01", "2025-04-01", 100]],
-        [["btc", "2025-01-20", "2025-04-01", 137], ["eth", "2025-02-15", "2025-03-20", 1000]],
+        [["btc", "2025-02-01", "2025-03-15", 1000], ["eth", "2025-03-01", "2025-03-20", 100]],
+        [["btc", "2025-01-20", "2025-03-01", 137], ["eth", "2025-02-25", "2025-03-10", 1000]],
     ]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     procs = [
@@ -203,13 +206,17 @@ async def test_two_processes_filling_one_cache_at_once_stay_correct(
             emu.base_url,
             str(cache_dir),
             msgspec.json.encode(plan).decode(),
+            stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             env=env,
         )
         for plan in plans
     ]
-    outputs = [await asyncio.wait_for(p.communicate(), timeout=60) for p in procs]
+    for proc in procs:  # both imported and waiting: then both go at once
+        assert proc.stdout is not None
+        assert await asyncio.wait_for(proc.stdout.readline(), timeout=60) == b"ready\n"
+    outputs = await asyncio.gather(*(p.communicate(b"go\n") for p in procs))
     for proc, (_, err) in zip(procs, outputs, strict=True):
         assert proc.returncode == 0, err.decode()
     async with plain(emu) as reference:
@@ -217,7 +224,7 @@ async def test_two_processes_filling_one_cache_at_once_stay_correct(
             got = msgspec.json.decode(out, type=list[list[LiquidationRow]])
             for (asset, start, end, _size), rows in zip(plan, got, strict=True):
                 assert rows == await reference.fetch(asset, start, end, sort="asc")
-        union = {"btc": ("2025-01-20", "2025-05-01"), "eth": ("2025-02-15", "2025-04-01")}
+        union = {"btc": ("2025-01-20", "2025-03-15"), "eth": ("2025-02-25", "2025-03-20")}
         async with cached(emu, cache_dir) as client:
             for asset, (start, end) in union.items():
                 assert await client.fetch(asset, start, end) == await reference.fetch(
@@ -265,3 +272,15 @@ async def test_a_damaged_stored_file_is_replaced(emulator: RunningEmulator, tmp_
     async with cached(emulator, tmp_path) as client:  # healed: from the store again
         assert await client.fetch("ltc", "2025-03-01", "2025-04-01") == first
         assert client.stats.requests == 0
+
+
+async def test_on_shard_reports_every_planned_shard_once_with_a_cache(
+    emulator: RunningEmulator, tmp_path: Path
+) -> None:
+    seen: list[object] = []
+    async with cached(emulator, tmp_path) as client:
+        await client.fetch("btc", "2025-03-10", "2025-04-20")
+        start, end = "2025-02-01T05:00:00Z", HORIZON + timedelta(hours=5)
+        await client.fetch("btc", start, end, on_shard=seen.append)
+        planned = client.plan("btc", start, end)
+    assert sorted(seen) == planned and len(planned) > 10  # type: ignore[type-var]

@@ -197,18 +197,6 @@ async def test_fetch_of_many_shards_equals_one_library_fetch(
     assert "3 requests" not in result.stderr and "6 requests" in result.stderr  # 3 per asset
 
 
-async def test_fetch_reads_the_key_from_a_file(emulator: RunningEmulator, tmp_path: Path) -> None:
-    """The key is never a flag's value; with --api-key-file it needs no environment."""
-    key_file = tmp_path / "key"
-    key_file.write_text("secret-from-file\n")
-    result = await cli(
-        "fetch", "eth", "--start", START, "--end", END, "--base-url", emulator.base_url,
-        "--api-key-file", str(key_file), "-o", str(tmp_path / "x.jsonl"),
-    key=None)  # fmt: skip
-    assert result.code == 0, result.stderr
-    assert "secret-from-file" not in result.stderr
-
-
 def test_fetch_with_the_builtin_emulator_says_the_data_is_synthetic(tmp_path: Path) -> None:
     done = subprocess.run(
         [*CLI, "fetch", "eth", "--start", START, "--end", END, "--emulator", "--quiet"],
@@ -345,26 +333,6 @@ def test_a_killed_backfill_loses_nothing_and_resumes_without_refetching(
     assert read_backfill(out, shape="exchanges").equals(to_arrow(want, shape="exchanges"))
     manifest = json.loads((out / MANIFEST_NAME).read_text())
     assert manifest["runs"][-1]["complete"] is True
-
-
-def test_ctrl_c_stops_a_backfill_quietly_with_130(slow_emulator: str, tmp_path: Path) -> None:
-    out = tmp_path / "ds"
-    proc = subprocess.Popen(
-        [*CLI, *backfill_args(slow_emulator, out), "--max-concurrency", "2"],
-        env=environment(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    wait_for_shards(proc, out, at_least=2)
-    proc.send_signal(signal.SIGINT)
-    _, stderr = proc.communicate(timeout=20)
-    assert proc.returncode == 130
-    assert b"Traceback" not in stderr and b"error" not in stderr
-    # The interrupted run recorded itself, unfinished, with what it had written.
-    manifest = json.loads((out / MANIFEST_NAME).read_text())
-    assert manifest["runs"][-1]["complete"] is False
-    assert manifest["runs"][-1]["finished"] is not None
-    assert shards_in_manifest(out) == len(visible_shards(out))
 
 
 # --- bad input: one line, exit 2, nothing fetched -------------------------------------------------

@@ -5,6 +5,7 @@ an unknown asset among good ones, Ctrl-C part-way, and an error nobody foresaw."
 from __future__ import annotations
 
 import errno
+import json
 import os
 import pty
 import re
@@ -20,6 +21,7 @@ from typing import Any
 import pytest
 
 import kaiko_liq.cli as cli_module
+from kaiko_liq.backfill import MANIFEST_NAME
 from kaiko_liq.cli import main
 from kaiko_liq.client import LiquidationClient
 from tests.test_cli import (
@@ -27,6 +29,7 @@ from tests.test_cli import (
     environment,
     one_error_line,
     serve_slow_emulator,
+    shards_in_manifest,
     visible_shards,
     wait_for_shards,
 )
@@ -286,6 +289,11 @@ def test_ctrl_c_during_a_backfill_says_what_was_saved_and_a_rerun_resumes(
     saved = len(visible_shards(out))
     assert f"kaiko-liq: interrupted: {saved} of 40 shards saved in {out}; run the same " in text
     assert text.rstrip().endswith("run the same command to resume")
+    # The interrupted run recorded itself, unfinished, with what it had written.
+    manifest = json.loads((out / MANIFEST_NAME).read_text())
+    assert manifest["runs"][-1]["complete"] is False
+    assert manifest["runs"][-1]["finished"] is not None
+    assert shards_in_manifest(out) == saved
 
     again = subprocess.run([*CLI, *args], env=environment(), capture_output=True, check=False)
     assert again.returncode == 0, again.stderr

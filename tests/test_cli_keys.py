@@ -14,8 +14,6 @@ from typing import Any
 
 import pytest
 
-from kaiko_liq.cli import main
-
 CLI = [sys.executable, "-m", "kaiko_liq"]
 SECRET = "3f9a1c2b7e8d4a6f"  # the shape of the key in the report
 WINDOW = ["--start", "2025-02-01", "--end", "2025-02-02"]
@@ -173,12 +171,3 @@ async def test_a_bad_key_file_is_one_line_without_its_contents(
     assert message in line and "--api-key-file" in line
     assert KEY not in stderr and "PNG" not in stderr and "IHDR" not in stderr
     assert not (tmp_path / "out.jsonl").exists()
-
-
-def test_no_key_is_one_line_saying_where_to_put_it(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    monkeypatch.delenv("KAIKO_API_KEY", raising=False)
-    assert main(["fetch", "btc", *WINDOW]) == 2
-    line = only_line(capsys.readouterr().err)
-    assert "export KAIKO_API_KEY=" in line and "--api-key-file" in line and "--emulator" in line

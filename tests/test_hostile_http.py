@@ -25,7 +25,7 @@ from kaiko_liq.errors import (
     ResponseTooLargeError,
     UnsafeURLError,
 )
-from kaiko_liq.transport import DEFAULT_MAX_RESPONSE_BYTES
+from kaiko_liq.transport import DEFAULT_MAX_RESPONSE_BYTES, THREAD_BODY_BYTES
 from tests.test_trust_paging import DAY_START, HOUR, wire_row
 
 KEY = "Zq8-hostile-SECRET-4242abcd"
@@ -198,19 +198,23 @@ async def test_a_gzip_body_cut_short_is_retried(serve: Serve) -> None:
     assert [r.interval_time for r in rows] == [DAY_START]
 
 
-async def test_the_default_session_still_reads_real_gzip_pages(serve: Serve) -> None:
-    rows = [wire_row(DAY_START + i * HOUR) for i in range(24)]
-    packed = gzip.compress(json.dumps({"data": rows}).encode())
+@pytest.mark.parametrize("encoding", ["gzip", "identity"])
+async def test_full_pages_are_read_whichever_way_they_are_sent(serve: Serve, encoding: str) -> None:
+    rows = [wire_row(DAY_START + i * HOUR) for i in range(936)]  # 39 days: one shard
+    plain = json.dumps({"data": rows}).encode()
+    sent = gzip.compress(plain) if encoding == "gzip" else plain
 
     async def handler(request: web.Request) -> web.Response:
         assert "gzip" in request.headers["Accept-Encoding"]
-        return web.Response(body=packed, headers={"Content-Encoding": "gzip"})
+        return web.Response(body=sent, headers={"Content-Encoding": encoding})
 
     base = await serve(handler)
     async with LiquidationClient(api_key=KEY, base_url=base) as client:
-        got = await client.fetch("eth", "2025-02-01", "2025-02-02", sort="asc")
-        assert client.stats.bytes_received == len(packed)
-    assert len(got) == 24
+        got = await client.fetch("eth", "2025-02-01", "2025-03-12", sort="asc")
+        assert client.stats.bytes_received == len(sent) and client.stats.requests == 1
+    assert [r.interval_time for r in got] == [DAY_START + i * HOUR for i in range(936)]
+    # The identity page is large enough to be decoded in a worker thread.
+    assert encoding == "gzip" or len(sent) >= THREAD_BODY_BYTES
 
 
 # -- a server that echoes the key ---------------------------------------------------------

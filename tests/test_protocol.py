@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import zlib
 from datetime import UTC, datetime
+from urllib.parse import quote_plus
 
 import pytest
 
@@ -23,6 +24,7 @@ from kaiko_liq.errors import (
     UnexpectedResponseError,
     UnsafeURLError,
     is_fatal,
+    redact,
     redact_url,
 )
 from kaiko_liq.protocol import (
@@ -275,3 +277,16 @@ def test_redacted_urls_hide_keys_in_path_and_query_and_shorten_tokens() -> None:
     echoed = "https://h/v2/MYKEY-1234/eth?x=MYKEY-1234&y=MYKEY%2B1234"
     cleaned = redact_url(echoed, ["MYKEY-1234", "MYKEY+1234"])
     assert "MYKEY" not in cleaned and cleaned == "https://h/v2/***/eth?x=***&y=***"
+
+
+def test_redact_finds_keys_in_every_form_a_server_echoes_them() -> None:
+    key = "k3y/With+Odd=Chars"
+    text = "X-Api-Key: HDRVALUE1 " + (
+        f'{{"api_key": "JSONVALUE2", "path": "/v2/{key}/x", "q": "?x={quote_plus(key)}"}}'
+    )
+    cleaned = redact(text + " --api-key=FLAGVALUE3 monkey=4 token=TOK5", [key])
+    for secret in ("HDRVALUE1", "JSONVALUE2", "FLAGVALUE3", "TOK5", key, quote_plus(key)):
+        assert secret not in cleaned
+    assert "monkey=4" in cleaned and "/v2/***/x" in cleaned
+    # Short strings are never taken for keys: they would garble every message.
+    assert redact("a key k", ["k"]) == "a key k"

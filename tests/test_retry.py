@@ -33,6 +33,7 @@ from kaiko_liq.retry import (
     retry_delay,
     should_retry_status,
 )
+from kaiko_liq.testing import no_sleeps
 
 # Explicit, so the arithmetic below does not move when a default is tuned.
 POLICY = RetryPolicy(
@@ -533,3 +534,19 @@ async def test_successes_give_the_limiter_its_ceiling_back() -> None:
     for _ in range(500):
         rate.on_success()
     assert (limiter.max_rate, limiter.time_period, limiter._rate_per_sec) == (8, 1, 8)
+
+
+async def test_under_no_sleeps_a_429_neither_holds_nor_pauses_the_limiter() -> None:
+    with LoopClock() as clock, no_sleeps():
+        limiter = AsyncLimiter(8, 1)
+        rate = AdaptiveRate(limiter, ceiling=8.0, clock=clock)
+        assert await admitted(limiter, clock, STEP) == 8  # the burst: the bucket is full
+        rate.on_rate_limited(retry_after=30.0)
+        # The decision is still made (the rate halves) but nothing waits for it.
+        assert rate.rate == 4.0
+        assert await admitted(limiter, clock, STEP) == 1
+    # Outside the block the same signal holds the limiter again.
+    with LoopClock() as clock:
+        limiter = AsyncLimiter(8, 1)
+        AdaptiveRate(limiter, ceiling=8.0, clock=clock).on_rate_limited(retry_after=2.0)
+        assert await admitted(limiter, clock, 2.0) == 0

@@ -23,6 +23,8 @@ from kaiko_liq import (
     UnsafeURLError,
 )
 from kaiko_liq.protocol import check_next_url
+from kaiko_liq.testing import no_sleeps, sleeps_removed
+from kaiko_liq.transport import DEFAULT_MAX_RESPONSE_BYTES
 
 KEY = "SECRET-KEY-1234"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -108,3 +110,43 @@ def test_a_next_url_the_sender_cannot_parse_is_unsafe() -> None:
     request = "https://us.market-api.kaiko.io/v2/data/liquidation.v1/token/eth"
     with pytest.raises(UnsafeURLError, match="not a valid URL"):
         check_next_url("https://evil.example\\@us.market-api.kaiko.io/v2/x", request)
+
+
+@pytest.mark.parametrize("cap", [0, -1, 1.5, True, "64MB"])
+def test_a_bad_response_cap_is_refused(cap: object) -> None:
+    with pytest.raises(InvalidArgumentError, match="max_response_bytes must be a positive"):
+        LiquidationClient(KEY, max_response_bytes=cap)  # type: ignore[arg-type]
+
+
+def test_the_response_cap_reaches_the_transport() -> None:
+    client = LiquidationClient(KEY, max_response_bytes=5_000_000)
+    assert client._transport.max_response_bytes == 5_000_000
+    assert LiquidationClient(KEY)._transport.max_response_bytes == DEFAULT_MAX_RESPONSE_BYTES
+
+
+async def test_no_sleeps_removes_the_retry_waits_and_the_429_hold(
+    serve: Callable[[Handler], Awaitable[str]],
+) -> None:
+    calls = 0
+
+    async def handler(request: web.Request) -> web.Response:
+        nonlocal calls
+        calls += 1
+        if calls <= 3:  # no Retry-After: a hold of a second each, and backoff
+            return web.json_response({"result": "error", "message": "slow"}, status=429)
+        return web.json_response({"data": []})
+
+    base = await serve(handler)
+    assert not sleeps_removed()
+    with no_sleeps():
+        assert sleeps_removed()
+        async with LiquidationClient(
+            api_key=KEY, base_url=base, retry=RetryPolicy(base_delay=2.0)
+        ) as client:
+            started = time.monotonic()
+            assert await client.fetch("eth", "2025-02-01", "2025-02-02") == []
+            elapsed = time.monotonic() - started
+            assert client.stats.retries == 3 and client.stats.rate_limited == 3
+            assert client.stats.last_error is not None and "HTTP 429" in client.stats.last_error
+    assert not sleeps_removed()
+    assert elapsed < 1.0, "three 1 s holds and up to 2+4+8 s of backoff were skipped"

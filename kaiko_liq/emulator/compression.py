@@ -12,7 +12,9 @@ deflate(tail, final)`` is one valid deflate stream. The gzip trailer needs the C
 the whole body: the middle's CRC is cached and joined with :func:`crc32_combine`
 (zlib's algorithm; Python's ``zlib`` module does not expose it). The result is one
 ordinary gzip member, which every client decodes (some ignore any member after the
-first, so concatenating gzip members would not do).
+first, so concatenating gzip members would not do). With ``isal`` installed (the
+``speed`` extra) the deflating is ISA-L's, about four times faster than zlib's at level
+1 (3.6 against 16 ms for a 1000-row page); the bytes differ, what they inflate to not.
 """
 
 from __future__ import annotations
@@ -22,6 +24,13 @@ import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
+from typing import Any
+
+_deflater: Any
+try:  # ISA-L (the 'speed' extra): the same deflate format, ~4x faster at level 1
+    from isal import isal_zlib as _deflater
+except ImportError:  # pragma: no cover - the standard library is the fallback
+    _deflater = zlib
 
 __all__ = ["GzipAssembler", "crc32_combine", "gzip_bytes"]
 
@@ -74,9 +83,10 @@ def crc32_combine(crc1: int, crc2: int, len2: int) -> int:
 
 
 def _deflate(data: bytes, final: bool) -> bytes:
-    compressor = zlib.compressobj(LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
-    return compressor.compress(data) + compressor.flush(
-        zlib.Z_FINISH if final else zlib.Z_SYNC_FLUSH
+    compressor = _deflater.compressobj(LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
+    return bytes(
+        compressor.compress(data)
+        + compressor.flush(_deflater.Z_FINISH if final else _deflater.Z_SYNC_FLUSH)
     )
 
 

@@ -17,7 +17,7 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .data import _DayPlan, _Figures
+    from .data import _Day, _Figures
 
 __all__ = ["available", "figures"]
 
@@ -42,7 +42,7 @@ def available() -> bool:
 
 
 @cache
-def _arrays() -> tuple[Any, Any, Any, Any]:
+def _arrays() -> tuple[Any, Any, Any, Any, Any, Any]:
     from .data import _tables
 
     np = _numpy()
@@ -52,55 +52,87 @@ def _arrays() -> tuple[Any, Any, Any, Any]:
         np.array(t.noise),
         np.array(t.poisson, dtype=np.int64),
         np.array(t.whale),
+        np.array(t.shock),
+        np.array(t.surge),
     )
 
 
 @cache
 def _amounts(size: float) -> Any:
-    from .data import _amount_table
+    """``_amount_table(size)`` then ``_amount_table(1.5 * size)``, computed the same way."""
+    from .data import _MAX_AMOUNT, _QUANTUM, _tables
 
     np = _numpy()
-    return np.concatenate([np.array(_amount_table(size)), np.array(_amount_table(size * 1.5))])
+    mean_size = np.array(_tables().mean_size)
+    n = np.arange(len(mean_size)) >> 8
+    return np.concatenate(
+        [
+            np.rint(np.clip(n * s * mean_size, 1.0, _MAX_AMOUNT) * _QUANTUM) / _QUANTUM
+            for s in (size, size * 1.5)
+        ]
+    )
 
 
-def figures(asset: str, plans: list[_DayPlan]) -> list[_Figures]:
-    """Each plan's figures, as :func:`~kaiko_liq.emulator.data._figures_python` gives them."""
+def figures(asset: str, days: list[_Day]) -> _Figures:
+    """The figures of ``days``, as :func:`~kaiko_liq.emulator.data._figures_python` gives them."""
     from .data import (
+        _CURVE,
+        _HOUR_WORDS,
+        _MAX_SURGE,
         _POISSON_STEP,
         _POISSON_TABLE_MAX,
         _PROFILES,
+        _SQUEEZE,
         _SUM_TABLE_MAX,
         _VENUE_WORDS,
         _WORDS,
+        _Figures,
         _side_amount,
         _tables,
         _weights,
     )
 
     np = _numpy()
-    z, noise, poisson, whale = _arrays()
+    t = _tables()
+    z, noise, poisson, whale, shock, surge_size = _arrays()
     prof = _PROFILES[asset]
     k = len(prof.exchanges)
-    days = len(plans)
-    words = np.frombuffer(b"".join(p.raw for p in plans), dtype="<u2").reshape(days, _WORDS)
-    venue = words[:, _VENUE_WORDS:].reshape(days, 24, 8, 8)[:, :, :k, :].astype(np.int64)
-    w = [venue[..., j] for j in range(8)]
-    activity = np.array([p.activity for p in plans])[:, :, None]
-    long_share = np.array([p.long_share for p in plans])[:, :, None]
-    surging = np.array([p.surging for p in plans])[:, :, None]
-    weights = np.array(_weights(asset))
+    n_days = len(days)
+    words = np.frombuffer(b"".join(d.raw for d in days), dtype="<u2").reshape(n_days, _WORDS)
+    words = words.astype(np.int32)
 
-    lam = activity * weights * noise[w[0] >> 4]
+    # The hours, as _hours_python: (D, 24).
+    hour = words[:, _HOUR_WORDS:_VENUE_WORDS].reshape(n_days, 24, 4)
+    squeeze = hour[..., 0] < _SQUEEZE
+    cascade = np.array([d.cascade for d in days])
+    cascade = np.where(squeeze, cascade * np.minimum(30.0, 2.0 + surge_size[hour[..., 1] >> 8]), cascade)
+    long_share = np.array([d.long_share for d in days])
+    long_share = np.where(squeeze, np.where(hour[..., 2] < 32768, 0.85, 0.15), long_share)
+    base = np.array([d.base for d in days])[:, None]
+    activity = base * np.array(_CURVE) * np.minimum(cascade, _MAX_SURGE) * shock[hour[..., 3] >> 4]
+    surging = activity > 8.0 * prof.trades_per_hour
+    activity, long_share, surging = activity[..., None], long_share[..., None], surging[..., None]
+
+    # The exchanges: (D, 24, k).
+    # Draw j of every (day, hour, exchange) as one contiguous array: (8, D, 24, k).
+    venue = words[:, _VENUE_WORDS:].reshape(n_days, 24, 8, 8)[:, :, :k, :]
+    w = np.ascontiguousarray(venue.transpose(3, 0, 1, 2))
+    take = np.take
+    lam = activity * np.array(_weights(asset)) * take(noise, w[0] >> 4)
     small = lam < _POISSON_TABLE_MAX
     index = np.where(small, lam * _POISSON_STEP + 0.5, 0.0).astype(np.int64)
-    from_table = poisson[index << 8 | w[1] >> 8]
+    from_table = take(poisson, index << 8 | w[1] >> 8)
     tiny = (w[1] < lam * 65536.0).astype(np.int64)
-    big = np.maximum(0, np.where(small, 0.0, lam + np.sqrt(lam) * z[w[1] >> 4] + 0.5).astype(np.int64))
-    trades = np.where(small, np.where(index > 0, from_table, tiny), big)
+    trades = np.where(index > 0, from_table, tiny)
+    big = np.nonzero(~small)
+    if len(big[0]):
+        lam_big = lam[big]
+        normal = lam_big + np.sqrt(lam_big) * take(z, w[1][big] >> 4) + 0.5
+        trades[big] = np.maximum(0, normal.astype(np.int64))
 
-    share = np.clip(long_share + 0.05 * z[w[2] >> 4], 0.01, 0.99)
+    share = np.clip(long_share + 0.05 * take(z, w[2] >> 4), 0.01, 0.99)
     mean = trades * share
-    many = (mean + np.sqrt(mean * (1.0 - share)) * z[w[3] >> 4] + 0.5).astype(np.int64)
+    many = (mean + np.sqrt(mean * (1.0 - share)) * take(z, w[3] >> 4) + 0.5).astype(np.int64)
     many = np.minimum(np.maximum(many, 0), trades)
     one = (w[3] < share * 65536.0).astype(np.int64)
     longs = np.where(trades == 1, one, many)
@@ -109,28 +141,43 @@ def figures(asset: str, plans: list[_DayPlan]) -> list[_Figures]:
 
     table = _amounts(prof.median_size)
     offset = surging * (len(table) // 2)
-    t = _tables()
 
     def side(n: Any, wa: Any, ww: Any) -> Any:
-        common = (n > 0) & (n <= _SUM_TABLE_MAX) & (ww >= whale[np.minimum(n, 4095)])
         capped = np.minimum(n, _SUM_TABLE_MAX)
-        out = np.where(common, table[offset + (capped << 8 | wa >> 8)], 0.0)
-        for d, h, e in zip(*np.nonzero((n > 0) & ~common), strict=True):
-            size = prof.median_size * (1.5 if surging[d, h, 0] else 1.0)
-            out[d, h, e] = _side_amount(t, int(n[d, h, e]), size, int(wa[d, h, e]), int(ww[d, h, e]))
+        common = (n > 0) & (n <= _SUM_TABLE_MAX) & (ww >= take(whale, capped))
+        out = np.where(common, take(table, offset + (capped << 8 | wa >> 8)), 0.0)
+        rare = np.nonzero((n > 0) & ~common)
+        if len(rare[0]):
+            sizes = np.where(surging[..., 0], prof.median_size * 1.5, prof.median_size)
+            out[rare] = [
+                _side_amount(t, n_, size, wa_, ww_)
+                for n_, size, wa_, ww_ in zip(
+                    n[rare].tolist(),
+                    sizes[rare[:2]].tolist(),
+                    wa[rare].tolist(),
+                    ww[rare].tolist(),
+                    strict=True,
+                )
+            ]
         return out
 
     la = side(longs, w[4], w[5])
     sa = side(shorts, w[6], w[7])
-    # One flat tolist per figure (nested lists cost twice as much), cut into days.
-    per_day = 24 * k
-    flat = [a.ravel().tolist() for a in (trades, longs, la, sa)]
-    return [
-        (
-            flat[0][d * per_day : (d + 1) * per_day],
-            flat[1][d * per_day : (d + 1) * per_day],
-            flat[2][d * per_day : (d + 1) * per_day],
-            flat[3][d * per_day : (d + 1) * per_day],
-        )
-        for d in range(days)
-    ]
+
+    active = trades > 0
+    codes = np.array(prof.exchanges, dtype=object)
+    exchange = np.broadcast_to(np.arange(k), trades.shape)
+    return _Figures(
+        venues=active.sum(axis=2).ravel().tolist(),
+        hour_trades=trades.sum(axis=2).ravel().tolist(),
+        hour_longs=longs.sum(axis=2).ravel().tolist(),
+        hour_long_usd=la.sum(axis=2).ravel().tolist(),
+        hour_short_usd=sa.sum(axis=2).ravel().tolist(),
+        codes=codes[exchange[active]].tolist(),
+        trades=trades[active].tolist(),
+        total_usd=(la + sa)[active].tolist(),
+        longs=longs[active].tolist(),
+        long_usd=la[active].tolist(),
+        shorts=shorts[active].tolist(),
+        short_usd=sa[active].tolist(),
+    )
