@@ -130,6 +130,15 @@ def _secrets_in(argv: Sequence[str]) -> list[str]:
     return sorted(found, key=len, reverse=True)
 
 
+def _hide(text: str, secrets: Iterable[str]) -> str:
+    """``text`` without the command line's key-like values. Not errors.redact: the
+    library's messages are redacted already, and its ``key: value`` rule would blank
+    words out of argparse's prose ("argument --api-key: api_key must be ...")."""
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return text
+
+
 def _unrecognized(extras: Sequence[str], argv: Sequence[str]) -> str:
     """Name unknown flags without their values (as ``gh`` does); never show a stray
     positional argument at all: it may be a key that lost its flag."""
@@ -392,7 +401,7 @@ class _WarningLines(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         if self.line is not None:
             self.line.clear()
-        text = redact(" ".join(record.getMessage().split()), self.secrets)
+        text = _hide(redact(" ".join(record.getMessage().split())), self.secrets)
         print(f"{PROG}: warning: {text}", file=sys.stderr)
 
 
@@ -441,7 +450,7 @@ def _explain(error: BaseException) -> tuple[str, int]:
 
 
 def _fail(message: str, code: int, secrets: Iterable[str] = ()) -> int:
-    text = redact(" ".join(message.split()), secrets)
+    text = _hide(" ".join(message.split()), secrets)
     print(f"{PROG}: error: {text}", file=sys.stderr)
     return code
 

@@ -81,20 +81,22 @@ _SECRET_NAMES = (
     "sig",
     "signature",
 )
+#: Shorter "secrets" are left alone: cutting every "k" out of a message protects nothing
+#: (Kaiko's keys are dozens of characters), and it would garble every message.
+MIN_SECRET_CHARS = 6
 # ``name=value`` (a query string) or ``name: value`` / ``"name": "value"`` (a header or
 # JSON echoed in an error page). The name must not be the tail of a longer word, so
 # ``continuation_token`` is not taken for ``token``.
 _SECRET_PARAM_RE = re.compile(
     r"(?<![A-Za-z0-9_.])(" + "|".join(re.escape(n) for n in _SECRET_NAMES) + r")"
-    r"(\"?\s*[=:]\s*\"?)([^\s&#\"',;<>]+)",
+    # After ``:`` a value shorter than a key is prose ("no API key: pass"), not a secret.
+    r"(\"?\s*=\s*\"?|\"?\s*:\s*\"?(?=[^\s&#\"',;<>]{" + str(MIN_SECRET_CHARS) + r",}))"
+    r"([^\s&#\"',;<>]+)",
     re.IGNORECASE,
 )
 # Continuation tokens are opaque and long: shortened, they keep a message readable.
 _TOKEN_RE = re.compile(r"(continuation_token\"?\s*[=:]\s*\"?)([^\s&#\"',;<>]{17,})")
 _TOKEN_KEPT = 12
-#: Shorter "secrets" are left alone: cutting every "k" out of a message protects nothing
-#: (Kaiko's keys are dozens of characters), and it would garble every message.
-MIN_SECRET_CHARS = 6
 #: Keys in use in this process (see :func:`register_secret`).
 _registered: set[str] = set()
 

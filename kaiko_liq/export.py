@@ -691,7 +691,11 @@ def write_stdout(
     if fmt == "parquet":
         format_for_path(STDOUT, fmt)  # raises, saying what to use instead
     groups = _groups(rows, asset, "write_stdout")
-    out = sys.stdout.buffer if stream is None else stream
+    if stream is None:
+        sys.stdout.flush()  # text already printed goes first, not after our bytes
+        out: IO[bytes] = sys.stdout.buffer
+    else:
+        out = stream
     if fmt == "jsonl":
         if shape != "totals":
             raise InvalidArgumentError(

@@ -210,6 +210,21 @@ def _os_errors(path: str | os.PathLike[str], doing: str) -> Iterator[None]:
         raise StorageError.from_os_error(exc, path, doing=doing) from exc
 
 
+class _DataDamage(Exception):
+    """pyarrow could not decode a file's data pages (an ``OSError`` with no errno)."""
+
+
+def _read_table(pq: Any, path: Path) -> Any:
+    """A shard file's table. pyarrow reports torn data pages as an ``OSError`` without an
+    errno, unlike the filesystem: those are damage to move aside, not a disk fault."""
+    try:
+        return pq.ParquetFile(path).read()
+    except OSError as exc:
+        if exc.errno is None:
+            raise _DataDamage(str(exc)) from exc
+        raise StorageError.from_os_error(exc, path, doing="read") from exc
+
+
 # --- names ------------------------------------------------------------------------------------
 
 
@@ -553,11 +568,8 @@ class ShardStore:
             if shard.rows == 0:
                 continue
             try:
-                with _os_errors(shard.path, "read"):
-                    table = pq.ParquetFile(shard.path).read()
-            except StorageError:
-                raise
-            except (ValueError, KeyError) as exc:  # footer fine, data pages torn
+                table = _read_table(pq, shard.path)
+            except (ValueError, KeyError, _DataDamage) as exc:  # footer fine, data pages torn
                 self.quarantine(shard.path, f"unreadable data ({exc})")
                 raise StorageError(
                     shard.path,

@@ -181,7 +181,7 @@ class Transport:
                     total=None, connect=self._timeouts.connect, sock_read=self._timeouts.read
                 ),
                 headers={"Accept": "application/json", "User-Agent": _USER_AGENT},
-                # Inflated by decipher, under the size cap, off the event loop's thread.
+                # Inflated by decipher under the size cap (in a worker thread when large).
                 auto_decompress=False,
             )
         return self._session

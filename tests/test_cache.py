@@ -258,11 +258,6 @@ async def test_a_damaged_stored_file_is_fetched_again(
     assert "fetched again" in caplog.text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="store.ShardStore.read_rows raises pyarrow's OSError for torn data pages as a "
-    "StorageError without moving the file aside, so it is never replaced (H4)",
-)
 async def test_a_damaged_stored_file_is_replaced(emulator: RunningEmulator, tmp_path: Path) -> None:
     async with cached(emulator, tmp_path) as client:
         first = await client.fetch("ltc", "2025-03-01", "2025-04-01")

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from kaiko_liq.emulator import ASSETS, DATA_START, EXCHANGES, SPARSE_ASSET
+from kaiko_liq.emulator import ASSETS, DATA_START, EXCHANGES, SPARSE_ASSET, data, vectorized
 from kaiko_liq.emulator import rows_for as rows_at
 from kaiko_liq.emulator.data import iter_rows as iter_rows_at
 from kaiko_liq.models import ExchangeVolume, LiquidationRow
@@ -271,3 +271,16 @@ def test_a_coarse_bucket_is_the_sum_of_its_hours_as_they_are_now(interval: str) 
     hours = rows_for("btc", coarse.interval_time, now, now=now)
     assert hours[-1].interval_time == OPEN
     assert coarse == _sum_hours(hours, coarse.interval_time)
+
+
+# --- numpy and the scalar generator agree to the bit ------------------------------------------
+
+
+@pytest.mark.skipif(not vectorized.available(), reason="numpy is not installed")
+@pytest.mark.parametrize("asset", ["btc", "ltc", SPARSE_ASSET])
+def test_the_numpy_and_the_scalar_generators_give_the_same_figures(asset: str) -> None:
+    # Two years of a few blocks, among them cascades, whales and sides of 64+ trades.
+    for seed in (0, 5):
+        days = [d for d in (data._day(seed, asset, n) for n in range(20140, 20300)) if d]
+        assert days
+        assert data._figures_python(asset, days) == vectorized.figures(asset, days)

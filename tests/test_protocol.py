@@ -290,3 +290,7 @@ def test_redact_finds_keys_in_every_form_a_server_echoes_them() -> None:
     assert "monkey=4" in cleaned and "/v2/***/x" in cleaned
     # Short strings are never taken for keys: they would garble every message.
     assert redact("a key k", ["k"]) == "a key k"
+    # Prose that names a key is not a header: "key: pass" keeps its words.
+    assert redact("no API key: pass one, or a token: see docs") == (
+        "no API key: pass one, or a token: see docs"
+    )

@@ -105,7 +105,9 @@ def figures(asset: str, days: list[_Day]) -> _Figures:
     hour = words[:, _HOUR_WORDS:_VENUE_WORDS].reshape(n_days, 24, 4)
     squeeze = hour[..., 0] < _SQUEEZE
     cascade = np.array([d.cascade for d in days])
-    cascade = np.where(squeeze, cascade * np.minimum(30.0, 2.0 + surge_size[hour[..., 1] >> 8]), cascade)
+    cascade = np.where(
+        squeeze, cascade * np.minimum(30.0, 2.0 + surge_size[hour[..., 1] >> 8]), cascade
+    )
     long_share = np.array([d.long_share for d in days])
     long_share = np.where(squeeze, np.where(hour[..., 2] < 32768, 0.85, 0.15), long_share)
     base = np.array([d.base for d in days])[:, None]
