@@ -3,7 +3,6 @@
 from .client import (
     DEFAULT_MAX_CONCURRENCY,
     DEFAULT_RATE_LIMIT,
-    FetchManyIncompleteError,
     LiquidationClient,
     RowStream,
 )
@@ -12,6 +11,7 @@ from .errors import (
     AuthenticationError,
     BadRequestError,
     ClientClosedError,
+    FetchManyIncompleteError,
     IncompleteFetchError,
     InconsistentDataError,
     InvalidArgumentError,

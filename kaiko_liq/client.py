@@ -39,6 +39,7 @@ import anyio
 from .errors import (
     ClientClosedError,
     FailedRange,
+    FetchManyIncompleteError,
     IncompleteFetchError,
     InconsistentDataError,
     InvalidArgumentError,
@@ -83,7 +84,6 @@ __all__ = [
     "MAX_CONCURRENCY_RANGE",
     "RATE_LIMIT_RANGE",
     "Backend",
-    "FetchManyIncompleteError",
     "LiquidationClient",
     "RowStream",
 ]
@@ -134,25 +134,6 @@ class _Piece:
 
     shard: SubRange
     source: _Source
-
-
-class FetchManyIncompleteError(IncompleteFetchError):
-    """Shards of several assets failed in one :meth:`LiquidationClient.fetch_many`.
-
-    ``errors`` maps each such asset to its own :class:`IncompleteFetchError` (in the order
-    the assets were given); ``failed`` and ``completed`` are theirs joined. Catching
-    ``IncompleteFetchError`` catches this too.
-    """
-
-    def __init__(self, errors: dict[str, IncompleteFetchError]) -> None:
-        self.errors = dict(errors)
-        KaikoLiqError.__init__(
-            self, f"{len(errors)} assets incomplete: " + " | ".join(map(str, errors.values()))
-        )
-        self.asset = ", ".join(errors)
-        self.failed = [f for e in errors.values() for f in e.failed]
-        self.completed = [c for e in errors.values() for c in e.completed]
-        self.pending = [p for e in errors.values() for p in e.pending]
 
 
 class LiquidationClient:

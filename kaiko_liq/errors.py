@@ -18,7 +18,10 @@
     │   └── InconsistentDataError                  rows that contradict themselves or
     │                                              each other, cursor loops
     ├── IncompleteFetchError                       some sub-ranges failed; says which
+    │   └── FetchManyIncompleteError               ... of several assets (``errors``)
     ├── backfill.BackfillIncompleteError           some shards failed; the rest is on disk
+    ├── store.StorageError                         the filesystem refused (path, cause)
+    ├── store.NotStoredError (also LookupError)    a store lacks buckets asked of it
     └── export.MissingDependencyError (also ImportError)   an optional extra is missing
 
 ``APIError`` carries ``status``, Kaiko's ``message`` and the request ``url``. Messages
@@ -44,6 +47,7 @@ __all__ = [
     "BadRequestError",
     "ClientClosedError",
     "FailedRange",
+    "FetchManyIncompleteError",
     "IncompleteFetchError",
     "InconsistentDataError",
     "InvalidArgumentError",
@@ -310,3 +314,22 @@ def is_fatal(error: BaseException) -> bool:
     return (
         isinstance(error, APIError) and not isinstance(error, ServerError) and error.status != 429
     )
+
+
+class FetchManyIncompleteError(IncompleteFetchError):
+    """Shards of several assets failed in one :meth:`LiquidationClient.fetch_many`.
+
+    ``errors`` maps each such asset to its own :class:`IncompleteFetchError` (in the order
+    the assets were given); ``failed`` and ``completed`` are theirs joined. Catching
+    ``IncompleteFetchError`` catches this too.
+    """
+
+    def __init__(self, errors: dict[str, IncompleteFetchError]) -> None:
+        self.errors = dict(errors)
+        KaikoLiqError.__init__(
+            self, f"{len(errors)} assets incomplete: " + " | ".join(map(str, errors.values()))
+        )
+        self.asset = ", ".join(errors)
+        self.failed = [f for e in errors.values() for f in e.failed]
+        self.completed = [c for e in errors.values() for c in e.completed]
+        self.pending = [p for e in errors.values() for p in e.pending]

@@ -252,11 +252,13 @@ def validate_asset(value: str) -> str:
     return value.lower()
 
 
-def validate_window(start: datetime, end: datetime) -> None:
+def validate_window(
+    start: datetime, end: datetime, *, start_name: str = "start", end_name: str = "end"
+) -> None:
     if start >= end:
         raise InvalidArgumentError(
-            f"start {format_time(start)} is not before end {format_time(end)}; "
-            "the window is [start, end), start inclusive and end exclusive"
+            f"{start_name} {format_time(start)} is not before {end_name} {format_time(end)}; "
+            f"the window is [{start_name}, {end_name}), start inclusive and end exclusive"
         )
 
 
@@ -293,7 +295,7 @@ def validate_request(
     name = validate_asset(asset)
     lo = parse_time(start, start_name)
     hi = parse_time(end, end_name)
-    validate_window(lo, hi)
+    validate_window(lo, hi, start_name=start_name, end_name=end_name)
     grid = parse_interval(interval)
     order = None if sort is None else validate_sort(sort)
     size = None if page_size is None else validate_page_size(page_size)
