@@ -65,6 +65,8 @@ class Settings:
     #: Decode: pages captured per asset, and timing passes per decoder.
     decode_pages_per_asset: int
     decode_repeat: int
+    #: Per-page steps (inflate ... Parquet write): passes over all pages, best counts.
+    decode_step_repeat: int
     #: Decode with rows kept alive: the pages repeated this many times, and passes.
     decode_keep_copies: int
     decode_keep_repeat: int
@@ -74,7 +76,7 @@ class Settings:
     memory_rate_limit: float
     #: Memory: backfills (the CLI, each in a fresh process) whose peak RSS is compared.
     memory_backfills: tuple[BackfillMemoryRun, ...]
-    #: Peak RSS a backfill may reach (the target, reported, never asserted).
+    #: Peak RSS (MiB) a backfill may reach (the target, reported, never asserted).
     memory_backfill_target_mb: float
     #: Faults.
     fault_rate: float
@@ -141,6 +143,7 @@ def settings_for(
         kaiko_repeats=1 if quick else 3,
         decode_pages_per_asset=1 if quick else 2,
         decode_repeat=10 if quick else 40,
+        decode_step_repeat=3 if quick else 10,
         decode_keep_copies=2 if quick else 8,
         decode_keep_repeat=2 if quick else 3,
         memory_asset="btc",

@@ -296,7 +296,7 @@ def run(settings: Settings) -> Outcome:
             capture_pages(emu.base_url, settings.assets, settings, settings.decode_pages_per_asset)
         )
     bodies = [zlib.decompress(p.gzip_body, 31) for p in pages]
-    steps = measure_steps(pages, settings.decode_repeat)
+    steps = measure_steps(pages, settings.decode_step_repeat)
     results = measure_decoders(bodies, settings.decode_repeat)
     many = list(bodies) * settings.decode_keep_copies
     kept = {r.decoder: r for r in measure_decoders(many, settings.decode_keep_repeat, keep=True)}
@@ -315,7 +315,7 @@ def run(settings: Settings) -> Outcome:
     steps_table.notes += [
         f"{len(pages)} real pages from the emulator ({baseline.rows / len(pages):,.0f} rows, "
         f"{baseline.bytes / len(pages) / 1e6:.2f} MB of JSON, {gz_mb:.2f} MB gzipped, each); "
-        f"each step alone over every page, best of {settings.decode_repeat} passes.",
+        f"each step alone over every page, best of {settings.decode_step_repeat} passes.",
         "A backfill runs them all for every page: inflate (inside aiohttp), decode and "
         "checks on the event loop's thread; the Arrow conversion and Parquet write in a "
         "worker thread (the conversion holds the GIL, so it still competes with the loop; "

@@ -3,8 +3,8 @@
 * **Backfill**: the ``kaiko-liq backfill`` command (through :mod:`benchmarks.cli_worker`,
   a fresh process each) for 1 asset and for 8, over one month and over all 22 months of
   data. A backfill writes each shard as it lands and keeps nothing else, so its peak RSS
-  should stay flat and small: the target is at most 200 MB, and < 20% from the smallest
-  run to the largest.
+  should stay flat and small: the target is at most 200 MiB, and < 20% from the
+  smallest run to the largest.
 * **Streaming**: each window in a fresh ``python -m benchmarks.stream_worker`` process
   that writes every row to a JSON Lines file as it arrives. Target: < 20% growth from
   one month to 22 months.
@@ -146,11 +146,11 @@ def _backfill_table(results: list[BackfillMemory], settings: Settings) -> tuple[
     high = max(peaks)
     growth = (high - low) / low
     target_mb = settings.memory_backfill_target_mb
-    ok = high <= target_mb * 1e6 and growth < 0.20
+    ok = high <= target_mb * 2**20 and growth < 0.20
     target = Target(
         "memory",
-        f"backfill peak RSS ≤ {target_mb:g} MB, < 20% smallest → largest",
-        f"{high / 1e6:.0f} MB max, {growth:+.1%}",
+        f"backfill peak RSS ≤ {target_mb:g} MiB, < 20% smallest → largest",
+        f"{high / 2**20:.0f} MiB max, {growth:+.1%}",
         ok,
     )
     return table, target

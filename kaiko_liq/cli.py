@@ -52,7 +52,7 @@ from .backfill import (
     backfill,
     describe_backfill,
 )
-from .client import MAX_CONCURRENCY_RANGE, LiquidationClient
+from .client import LiquidationClient
 from .errors import (
     MIN_SECRET_CHARS,
     InvalidArgumentError,
@@ -81,7 +81,14 @@ from .progress import (
     fetch_line,
     plural,
 )
-from .query import SORTS, Request, format_time, parse_rate_limit, validate_request
+from .query import (
+    SORTS,
+    Request,
+    format_time,
+    parse_rate_limit,
+    validate_max_concurrency,
+    validate_request,
+)
 from .store import StorageError
 
 __all__ = ["main"]
@@ -191,17 +198,15 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _max_concurrency(text: str) -> int:
-    """``--max-concurrency``: an integer in the client's range."""
+    """``--max-concurrency``: the client's own check, on the flag's integer."""
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    low, high = MAX_CONCURRENCY_RANGE
-    if not low <= value <= high:
-        raise argparse.ArgumentTypeError(
-            f"max_concurrency {value} is out of range; allowed: {low} to {high}"
-        )
-    return value
+    try:
+        return validate_max_concurrency(value, "max_concurrency")
+    except InvalidArgumentError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _common_options() -> _Parser:
@@ -433,7 +438,7 @@ def _explain(error: BaseException) -> tuple[str, int]:
     """The one line and the exit code for an error that reached the CLI's boundary."""
     if isinstance(error, _Exit):
         return str(error), error.code
-    if isinstance(error, StorageError):  # raised outside a client: see _storage()
+    if isinstance(error, StorageError):  # raised outside a client: see _storage_faults()
         return str(error), _EXIT_FAILED if error.saved else _EXIT_USAGE
     if isinstance(error, InvalidArgumentError | MissingDependencyError | NotFoundError):
         # An unknown asset is a bad argument: refused whole, nothing written.
@@ -443,8 +448,8 @@ def _explain(error: BaseException) -> tuple[str, int]:
     if isinstance(error, OSError):  # before anything was fetched, or it would be _Exit
         return _os_error(error), _EXIT_USAGE
     return (
-        f"unexpected {type(error).__name__}: {error} (a bug in kaiko-liq; --debug shows "
-        "the traceback)",
+        f"unexpected {type(error).__name__}: {redact(str(error))} (a bug in kaiko-liq; "
+        "--debug shows the traceback)",
         _EXIT_FAILED,
     )
 

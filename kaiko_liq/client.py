@@ -56,6 +56,7 @@ from .protocol import (
     region_base_url,
 )
 from .query import (
+    MAX_CONCURRENCY_RANGE,
     MAX_PAGE_SIZE,
     RATE_LIMIT_RANGE,
     Interval,
@@ -64,6 +65,7 @@ from .query import (
     parse_interval,
     parse_rate_limit,
     validate_asset,
+    validate_max_concurrency,
     validate_page_size,
     validate_request,
     validate_sort,
@@ -93,7 +95,6 @@ logger = logging.getLogger("kaiko_liq")
 #: Requests per second: Kaiko's published standard limit for the REST API, 6000 per
 #: minute per key. A key allowed less gets 429s, and the adaptive limiter slows down to it.
 DEFAULT_RATE_LIMIT = 100.0
-MAX_CONCURRENCY_RANGE = (1, 256)
 #: Requests in flight at once: enough to hide ~100-300 ms of latency at the rate above.
 DEFAULT_MAX_CONCURRENCY = 16
 #: Shards a stream fetches ahead of the one its consumer is reading. One keeps a page in
@@ -182,15 +183,7 @@ class LiquidationClient:
         if region not in REGIONS:
             raise InvalidArgumentError(f"region {region!r} is not allowed; use 'us' or 'eu'")
         rate = parse_rate_limit(rate_limit, "rate_limit")
-        if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int):
-            raise InvalidArgumentError(
-                f"max_concurrency must be an integer, got {max_concurrency!r}"
-            )
-        least, most = MAX_CONCURRENCY_RANGE
-        if not least <= max_concurrency <= most:
-            raise InvalidArgumentError(
-                f"max_concurrency {max_concurrency} is out of range; allowed: {least} to {most}"
-            )
+        validate_max_concurrency(max_concurrency)
         self._page_size = validate_page_size(page_size)
         if base_url is None:
             base = region_base_url(region)

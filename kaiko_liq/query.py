@@ -36,6 +36,7 @@ __all__ = [
     "DATA_START",
     "EARLIEST",
     "LATEST",
+    "MAX_CONCURRENCY_RANGE",
     "MAX_PAGE_SIZE",
     "RATE_LIMIT_RANGE",
     "SORTS",
@@ -47,6 +48,7 @@ __all__ = [
     "parse_rate_limit",
     "parse_time",
     "validate_asset",
+    "validate_max_concurrency",
     "validate_page_size",
     "validate_request",
     "validate_sort",
@@ -72,6 +74,8 @@ _ASSET_RE = re.compile(r"[A-Za-z0-9_-]+")
 #: What a rate limit may be set to, in requests per second: from one request every 100 s
 #: (a shared key kept for something else) to far above any published Kaiko limit.
 RATE_LIMIT_RANGE = (0.01, 10_000.0)
+#: Requests in flight at once that a client may be set to.
+MAX_CONCURRENCY_RANGE = (1, 256)
 _RATE_RE = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*(?:/\s*([a-z]+))?")
 _RATE_UNITS = {
     "s": 1.0,
@@ -198,6 +202,18 @@ def format_time(t: datetime, *, round_up: bool = False) -> str:
     if t.microsecond:
         return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
     return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def validate_max_concurrency(value: object, name: str = "max_concurrency") -> int:
+    """Requests in flight at once: an integer in :data:`MAX_CONCURRENCY_RANGE`."""
+    least, most = MAX_CONCURRENCY_RANGE
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidArgumentError(
+            f"{name} must be an integer from {least} to {most}, got {value!r}"
+        )
+    if not least <= value <= most:
+        raise InvalidArgumentError(f"{name} {value} is out of range; allowed: {least} to {most}")
+    return value
 
 
 def parse_rate_limit(value: str | float | int, name: str = "rate_limit") -> float:

@@ -345,8 +345,8 @@ WINDOW = ["--start", START, "--end", END]
     [
         (["fetch", "eth", *WINDOW, "--interval", "90m"], "not of the form '<n>h' or '<n>d'"),
         (["fetch", "eth", *WINDOW, "--interval", "2d"], "longer than one day"),
-        (["fetch", "eth", "--start", END, "--end", START], "is not before end"),
-        (["fetch", "eth", "--start", START, "--end", START], "is not before end"),
+        (["fetch", "eth", "--start", END, "--end", START], "is not before --end"),
+        (["fetch", "eth", "--start", START, "--end", START], "is not before --end"),
         (["fetch", "eth", "--start", "yesterday", "--end", END], "--start 'yesterday' is not"),
         (["fetch", "eth", "--start", START, "--end", "2025-13-01"], "--end '2025-13-01' is not"),
         (["fetch", "eth", *WINDOW, "--sort", "up"], "argument --sort: invalid choice: 'up'"),

@@ -576,3 +576,22 @@ async def test_the_open_bucket_grows_between_requests_and_nothing_lies_after_now
     assert seen[-1] < final.total_trades
     _, later = await get_json(url, start_time="2026-03-10T15:00:00Z", end_time="2026-04-01")
     assert later["data"] == [] and "next_url" not in later
+
+
+async def test_6000_per_minute_takes_a_burst_of_100_at_once() -> None:
+    """Kaiko's 6000/min for one key: a second's worth (and a tenth more) at once, then
+    100 a second; another key is not affected."""
+    now = [50.0]
+    app = create_app(EmulatorConfig(rate_limit="6000/min"), clock=lambda: now[0])
+    async with TestClient(TestServer(app)) as client:
+
+        async def status(key: str = "k") -> int:
+            async with client.get(PATH + "eth", headers={"X-Api-Key": key}) as r:
+                await r.read()
+                return r.status
+
+        assert [await status() for _ in range(110)] == [200] * 110
+        assert await status() == 429
+        assert await status("other") == 200
+        now[0] += 0.01  # one more request's worth
+        assert [await status(), await status()] == [200, 429]

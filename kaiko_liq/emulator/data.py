@@ -1,9 +1,9 @@
 """Synthetic liquidation volumes a researcher would find plausible, and deterministic.
 
-Every final figure is a pure function of ``(seed, asset, hour)``: each asset-day is drawn
-from a ``random.Random`` seeded from a hash of ``(seed, asset, day)`` (plus a market-wide
-``(seed, day)`` stream shared by all assets), and cached. Nothing depends on the order of
-requests, so the same query always gives the same rows.
+Every final figure is a pure function of ``(seed, asset, hour)``: each block of 32
+asset-days is drawn from a ``random.Random`` seeded from a hash of ``(seed, asset,
+block)`` (plus a market-wide ``(seed, day)`` stream shared by all assets), and cached.
+Nothing depends on the order of requests, so the same query always gives the same rows.
 
 The model, per asset and hour:
 
@@ -20,12 +20,12 @@ The model, per asset and hour:
 * :data:`SPARSE_ASSET` (``pepe``) trades in bursts of one to four days; between them it
   is quiet for days, often for more than six weeks: no rows at all.
 
-Speed: the random numbers of an asset-day come from one ``getrandbits`` call, cut into
+Speed: the random numbers of a block come from one ``getrandbits`` call, cut into
 16-bit words at fixed places, and every distribution is read from a table of quantiles
 built once (the standard normal, a Poisson per rate, the mean of n lognormal sizes...).
 Days are made 32 at a time, with numpy when it is installed (:mod:`.vectorized`, the same
 figures to the bit) and one figure at a time otherwise. A day of an asset costs about a
-ninth of what data version 1 (calls into :mod:`random` per figure) did with numpy, and
+tenth of what data version 1 (calls into :mod:`random` per figure) did with numpy, and
 about a third without it.
 
 Amounts are whole multiples of 1/4096 USD and stay far below 2**41, so every sum of them
@@ -56,6 +56,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import cache, lru_cache
 from itertools import accumulate
+from operator import add, sub
 from statistics import NormalDist
 from typing import NamedTuple
 
@@ -336,26 +337,38 @@ class _Day:
     """One asset-day with liquidations, before its hours and exchanges are drawn."""
 
     day: int
-    raw: bytes  # the day's uniform 16-bit words, little-endian, from one getrandbits
+    raw: bytes  # the day's uniform 16-bit words, little-endian
     base: float  # the day's calm rate: the asset's, its weekday, its own day, any burst
     cascade: tuple[float, ...]  # 24 market cascades, raised to the asset's beta
     long_share: tuple[float, ...]  # 24 market long shares
 
 
-def _day(seed: int, asset: str, day: int) -> _Day | None:
-    """One asset-day's draws; ``None`` when it has no liquidations at all."""
-    if day * DAY < DATA_START_S:
-        return None
+def _days(seed: int, asset: str, block: int) -> list[_Day | None]:
+    """The draws of a block's asset-days (``None`` for a day without liquidations).
+
+    One generator a block, seeded by ``(seed, asset, block)``, gives every day its words
+    (a quiet day's go unused), so a day's figures never depend on which were asked for.
+    """
+    first = block * _BLOCK
+    rng = _rng(seed, asset, "block", block)
+    size = 2 * _WORDS
+    raw = rng.getrandbits(8 * size * _BLOCK).to_bytes(size * _BLOCK, "little")
     prof = _PROFILES[asset]
-    level = _sparse_day(seed, day) if asset == SPARSE_ASSET else 1.0
-    if level == 0.0:
-        return None
-    raw = _rng(seed, asset, day).getrandbits(16 * _WORDS).to_bytes(2 * _WORDS, "little")
-    weekend = 0.75 if (day + 3) % 7 >= 5 else 1.0  # 1970-01-01 was a Thursday
-    base = prof.trades_per_hour * weekend * _tables().noise[(raw[0] | raw[1] << 8) >> 4] * level
-    market = _market_day(seed, day)
-    cascade = tuple(m.cascade**prof.beta for m in market)
-    return _Day(day, raw, base, cascade, tuple(m.long_share for m in market))
+    noise = _tables().noise
+    days: list[_Day | None] = []
+    for day in range(first, first + _BLOCK):
+        level = _sparse_day(seed, day) if asset == SPARSE_ASSET else 1.0
+        if day * DAY < DATA_START_S or level == 0.0:
+            days.append(None)
+            continue
+        at = (day - first) * size
+        words = raw[at : at + size]
+        weekend = 0.75 if (day + 3) % 7 >= 5 else 1.0  # 1970-01-01 was a Thursday
+        base = prof.trades_per_hour * weekend * noise[(words[0] | words[1] << 8) >> 4] * level
+        market = _market_day(seed, day)
+        cascade = tuple(m.cascade**prof.beta for m in market)
+        days.append(_Day(day, words, base, cascade, tuple(m.long_share for m in market)))
+    return days
 
 
 def _hours_python(asset: str, d: _Day, words: list[int]) -> list[tuple[float, float, bool]]:
@@ -375,11 +388,12 @@ def _hours_python(asset: str, d: _Day, words: list[int]) -> list[tuple[float, fl
 
 
 class _Figures(NamedTuple):
-    """The figures of a block's days, hour by hour (``hour_*``: one per day and hour, in
-    order) and exchange by exchange (the rest: one per exchange with liquidations, in
-    day, hour and row order)."""
+    """The figures of a block's days: per hour with liquidations (``hour*``, in order;
+    ``hours`` numbers them ``24 * day + hour`` over the days given) and per exchange with
+    liquidations (the rest, in day, hour and row order)."""
 
-    venues: list[int]  # exchanges with liquidations, per day-hour
+    hours: list[int]
+    venues: list[int]  # exchanges with liquidations in the hour
     hour_trades: list[int]
     hour_longs: list[int]
     hour_long_usd: list[float]
@@ -401,8 +415,8 @@ def _figures_python(asset: str, days: list[_Day]) -> _Figures:
     calm, surge = _amount_table(prof.median_size), _amount_table(prof.median_size * 1.5)
     weights = tuple(zip(prof.exchanges, _weights(asset), strict=True))
     sqrt = math.sqrt
-    out = _Figures([], [], [], [], [], [], [], [], [], [], [], [])
-    for d in days:
+    out = _Figures([], [], [], [], [], [], [], [], [], [], [], [], [])
+    for n_day, d in enumerate(days):
         words = _words(d.raw)
         for h, (activity, long_share, surging) in enumerate(_hours_python(asset, d, words)):
             sized = surge if surging else calm
@@ -458,6 +472,9 @@ def _figures_python(asset: str, days: list[_Day]) -> _Figures:
                 lt += longs
                 hla += la
                 hsa += sa
+            if not active:
+                continue
+            out.hours.append(24 * n_day + h)
             out.venues.append(active)
             out.hour_trades.append(tt)
             out.hour_longs.append(lt)
@@ -493,25 +510,24 @@ def _rows(days: list[_Day], f: _Figures) -> list[tuple[LiquidationRow | None, ..
             f.short_usd,
         )
     )
-    starts = [d.day * DAY + h * HOUR for d in days for h in range(24)]
-    active = [i for i, n in enumerate(f.venues) if n]
-    ends = list(accumulate(f.venues[i] for i in active))
-    slices = [exchanges[j - f.venues[i] : j] for i, j in zip(active, ends, strict=True)]
-    midnights = {d.day: datetime.fromtimestamp(d.day * DAY, UTC) for d in days}
+    ends = accumulate(f.venues)
+    slices = [exchanges[j - n : j] for n, j in zip(f.venues, ends, strict=True)]
+    midnights = [datetime.fromtimestamp(d.day * DAY, UTC) for d in days]
+    firsts = [d.day * DAY * _NS for d in days]
     made = map(
         LiquidationRow,
-        [midnights[starts[i] // DAY] + _HOURS[i % 24] for i in active],
-        [starts[i] * _NS for i in active],
-        [f.hour_trades[i] for i in active],
-        [f.hour_long_usd[i] + f.hour_short_usd[i] for i in active],
-        [f.hour_longs[i] for i in active],
-        [f.hour_long_usd[i] for i in active],
-        [f.hour_trades[i] - f.hour_longs[i] for i in active],
-        [f.hour_short_usd[i] for i in active],
+        [midnights[i // 24] + _HOURS[i % 24] for i in f.hours],
+        [firsts[i // 24] + i % 24 * _HOUR_NS for i in f.hours],
+        f.hour_trades,
+        list(map(add, f.hour_long_usd, f.hour_short_usd)),
+        f.hour_longs,
+        f.hour_long_usd,
+        list(map(sub, f.hour_trades, f.hour_longs)),
+        f.hour_short_usd,
         slices,
     )
-    flat: list[LiquidationRow | None] = [None] * len(starts)
-    for i, row in zip(active, made, strict=True):
+    flat: list[LiquidationRow | None] = [None] * (24 * len(days))
+    for i, row in zip(f.hours, made, strict=True):
         flat[i] = row
     return [tuple(flat[24 * n : 24 * n + 24]) for n in range(len(days))]
 
@@ -521,7 +537,7 @@ def _asset_block(
     seed: int, asset: str, block: int
 ) -> tuple[tuple[LiquidationRow | None, ...], ...]:
     """The final hourly rows of ``_BLOCK`` consecutive asset-days; cached."""
-    days = [_day(seed, asset, day) for day in range(block * _BLOCK, (block + 1) * _BLOCK)]
+    days = _days(seed, asset, block)
     live = [d for d in days if d is not None]
     if not live:
         return ((None,) * 24,) * _BLOCK
