@@ -560,17 +560,16 @@ async def _client(args: argparse.Namespace, key: str | None) -> AsyncIterator[Li
         async with LiquidationClient(key, region=args.region, base_url=base_url, **options) as c:
             yield c
         return
-    from .emulator import EmulatorConfig, running_emulator
+    from .sync import builtin_emulator_client
 
-    async with running_emulator(EmulatorConfig(), host="127.0.0.1", port=0) as emu:
+    async with builtin_emulator_client(api_key=key, **options) as c:
         # Always said, even with --quiet: synthetic figures must never pass for Kaiko's.
         print(
             f"{PROG}: --emulator: SYNTHETIC data from the built-in emulator at "
-            f"{emu.base_url}, not Kaiko's",
+            f"{c.base_url}, not Kaiko's",
             file=sys.stderr,
         )
-        async with LiquidationClient(key, base_url=emu.base_url, **options) as c:
-            yield c
+        yield c
 
 
 async def _with_progress(

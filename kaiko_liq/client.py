@@ -161,6 +161,9 @@ class LiquidationClient:
             :class:`~kaiko_liq.errors.ResponseTooLargeError`.
         now: the clock that says which buckets have settled (default: the system's,
             UTC); tests inject one.
+        cache_namespace: the name of this server's store under ``cache_dir`` (default:
+            its origin). The built-in emulator gets a fixed one, since it listens on a
+            new port each time but serves the same settled data.
     """
 
     def __init__(
@@ -179,6 +182,7 @@ class LiquidationClient:
         cache_dir: str | os.PathLike[str] | None = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         now: Callable[[], datetime] | None = None,
+        cache_namespace: str | None = None,
     ) -> None:
         if region not in REGIONS:
             raise InvalidArgumentError(f"region {region!r} is not allowed; use 'us' or 'eu'")
@@ -206,6 +210,7 @@ class LiquidationClient:
         self.rate_limit = rate
         self.max_concurrency = max_concurrency
         self.cache_dir = None if cache_dir is None else os.fspath(cache_dir)
+        self._cache_namespace = cache_namespace
         self._now = now or _utc_now
         self._transport = Transport(
             base_url=base,
@@ -307,7 +312,9 @@ class LiquidationClient:
         if store is None:
             from .store import cache_store
 
-            store = cache_store(self.cache_dir, self.base_url, interval)
+            store = cache_store(
+                self.cache_dir, self.base_url, interval, namespace=self._cache_namespace
+            )
             self._stores[interval.text] = store
         return store
 

@@ -735,6 +735,9 @@ _SAFE_HOST = re.compile(r"[a-z0-9.-]+")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
+_NAMESPACE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
 def origin_slug(base_url: str) -> str:
     """``https_us.market-api.kaiko.io_443``: a directory name for a URL's origin.
 
@@ -757,13 +760,24 @@ def origin_slug(base_url: str) -> str:
 
 
 def cache_store(
-    cache_dir: str | os.PathLike[str], base_url: str, interval: Interval | str
+    cache_dir: str | os.PathLike[str],
+    base_url: str,
+    interval: Interval | str,
+    *,
+    namespace: str | None = None,
 ) -> ShardStore:
     """The cache's store for one origin and interval:
     ``cache_dir/<scheme>_<host>_<port>/<interval>/``, so the emulator's data never mixes
-    with Kaiko's, nor one granularity with another (``"24h"`` and ``"1d"`` share one)."""
+    with Kaiko's, nor one granularity with another (``"24h"`` and ``"1d"`` share one).
+    ``namespace`` names the server's folder instead of its origin (the built-in
+    emulator, whose port changes from run to run)."""
     grid = parse_interval(interval) if isinstance(interval, str) else interval
-    root = Path(cache_dir) / origin_slug(base_url) / _interval_text(grid.seconds)
+    if namespace is not None and _NAMESPACE_RE.fullmatch(namespace) is None:
+        raise InvalidArgumentError(
+            f"cache namespace {namespace!r} must be letters, digits, '.', '_' or '-'"
+        )
+    folder = origin_slug(base_url) if namespace is None else f"ns_{namespace}"
+    root = Path(cache_dir) / folder / _interval_text(grid.seconds)
     return ShardStore(root, grid)
 
 

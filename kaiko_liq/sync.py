@@ -21,8 +21,8 @@ import asyncio
 import logging
 import os
 import threading
-from collections.abc import Awaitable, Callable, Iterable
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
 from typing import Any, Generic, TypeVar
 
 from .client import DEFAULT_MAX_CONCURRENCY, DEFAULT_RATE_LIMIT, LiquidationClient
@@ -32,7 +32,7 @@ from .query import TimeLike
 from .retry import RetryPolicy
 from .transport import DEFAULT_MAX_RESPONSE_BYTES, Timeouts
 
-__all__ = ["fetch", "fetch_frame"]
+__all__ = ["BUILTIN_EMULATOR_NAMESPACE", "builtin_emulator_client", "fetch", "fetch_frame"]
 
 logger = logging.getLogger("kaiko_liq")
 
@@ -147,24 +147,39 @@ def _client_options(arguments: dict[str, Any]) -> dict[str, Any]:
     return {name: arguments[name] for name in _CLIENT_ARGUMENTS}
 
 
+#: The built-in emulator's folder under a ``cache_dir``: it listens on a new port each
+#: time, but its settled data never changes, so its cache must outlive the port.
+BUILTIN_EMULATOR_NAMESPACE = "builtin-emulator"
+
+
+@asynccontextmanager
+async def builtin_emulator_client(**options: Any) -> AsyncIterator[LiquidationClient]:
+    """A client of a fresh in-process emulator (SYNTHETIC data) on a free loopback port;
+    ``options`` are :class:`LiquidationClient`'s. What ``emulator=True`` and the CLI's
+    ``--emulator`` run."""
+    from .emulator import EmulatorConfig, running_emulator
+
+    async with running_emulator(EmulatorConfig(), host="127.0.0.1", port=0) as emu:
+        options = {"cache_namespace": BUILTIN_EMULATOR_NAMESPACE, **options}
+        async with LiquidationClient(base_url=emu.base_url, **options) as client:
+            yield client
+
+
 async def _with_client(
     options: dict[str, Any],
     emulator: bool,
     call: Callable[[LiquidationClient], Awaitable[T]],
 ) -> T:
-    async with AsyncExitStack() as stack:
-        if emulator:
-            from .emulator import EmulatorConfig, running_emulator
-
-            emu = await stack.enter_async_context(running_emulator(EmulatorConfig()))
-            # Said every time: synthetic figures must never pass for Kaiko's.
-            logger.info(
-                "emulator=True: SYNTHETIC data from the built-in emulator at %s", emu.base_url
-            )
-            options = {**options, "base_url": emu.base_url}
-        client = await stack.enter_async_context(LiquidationClient(**options))
+    if not emulator:
+        async with LiquidationClient(**options) as client:
+            return await call(client)
+    options = {name: value for name, value in options.items() if name != "base_url"}
+    async with builtin_emulator_client(**options) as client:
+        # Said every time: synthetic figures must never pass for Kaiko's.
+        logger.info(
+            "emulator=True: SYNTHETIC data from the built-in emulator at %s", client.base_url
+        )
         return await call(client)
-    raise AssertionError("unreachable")  # pragma: no cover (mypy: the stack may swallow)
 
 
 def _run(make: Callable[[], Awaitable[T]]) -> T:
