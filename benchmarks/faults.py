@@ -1,4 +1,4 @@
-"""Scenario 4, faults: the kaiko-liq backfill with injected faults against none.
+"""Scenario 4, faults: the kaiko-liq fetch with injected faults against none.
 
 Two emulator processes with the same seed (so the same data): one healthy, one that
 fails ``fault_rate`` of its answers (``--fault-rate``: 5xx, 429s, cut bodies, as the
@@ -24,7 +24,7 @@ def run(settings: Settings) -> Outcome:
     same = clean.rowset.same_data(faulty.rowset) and faulty_ordered
     ratio = faulty.wall / clean.wall
     table = Table(
-        "Faults (kaiko-liq backfill)",
+        "Faults (kaiko-liq fetch)",
         (
             "emulator",
             "wall",
@@ -52,7 +52,8 @@ def run(settings: Settings) -> Outcome:
             f"{r.emulator_cpu_share:.0%}",
         )
     table.notes.append(
-        f"same backfill as above ({len(settings.assets)} assets); separate emulator processes, "
+        f"the same fetch as in the backfill scenario ({len(settings.assets)} assets); "
+        f"separate emulator processes, "
         f"seed {settings.seed}; median of {len(clean.walls)} run(s) each; "
         f"rows identical: {'yes' if same else 'NO'}."
     )

@@ -61,7 +61,6 @@ import re
 import secrets
 import threading
 import time
-from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -815,35 +814,62 @@ def describe_backfill(
 ) -> list[AssetOnDisk]:
     """What the backfill at ``out_dir`` holds per asset: files, rows, first and last
     ``interval_time``. Sorted by asset; with ``assets``, just those, in that order (an
-    asset with nothing on disk has 0 files). Reads the ``interval_time`` column only."""
-    pa = import_optional("pyarrow", "describe_backfill", extra="parquet")
-    dataset = open_dataset(out_dir)
-    files = Counter(Path(f).parent.name.removeprefix(PARTITION) for f in dataset.files)
-    times = dataset.to_table(columns=["asset", "interval_time"])
-    # Microseconds: as_py() of a nanosecond timestamp is a pandas Timestamp, if pandas is in.
-    times = times.set_column(
-        1, "interval_time", times["interval_time"].cast(pa.timestamp("us", tz="UTC"))
-    )
-    spans = {
-        g["asset"]: g
-        for g in times.group_by("asset")
-        .aggregate([("interval_time", "count"), ("interval_time", "min"), ("interval_time", "max")])
-        .to_pylist()
-    }
-    wanted = sorted(files) if assets is None else [validate_asset(a) for a in assets]
-    described: list[AssetOnDisk] = []
-    for asset in dict.fromkeys(wanted):
-        span = spans.get(asset, {})
-        described.append(
-            AssetOnDisk(
-                asset=asset,
-                files=files[asset],
-                rows=span.get("interval_time_count", 0),
-                first=span.get("interval_time_min"),
-                last=span.get("interval_time_max"),
-            )
-        )
-    return described
+    asset with nothing on disk has 0 files).
+
+    Reads Parquet footers only (row counts and the ``interval_time`` statistics), not the
+    data: a backfill's closing summary should not cost a second pass over what it wrote.
+    """
+    pq = import_optional("pyarrow.parquet", "describe_backfill", extra="parquet")
+    root = Path(out_dir)
+    found: dict[str, AssetOnDisk] = {}
+    with _os_errors(root, "read"):
+        parts = sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith(PARTITION))
+    for part in parts:
+        asset = part.name.removeprefix(PARTITION)
+        files = rows = 0
+        first: int | None = None
+        last: int | None = None
+        for path in sorted(part.iterdir()):
+            if path.name.startswith(".") or parse_shard_filename(path.name) is None:
+                continue
+            with _os_errors(path, "read"):
+                meta = pq.read_metadata(path)
+            files += 1
+            rows += meta.num_rows
+            column = meta.schema.names.index("interval_time")
+            for lo, hi in _time_span(pq, path, meta, column):
+                first = lo if first is None else min(first, lo)
+                last = hi if last is None else max(last, hi)
+        found[asset] = AssetOnDisk(asset, files, rows, _from_ns(first), _from_ns(last))
+    if assets is None:  # every asset with a file; an empty partition holds nothing
+        wanted = sorted(a for a, d in found.items() if d.files)
+    else:
+        wanted = [validate_asset(a) for a in assets]
+    return [found.get(a) or AssetOnDisk(a, 0, 0, None, None) for a in dict.fromkeys(wanted)]
+
+
+def _time_span(pq: Any, path: Path, meta: Any, column: int) -> list[tuple[int, int]]:
+    """``interval_time``'s (min, max) in ns per row group, from the footer's statistics;
+    from the column itself for a file written without them."""
+    spans: list[tuple[int, int]] = []
+    for group in range(meta.num_row_groups):
+        chunk = meta.row_group(group)
+        if chunk.num_rows == 0:
+            continue
+        stats = chunk.column(column).statistics
+        if stats is None or not stats.has_min_max:
+            times = pq.read_table(path, columns=["interval_time"])["interval_time"]
+            values = [v.value for v in times.cast("int64")]
+            return [(min(values), max(values))] if values else []
+        # The raw int64 nanoseconds: no pandas, no timezone guessing.
+        spans.append((int(stats.min_raw), int(stats.max_raw)))
+    return spans
+
+
+def _from_ns(ns: int | None) -> datetime | None:
+    if ns is None:
+        return None
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=ns // 1000)
 
 
 def read_backfill(

@@ -577,7 +577,7 @@ def reference_tables(data: dict[str, list[LiquidationRow]]) -> dict[str, pa.Tabl
     }
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(st.dictionaries(st.sampled_from(["btc", "eth", "sol"]), _rows(), max_size=3))
 def test_arrow_build_equals_the_reference_conversion(data: dict[str, list[LiquidationRow]]) -> None:
     want = reference_tables(data)
