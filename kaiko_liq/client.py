@@ -71,6 +71,7 @@ from .query import (
     validate_sort,
 )
 from .retry import RetryPolicy
+from .rowiter import RowIterator
 from .shard import ShardQuery, fetch_shard
 from .transport import DEFAULT_MAX_RESPONSE_BYTES, ClientStats, Timeouts, Transport
 
@@ -754,7 +755,7 @@ class _Slot:
     error: Exception | None = None
 
 
-class RowStream:
+class RowStream(RowIterator):
     """Ordered rows of one request; an async iterator and an async context manager.
 
     The shards are fetched by a producer task that owns a task group; the consumer never
@@ -768,9 +769,8 @@ class RowStream:
         self._window = window
         self._task: asyncio.Task[None] | None = None
         self._closed = False
-        self._managed = False
         self._started = False
-        self._iterator: AsyncIterator[LiquidationRow] | None = None
+        super().__init__()
         self._slots: list[_Slot] = []
 
     def __repr__(self) -> str:
@@ -779,36 +779,10 @@ class RowStream:
             f"end={format_time(self._req.end)!r}, shards={len(self._req.shards)})"
         )
 
-    async def __aenter__(self) -> Self:
-        self._managed = True
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    def __aiter__(self) -> AsyncIterator[LiquidationRow]:
-        if self._managed:
-            return self
-        # Plain ``async for``: we must not hold the generator, so that breaking out drops
-        # its last reference and asyncio's async-generator finalizer closes it on the next
-        # loop step, which cancels the producer. (Held, it would live until gc or close.)
-        return self._rows()
-
-    async def __anext__(self) -> LiquidationRow:
-        # Checked here too: once the generator has raised, it would only say "exhausted",
-        # and a closed stream must never look like a complete range.
+    def _before_next(self) -> None:
+        # Once the generator has raised it would only say "exhausted", and a closed
+        # stream must never look like a complete range.
         self._check_not_closed()
-        return await self._held_iterator().__anext__()
-
-    def _held_iterator(self) -> AsyncIterator[LiquidationRow]:
-        if self._iterator is None:
-            self._iterator = self._rows()
-        return self._iterator
 
     async def aclose(self) -> None:
         """Cancel the producer and wait for it; nothing is left running."""

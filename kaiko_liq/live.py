@@ -26,14 +26,14 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
-from types import TracebackType
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING
 
 import anyio
 
 from .errors import ClientClosedError, InvalidArgumentError, KaikoLiqError, is_fatal
 from .models import LiquidationRow
 from .query import TimeLike, format_time, parse_interval, parse_time, validate_asset
+from .rowiter import RowIterator
 from .store import SETTLE, StorageError, settled_horizon
 
 if TYPE_CHECKING:
@@ -63,7 +63,7 @@ def _transient(error: KaikoLiqError) -> bool:
     return not (is_fatal(error) or isinstance(error, ClientClosedError | StorageError))
 
 
-class Follow:
+class Follow(RowIterator):
     """Rows of one asset from ``since`` on, then each bucket as it settles; never ends.
 
     An async iterator (``async for row in client.follow("btc")``) and an async context
@@ -87,8 +87,7 @@ class Follow:
         self._cursor = self._interval.floor(start)
         self._sleep = sleep or anyio.sleep
         self._started = False
-        self._managed = False
-        self._iterator: AsyncIterator[LiquidationRow] | None = None
+        super().__init__()
 
     def __repr__(self) -> str:
         return (
@@ -100,28 +99,6 @@ class Follow:
     def cursor(self) -> datetime:
         """Every bucket before this has been handed out (or had no row)."""
         return self._cursor
-
-    async def __aenter__(self) -> Self:
-        self._managed = True
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    def __aiter__(self) -> AsyncIterator[LiquidationRow]:
-        if self._managed:
-            return self
-        return self._rows()
-
-    async def __anext__(self) -> LiquidationRow:
-        if self._iterator is None:
-            self._iterator = self._rows()
-        return await self._iterator.__anext__()
 
     async def aclose(self) -> None:
         iterator, self._iterator = self._iterator, None
