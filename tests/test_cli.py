@@ -284,6 +284,7 @@ def backfill_args(url: str, out: Path) -> list[str]:
     ]  # fmt: skip
 
 
+@pytest.mark.realtime
 def test_a_killed_backfill_loses_nothing_and_resumes_without_refetching(
     slow_emulator: str, tmp_path: Path
 ) -> None:

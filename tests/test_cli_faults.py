@@ -245,6 +245,7 @@ def read_pty_to_end(leader: int) -> bytes:
     return read_pty_until(leader, b"\x00never", time.monotonic() + 30)
 
 
+@pytest.mark.realtime
 def test_ctrl_c_during_a_fetch_says_nothing_was_written(slow_emulator: str, tmp_path: Path) -> None:
     """stderr a terminal, so the progress line says when the fetch is under way."""
     out = tmp_path / "x.csv"
@@ -269,6 +270,7 @@ def test_ctrl_c_during_a_fetch_says_nothing_was_written(slow_emulator: str, tmp_
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.realtime
 def test_ctrl_c_during_a_backfill_says_what_was_saved_and_a_rerun_resumes(
     slow_emulator: str, tmp_path: Path
 ) -> None:

@@ -481,6 +481,7 @@ async def test_without_retry_after_backoff_is_full_jitter_and_grows(
     assert count(mocked) == 5
 
 
+@pytest.mark.realtime
 async def test_the_emulators_retry_after_is_honoured_end_to_end(
     make_emulator: MakeEmulator,
 ) -> None:
@@ -501,6 +502,7 @@ async def test_the_emulators_retry_after_is_honoured_end_to_end(
 # -- adaptive rate -------------------------------------------------------------------------
 
 
+@pytest.mark.realtime
 @pytest.mark.parametrize("retry_after", [True, False], ids=["retry-after", "no-retry-after"])
 async def test_a_client_far_above_the_servers_limit_adapts(
     make_emulator: MakeEmulator, retry_after: bool
@@ -564,6 +566,7 @@ async def fetch_all(
     return results
 
 
+@pytest.mark.realtime
 async def test_soak_faults_and_a_rate_limit_change_nothing_but_the_request_count(
     make_emulator: MakeEmulator,
 ) -> None:

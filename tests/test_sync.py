@@ -119,6 +119,7 @@ loop.close()
 }
 
 
+@pytest.mark.realtime
 @pytest.mark.parametrize("where", list(_SCRIPTS))
 def test_ctrl_c_cancels_the_call_cleanly(tmp_path: Path, where: str) -> None:
     script = tmp_path / "slow.py"
