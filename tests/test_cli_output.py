@@ -131,6 +131,19 @@ async def test_cache_makes_a_repeat_free(emulator: RunningEmulator, tmp_path: Pa
     assert (tmp_path / "a.jsonl").read_bytes() == (tmp_path / "b.jsonl").read_bytes()
 
 
+def test_the_builtin_emulators_cache_outlives_its_port(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # --emulator listens on a new port each run; its settled data, and so its cache, stay.
+    args = ["fetch", "eth", *WINDOW, "--emulator", "--cache", str(tmp_path / "cache")]
+    assert main([*args, "-o", str(tmp_path / "a.jsonl")]) == 0
+    assert "1 request" in capsys.readouterr().err
+    assert main([*args, "-o", str(tmp_path / "b.jsonl")]) == 0
+    assert "0 requests" in capsys.readouterr().err
+    assert (tmp_path / "a.jsonl").read_bytes() == (tmp_path / "b.jsonl").read_bytes()
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == ["ns_builtin-emulator"]
+
+
 # --- an empty result says why -----------------------------------------------------------------
 
 
