@@ -34,7 +34,7 @@ from .errors import ClientClosedError, InvalidArgumentError, KaikoLiqError, is_f
 from .models import LiquidationRow
 from .query import TimeLike, format_time, parse_interval, parse_time, validate_asset
 from .rowiter import RowIterator
-from .store import SETTLE, StorageError, settled_horizon
+from .store import CLOCK_MARGIN, SETTLE, StorageError, settled_horizon
 
 if TYPE_CHECKING:
     from .client import LiquidationClient
@@ -45,9 +45,9 @@ logger = logging.getLogger("kaiko_liq")
 
 #: How far back a follow starts when ``since`` is not given.
 DEFAULT_LOOKBACK = timedelta(days=1)
-#: Polls are this long after a bucket settles, so a server clock a little behind ours
-#: has settled it too.
-POLL_MARGIN = timedelta(seconds=30)
+#: Polls are this long after a bucket settles: the margin the store's horizon allows a
+#: server clock a little behind ours (at least it, or a poll would find nothing new).
+POLL_MARGIN = CLOCK_MARGIN
 #: The longest wait between two tries after a failure.
 MAX_BACKOFF = 300.0
 

@@ -87,6 +87,7 @@ if TYPE_CHECKING:
     import pyarrow.dataset as pads
 
 __all__ = [
+    "CLOCK_MARGIN",
     "PARTITION",
     "SETTLE",
     "AssetOnDisk",
@@ -113,6 +114,9 @@ logger = logging.getLogger("kaiko_liq")
 #: How long after a bucket closes before it counts as settled: time for the provider to
 #: finish aggregating it. Kaiko's docs do not say; an hour is what the emulator models.
 SETTLE = timedelta(hours=1)
+#: How far our clock may run ahead of the server's. A bucket stored as settled is kept
+#: for ever, so one stored by a clock a few seconds fast would stay short for ever.
+CLOCK_MARGIN = timedelta(seconds=30)
 PARTITION = "asset="
 #: A temporary file this old was left by a killed writer; younger ones may be in flight
 #: in another process sharing the store.
@@ -129,10 +133,11 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def settled_horizon(interval: Interval | str, now: datetime) -> datetime:
-    """The end of the last bucket that closed at least :data:`SETTLE` before ``now``:
-    every bucket before it is final; the one starting at it may still be filling."""
+    """The end of the last bucket that closed at least :data:`SETTLE` (plus
+    :data:`CLOCK_MARGIN`) before ``now``: every bucket before it is final; the one
+    starting at it may still be filling."""
     grid = parse_interval(interval) if isinstance(interval, str) else interval
-    return grid.floor(now - SETTLE)
+    return grid.floor(now - SETTLE - CLOCK_MARGIN)
 
 
 # --- errors -----------------------------------------------------------------------------------

@@ -42,7 +42,7 @@ from kaiko_liq.export import arrow_schema, to_arrow
 from kaiko_liq.models import ExchangeVolume, LiquidationRow
 from kaiko_liq.plan import SubRange, plan_subranges
 from kaiko_liq.query import Request, parse_interval, parse_time, validate_request
-from kaiko_liq.store import StorageError, gaps_in
+from kaiko_liq.store import CLOCK_MARGIN, StorageError, gaps_in
 
 H = timedelta(hours=1)
 D = timedelta(days=1)
@@ -398,8 +398,9 @@ async def test_buckets_not_yet_settled_are_left_for_a_later_run(tmp_path: Path) 
 @pytest.mark.parametrize(
     ("now", "fetched_to"),
     [
-        (T0 + D + SETTLE, T0 + D),  # the day's last bucket closed exactly SETTLE ago
-        (T0 + D + SETTLE - timedelta(seconds=1), T0 + 23 * H),  # not quite
+        # The day's last bucket closed exactly SETTLE (and the clock margin) ago.
+        (T0 + D + SETTLE + CLOCK_MARGIN, T0 + D),
+        (T0 + D + SETTLE + CLOCK_MARGIN - timedelta(seconds=1), T0 + 23 * H),  # not quite
     ],
 )
 async def test_a_bucket_is_fetched_once_it_closed_settle_ago(

@@ -279,3 +279,26 @@ async def test_on_shard_reports_every_planned_shard_once_with_a_cache(
         await client.fetch("btc", start, end, on_shard=seen.append)
         planned = client.plan("btc", start, end)
     assert sorted(seen) == planned and len(planned) > 10  # type: ignore[type-var]
+
+
+async def test_a_client_clock_a_little_ahead_never_stores_a_bucket_still_filling(
+    make_emulator: EmulatorFactory, tmp_path: Path
+) -> None:
+    # The 10:00 bucket closes at 11:00 and is final at 12:00 on the server's clock; ours
+    # runs 10 s ahead. Stored at 11:59:55 server time, it would stay short for ever.
+    day = datetime(2026, 3, 2, tzinfo=FIXED_NOW.tzinfo)
+    server_now = [day + timedelta(hours=11, minutes=59, seconds=55)]
+    emu = await make_emulator(now=lambda: server_now[0])
+
+    def client_now() -> datetime:
+        return server_now[0] + timedelta(seconds=10)
+
+    window = ("eth", day + timedelta(hours=10), day + timedelta(hours=11))
+    async with LiquidationClient(base_url=emu.base_url, cache_dir=tmp_path, now=client_now) as c:
+        early = await c.fetch(*window)
+    server_now[0] += timedelta(hours=3)
+    async with LiquidationClient(base_url=emu.base_url, now=client_now) as c:
+        final = await c.fetch(*window)
+    async with LiquidationClient(base_url=emu.base_url, cache_dir=tmp_path, now=client_now) as c:
+        assert await c.fetch(*window) == final
+    assert early != final  # the early answer really was a bucket still filling
