@@ -68,7 +68,6 @@ Example::
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
 import time
@@ -92,7 +91,7 @@ from .errors import (
     NotFoundError,
     is_fatal,
 )
-from .export import MissingDependencyError, atomic_write
+from .export import atomic_write, require_optional
 from .plan import SubRange
 from .progress import empty_reason, format_duration, plural
 from .query import (
@@ -525,10 +524,7 @@ async def backfill(
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise InvalidArgumentError(f"concurrency must be a positive integer, got {concurrency!r}")
     # Found, not imported: pyarrow loads (in a worker thread) when a file is read or written.
-    if importlib.util.find_spec("pyarrow") is None:
-        raise MissingDependencyError(
-            "backfill needs pyarrow, which is not installed: pip install 'kaiko-liq[parquet]'"
-        )
+    require_optional("pyarrow.parquet", "backfill", extra="parquet")
     directory = Path(out_dir)
     await anyio.to_thread.run_sync(_make_directory, directory)
     with _locked(directory):
@@ -684,16 +680,17 @@ class _Run:
                     continue
                 try:
                     await self._one(asset, shard)
+                    if on_progress is not None:
+                        on_progress(self._progress())
                 except Exception as exc:
                     # Recorded, not raised: a task group would wrap it in an
-                    # ExceptionGroup. The run raises it, as itself, at the end.
+                    # ExceptionGroup. The run raises it (the caller's on_progress
+                    # included), as itself, at the end.
                     if isinstance(exc, OSError):
                         exc = StorageError.from_os_error(exc, self.directory)
                     self.fatal = exc
                     tg.cancel_scope.cancel()
                     return
-                if on_progress is not None:
-                    on_progress(self._progress())
 
         try:
             async with anyio.create_task_group() as tg:

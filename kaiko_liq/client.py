@@ -46,6 +46,7 @@ from .errors import (
     KaikoLiqError,
     is_fatal,
 )
+from .export import require_optional
 from .keys import API_KEY_ENV, resolve_api_key
 from .models import LiquidationRow
 from .plan import SubRange, plan_subranges
@@ -198,6 +199,9 @@ class LiquidationClient:
             raise InvalidArgumentError(
                 f"cache_dir must be a directory path, got {type(cache_dir).__name__}"
             )
+        if cache_dir is not None:
+            # Checked now: found missing at the first write, it would fail a good answer.
+            require_optional("pyarrow.parquet", "cache_dir", extra="parquet")
         if now is not None and not callable(now):
             raise InvalidArgumentError("now must be a callable returning an aware datetime")
         key = resolve_api_key(api_key, required=False)
@@ -556,7 +560,10 @@ class LiquidationClient:
                     # is no shard's fault): stop now, and raise it as it is.
                     stop.stop(exc)
                 return
-            progress.done(piece)
+            try:
+                progress.done(piece)
+            except Exception as exc:  # the caller's on_shard: raised once, as itself
+                stop.stop(exc)
 
         async with anyio.create_task_group() as tg:
             for piece in outcome.pieces:
@@ -817,7 +824,11 @@ class RowStream(RowIterator):
         self._client._check_open()
         req = self._req
         self._client._streams.add(self)
-        pieces = await self._client._pieces(req)
+        try:
+            pieces = await self._client._pieces(req)
+        except BaseException:
+            self._client._streams.discard(self)  # the finally below is not reached yet
+            raise
         order = pieces if req.sort == "asc" else pieces[::-1]
         slots = self._slots = [_Slot(piece, anyio.Event()) for piece in order]
         permits = anyio.Semaphore(self._window)

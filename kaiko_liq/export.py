@@ -72,6 +72,7 @@ from __future__ import annotations
 import csv
 import gzip
 import importlib
+import importlib.util
 import io
 import os
 import secrets
@@ -286,11 +287,22 @@ def import_optional(module: str, purpose: str, extra: str | None = None) -> Any:
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        extra = extra or _EXTRA_FOR[module.partition(".")[0]]
-        raise MissingDependencyError(
-            f"{purpose} needs {module.partition('.')[0]}, which is not installed: "
-            f"pip install 'kaiko-liq[{extra}]'"
-        ) from exc
+        raise _missing(module, purpose, extra) from exc
+
+
+def require_optional(module: str, purpose: str, extra: str | None = None) -> None:
+    """Like :func:`import_optional`, but only finds the package, without the cost of
+    importing it: for a check up front of what is loaded later (in a worker thread)."""
+    if importlib.util.find_spec(module.partition(".")[0]) is None:
+        raise _missing(module, purpose, extra)
+
+
+def _missing(module: str, purpose: str, extra: str | None) -> MissingDependencyError:
+    package = module.partition(".")[0]
+    extra = extra or _EXTRA_FOR[package]
+    return MissingDependencyError(
+        f"{purpose} needs {package}, which is not installed: pip install 'kaiko-liq[{extra}]'"
+    )
 
 
 # --- Arrow, pandas, polars ------------------------------------------------------------------

@@ -421,8 +421,12 @@ class ShardStore:
         """The file's row count, from its footer, or :class:`_Unreadable` saying why not.
 
         Cheap: a stat, and for a file not seen before its footer (a few kB)."""
-        with _os_errors(path, "read"):
+        try:
             stat = path.stat()
+        except FileNotFoundError:
+            raise  # moved aside by another process since the listing: not there
+        except OSError as exc:
+            raise StorageError.from_os_error(exc, path, doing="read") from exc
         signature = (stat.st_size, stat.st_mtime_ns, stat.st_ino)
         with self._lock:
             known = self._checked.get(path)

@@ -768,3 +768,11 @@ async def test_an_unknown_asset_through_the_client_stops_only_itself(
     assert isinstance(info.value.failed_assets["zzz"], NotFoundError)
     assert "zzz: unknown asset" in str(info.value)
     assert read_backfill(tmp_path).to_pylist() == totals(want)
+
+
+async def test_an_on_progress_callback_that_raises_is_raised_as_itself(tmp_path: Path) -> None:
+    def boom(_: object) -> None:
+        raise ValueError("the caller's callback failed")
+
+    with pytest.raises(ValueError, match="callback failed"):
+        await run(FakeClient(), tmp_path, "eth", on_progress=boom)

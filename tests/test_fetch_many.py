@@ -15,6 +15,7 @@ from kaiko_liq import (
     NotFoundError,
 )
 from kaiko_liq.emulator import RunningEmulator
+from kaiko_liq.export import MissingDependencyError
 from kaiko_liq.plan import SubRange
 from kaiko_liq.retry import RetryPolicy
 from kaiko_liq.testing import no_sleeps
@@ -156,3 +157,29 @@ async def test_several_assets_with_failed_shards_are_named_in_one_error(
     assert str(error).startswith("2 assets incomplete: sol: 1 of 1 sub-ranges failed")
     assert "btc: 1 of 1" in str(error)
     assert len(error.failed) == 2 and error.completed == []
+
+
+async def test_an_on_shard_callback_that_raises_is_raised_as_itself(
+    emulator: RunningEmulator,
+) -> None:
+    def boom(*_: object) -> None:
+        raise ValueError("the caller's callback failed")
+
+    async with LiquidationClient(base_url=emulator.base_url) as client:
+        with pytest.raises(ValueError, match="callback failed"):
+            await client.fetch("btc", "2025-02-01", "2025-05-01", on_shard=boom)
+        with pytest.raises(ValueError, match="callback failed"):
+            await client.fetch_many(["btc", "eth"], "2025-02-01", "2025-05-01", on_shard=boom)
+
+
+def test_a_cache_without_pyarrow_is_refused_before_anything_is_sent(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "pyarrow" else real(name, *a)
+    )
+    with pytest.raises(MissingDependencyError, match=r"kaiko-liq\[parquet\]"):
+        LiquidationClient(base_url="http://127.0.0.1:1", cache_dir="/tmp/never-made")

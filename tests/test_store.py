@@ -193,6 +193,19 @@ def test_gaps_and_covered_work_on_buckets(tmp_path: Path) -> None:
     assert store.assets() == ["btc"]
 
 
+def test_a_file_moved_away_between_listing_and_checking_is_a_gap(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Another process moved it aside after we listed the directory: not there, no error.
+    store = ShardStore(tmp_path, "1h")
+    store.write("btc", T0, T0 + 5 * H, hourly(T0, 5))
+    listed = list(os.scandir(store.partition("btc")))
+    for entry in listed:
+        os.unlink(entry.path)
+    monkeypatch.setattr(os, "scandir", lambda _path: iter(listed))
+    assert store.gaps("btc", T0, T0 + 5 * H) == [(T0, T0 + 5 * H)]
+
+
 def test_a_write_over_stored_buckets_adds_only_the_missing_parts(tmp_path: Path) -> None:
     """What a second process does when another one stored part of its window first."""
     store = ShardStore(tmp_path, "1h")
