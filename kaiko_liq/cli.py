@@ -67,6 +67,7 @@ from .export import (
     exchanges_path,
     format_for_path,
     import_optional,
+    output_target,
     write_files,
     write_stdout,
 )
@@ -142,7 +143,8 @@ def _hide(text: str, secrets: Iterable[str]) -> str:
     library's messages are redacted already, and its ``key: value`` rule would blank
     words out of argparse's prose ("argument --api-key: api_key must be ...")."""
     for secret in secrets:
-        text = text.replace(secret, "***")
+        # Any case: an asset (and so a key typed as one) is shown lower-cased.
+        text = re.sub(re.escape(secret), "***", text, flags=re.IGNORECASE)
     return text
 
 
@@ -492,6 +494,7 @@ def _cause(error: OSError, path: Path | None) -> str:
 
 def _check_writable(path: Path) -> None:
     """Refuse an output nobody could write before fetching anything for it."""
+    output_target(path)  # not a device, FIFO or socket
     if path.is_dir():
         raise InvalidArgumentError(f"cannot write {path}: it is a directory")
     # Not access(): it says yes to root everywhere, and some filesystems (/proc, sysfs,
@@ -623,7 +626,9 @@ def _run_fetch(args: argparse.Namespace) -> int:
     output: str = args.output or STDOUT
     fmt = format_for_path(output, args.format)  # also refuses Parquet to stdout
     if output != STDOUT:
-        for path in (Path(output), exchanges_path(output)):
+        # JSON Lines keeps the breakdown nested in one file: no .exchanges file to check.
+        paths = [Path(output)] if fmt == "jsonl" else [Path(output), exchanges_path(output)]
+        for path in paths:
             _check_writable(path)
     if fmt == "parquet":
         import_optional("pyarrow.parquet", "writing Parquet", extra="parquet")

@@ -127,8 +127,8 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
         if len(secret) < MIN_SECRET_CHARS:
             continue
         for form in {secret, quote(secret, safe=""), quote_plus(secret)}:
-            if form in text:
-                text = text.replace(form, "***")
+            # Any case: a path segment may come back lower-cased (an asset is).
+            text = re.sub(re.escape(form), "***", text, flags=re.IGNORECASE)
     text = _SECRET_PARAM_RE.sub(lambda m: m.group(1) + m.group(2) + "***", text)
     return _TOKEN_RE.sub(lambda m: m.group(1) + m.group(2)[:_TOKEN_KEPT] + "…", text)
 

@@ -76,6 +76,7 @@ import importlib.util
 import io
 import os
 import secrets
+import stat
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
@@ -517,6 +518,26 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
+def output_target(path: str | os.PathLike[str]) -> Path:
+    """The file a write to ``path`` really replaces: a symlink's target (renaming over
+    the link would replace the link itself). A device, FIFO or socket is refused: renaming
+    a regular file over ``/dev/null`` (as root) would replace the device, and a reader on
+    a FIFO would never see the data."""
+    target = Path(os.path.realpath(path))
+    try:
+        mode = target.stat().st_mode
+    except FileNotFoundError:
+        return target
+    except OSError:
+        return target  # said by the write itself, naming the path
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise InvalidArgumentError(
+            f"cannot write {os.fspath(path)}: it is not a regular file (a device, FIFO or "
+            "socket); write to a file, or use -o - for stdout"
+        )
+    return target
+
+
 @contextmanager
 def atomic_write(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
     """Open a binary file that appears at ``path`` only once it is complete.
@@ -528,7 +549,7 @@ def atomic_write(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
     ``OSError`` names ``path``, never the temporary file: that name means nothing to the
     caller, and it is gone.
     """
-    target = Path(path)
+    target = output_target(path)
     tmp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
     try:
         # open() rather than mkstemp(): mkstemp's mode 0600 would end up on the final file.

@@ -71,7 +71,10 @@ def resolve_api_key(
         return _checked(api_key.strip(), argument)
     if key_file is not None:
         path = Path(key_file).expanduser()
-        shown = f"{file_name} {path}"
+        # A key passed where its file's path belongs is the classic slip: a value that
+        # names no existing file and has no path separator is not shown.
+        looks_like_a_path = os.sep in os.fspath(key_file) or path.exists()
+        shown = f"{file_name} {path}" if looks_like_a_path else f"{file_name} (value not shown)"
         return _checked(_read_key_file(path, shown), shown)
     env = os.environ if environ is None else environ
     raw = env.get(API_KEY_ENV)

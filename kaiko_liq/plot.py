@@ -134,7 +134,9 @@ def save_chart(fig: Figure, path: str | os.PathLike[str]) -> Path:
     fmt = check_chart_path(path)
     mpl = _matplotlib("save_chart")
     metadata = {"Date": None} if fmt == "svg" else {"Software": None}
-    with mpl.rc_context({"svg.fonttype": "none"}), atomic_write(path) as stream:
+    # A fixed hash salt: matplotlib otherwise names SVG paths at random, run to run.
+    rc = {"svg.fonttype": "none", "svg.hashsalt": "kaiko-liq"}
+    with mpl.rc_context(rc), atomic_write(path) as stream:
         fig.savefig(stream, format=fmt, dpi=fig.dpi, metadata=metadata)
     return Path(path)
 

@@ -11,6 +11,7 @@ import pty
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -319,3 +320,24 @@ def test_an_interrupted_fetch_is_130_in_process_too(
     monkeypatch.setattr(LiquidationClient, "fetch_many", interrupted)
     assert main(["fetch", "eth", *WINDOW, "--emulator"]) == 130
     assert capsys.readouterr().err.splitlines()[-1] == "kaiko-liq: interrupted: nothing written"
+
+
+def test_a_device_fifo_or_symlink_as_output_is_never_replaced(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Renaming a file over /dev/null (we may be root) or a FIFO would replace it.
+    fifo = tmp_path / "pipe.jsonl"
+    os.mkfifo(fifo)
+    for target in (fifo, Path("/dev/null")):
+        argv = ["fetch", "eth", "--start", "2025-02-01", "--end", "2025-02-02", "--emulator"]
+        assert main([*argv, "--format", "jsonl", "-o", str(target)]) == 2
+        assert "not a regular file" in capsys.readouterr().err
+    assert stat.S_ISFIFO(fifo.stat().st_mode) and stat.S_ISCHR(os.stat("/dev/null").st_mode)
+    # A symlink is written through: the link stays a link, its target gets the rows.
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "t.jsonl").write_text("old\n")
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(tmp_path / "real" / "t.jsonl")
+    argv = ["fetch", "eth", "--start", "2025-02-01", "--end", "2025-02-02", "--emulator"]
+    assert main([*argv, "-o", str(link)]) == 0
+    assert link.is_symlink() and (tmp_path / "real" / "t.jsonl").read_text().startswith("{")

@@ -252,3 +252,21 @@ async def test_progress_on_a_terminal_shows_retries_as_they_happen(make_emulator
         assert await proc.wait() == 0, seen
     text = seen.decode()
     assert re.search(r"\rshards \d+/14 · .* · [\d,]+ retr(y|ies), last: \S", text), text
+
+
+def test_json_lines_ignores_a_breakdown_path_it_never_writes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "y.exchanges.jsonl").mkdir()  # only CSV and Parquet write a second file
+    assert main(["fetch", "eth", *WINDOW, "--emulator", "-o", str(tmp_path / "y.jsonl")]) == 0
+    assert (tmp_path / "y.jsonl").read_bytes()
+
+
+def test_a_key_typed_as_an_asset_is_hidden_whatever_its_case(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = "A1B2C3D4E5F6A7B8C9D0E1F2A3B4C5D6"
+    monkeypatch.setenv("KAIKO_API_KEY", key)
+    assert main(["fetch", key, *WINDOW, "--emulator", "--debug"]) == 2
+    err = capsys.readouterr().err
+    assert "404" in err and key.lower() not in err.lower()

@@ -114,3 +114,12 @@ def test_the_client_resolves_its_key_the_same_way(monkeypatch: pytest.MonkeyPatc
     with pytest.raises(InvalidArgumentError, match="cannot carry") as caught:
         LiquidationClient(f"{KEY} {KEY}")
     assert KEY not in str(caught.value)
+
+
+def test_a_key_passed_as_the_key_files_path_is_not_shown(tmp_path: Path) -> None:
+    key = "abcdefghijklmnopqrstuvwxyzABCDEF"  # no digit: no pattern would take it for a key
+    with pytest.raises(InvalidArgumentError) as caught:
+        resolve_api_key(key_file=key, environ={})
+    assert key not in str(caught.value) and "No such file" in str(caught.value)
+    with pytest.raises(InvalidArgumentError, match="missing.txt"):  # a path is still named
+        resolve_api_key(key_file=tmp_path / "missing.txt", environ={})

@@ -403,6 +403,17 @@ def test_without_matplotlib_the_error_says_how_to_install_it(call: Any) -> None:
 # --- saving -----------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("suffix", ["svg", "png"])
+def test_the_same_chart_saves_to_the_same_bytes(
+    tmp_path: Path, week: dict[str, list[LiquidationRow]], suffix: str
+) -> None:
+    saved = []
+    for name in ("a", "b"):
+        save_chart(plot_liquidations(week, **SMALL), tmp_path / f"{name}.{suffix}")
+        saved.append((tmp_path / f"{name}.{suffix}").read_bytes())
+    assert saved[0] == saved[1]
+
+
 def test_a_failed_save_leaves_no_file_and_an_old_chart_intact(
     tmp_path: Path, week: dict[str, list[LiquidationRow]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
