@@ -79,7 +79,7 @@ import secrets
 import stat
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from itertools import accumulate, chain, repeat
 from operator import attrgetter
@@ -699,11 +699,15 @@ def write_files(
         ]
     else:
         raise InvalidArgumentError(f"format {fmt!r} is not one of {', '.join(FORMATS)}")
-    # The breakdown first: if we die between the two renames, the totals file (the one
-    # people open first) is the old one, never newer than the breakdown beside it.
-    for file, write in reversed(writers):
-        with atomic_write(file) as stream, _maybe_gzip(stream, compression) as out:
-            write(out)
+    # Every file is written whole before any is renamed into place, so a failure while
+    # writing (a full disk) leaves the old pair, or none. The renames run as the stack
+    # unwinds, the breakdown first: were we to die between them, the totals file (the
+    # one people open first) would be the old one, never newer than its breakdown.
+    with ExitStack() as stack:
+        for file, write in writers:
+            stream = stack.enter_context(atomic_write(file))
+            with _maybe_gzip(stream, compression) as out:
+                write(out)
     return [file for file, _ in writers]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import errno
 import gzip
@@ -10,8 +11,10 @@ import json
 import os
 import stat
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pandas as pd
@@ -22,6 +25,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from kaiko_liq import export
 from kaiko_liq.errors import InvalidArgumentError
 from kaiko_liq.export import (
     EXCHANGE_COLUMNS,
@@ -589,3 +593,29 @@ def test_arrow_build_equals_the_reference_conversion(data: dict[str, list[Liquid
         assert to_polars(data, shape=shape).to_dicts() == want[shape].to_pylist()
     without = to_arrow(data, asset=False, shape="nested")
     assert without.equals(want["nested"].drop_columns(["asset"]))
+
+
+@pytest.mark.parametrize("name", ["liq.csv", "liq.parquet", "liq.csv.gz"])
+def test_a_pair_whose_second_file_fails_leaves_the_old_pair(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    target = tmp_path / name
+    pair = [target, exchanges_path(target)]
+    for file in pair:
+        file.write_bytes(b"old")
+    real = export.atomic_write
+    opened: list[Path] = []
+
+    @contextlib.contextmanager
+    def second_fails(path: Any) -> Iterator[Any]:
+        opened.append(Path(path))
+        with real(path) as stream:
+            if len(opened) == 2:  # whichever file is written second: the disk is full
+                raise OSError(28, "No space left on device", str(path))
+            yield stream
+
+    monkeypatch.setattr(export, "atomic_write", second_fails)
+    with pytest.raises(OSError, match="No space left"):
+        write_files(target, DATA, format_for_path(name))
+    assert [f.read_bytes() for f in pair] == [b"old", b"old"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in pair)
