@@ -197,7 +197,7 @@ class Transport:
         return redact(text, self._secrets)
 
     async def _send(self, url: str, params: Mapping[str, str] | None, budget: _Budget) -> _Answer:
-        session = self._ensure_session()
+        self._ensure_session()  # a closed client fails here, before it queues
         headers = {"Accept-Encoding": "gzip"}
         if self._api_key is not None:
             headers["X-Api-Key"] = self._api_key
@@ -205,6 +205,9 @@ class Transport:
         target = URL(url, encoded=params is None)
         async with self._slots:
             await self.limiter.acquire()
+            # Taken now, not before the queue: the client may have closed meanwhile, and
+            # aiohttp would then raise its own RuntimeError instead of ClientClosedError.
+            session = self._ensure_session()
             # The deadline runs from the first send, not from the queue for the limiter:
             # a shard waiting its turn in a long backfill has not been failing.
             now = self._clock()

@@ -407,3 +407,10 @@ def test_time_pages_of_the_sparse_asset_are_often_empty_and_keep_their_cursor() 
 
 def q_times(q: Query) -> tuple[str, str]:
     return q.query_start_time, q.query_end_time
+
+
+def test_a_clock_before_the_data_starts_is_refused() -> None:
+    # It would serve nothing at all, which a client would read as "no liquidations".
+    with pytest.raises(EmulatorConfigError, match="not after the data starts"):
+        EmulatorConfig(now=datetime(2020, 1, 1, tzinfo=UTC))
+    EmulatorConfig(now=datetime(2025, 1, 8, 1, tzinfo=UTC))  # an hour in: fine

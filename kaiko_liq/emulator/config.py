@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from .grid import EmulatorConfigError
+from .grid import DATA_START, EmulatorConfigError
 
 __all__ = ["PAGING_MODES", "EmulatorConfig", "EmulatorConfigError", "parse_rate"]
 
@@ -116,6 +116,11 @@ class EmulatorConfig:
         if isinstance(self.now, datetime) and self.now.utcoffset() is None:
             raise EmulatorConfigError(
                 f"now must be a timezone-aware datetime, got the naive {self.now!r}"
+            )
+        if isinstance(self.now, datetime) and self.now <= DATA_START:
+            raise EmulatorConfigError(
+                f"now {self.now.isoformat()} is not after the data starts "
+                f"({DATA_START.date()}): every answer would be empty"
             )
         if self.now is not None and not isinstance(self.now, datetime) and not callable(self.now):
             raise EmulatorConfigError(
