@@ -623,7 +623,9 @@ def _progress_line(args: argparse.Namespace) -> ProgressLine:
 
 def _run_fetch(args: argparse.Namespace) -> int:
     requests = _check_arguments(args, sort=args.sort)
-    output: str = args.output or STDOUT
+    if args.output == "":
+        raise InvalidArgumentError("-o needs a path, or - for standard output")
+    output: str = STDOUT if args.output is None else args.output
     fmt = format_for_path(output, args.format)  # also refuses Parquet to stdout
     if output != STDOUT:
         # JSON Lines keeps the breakdown nested in one file: no .exchanges file to check.

@@ -270,3 +270,11 @@ def test_a_key_typed_as_an_asset_is_hidden_whatever_its_case(
     assert main(["fetch", key, *WINDOW, "--emulator", "--debug"]) == 2
     err = capsys.readouterr().err
     assert "404" in err and key.lower() not in err.lower()
+
+
+def test_an_empty_output_path_is_refused_not_taken_for_stdout(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["fetch", "eth", *WINDOW, "--emulator", "-o", ""]) == 2
+    captured = capsys.readouterr()
+    assert "-o needs a path" in captured.err and captured.out == ""
