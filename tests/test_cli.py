@@ -482,8 +482,8 @@ def test_a_write_failing_after_the_fetch_names_the_target(
     out = tmp_path / "liq.csv"
     assert main(["fetch", "eth", *WINDOW, "--emulator", "-o", str(out)]) == 1
     line = one_error_line(capsys.readouterr().err)
-    # The breakdown is written first, so it is the one that fails.
-    assert line.endswith(f"cannot write {tmp_path / 'liq.exchanges.csv'}: No space left on device")
+    # Both files are written before either is renamed, the totals first: it fails first.
+    assert line.endswith(f"cannot write {tmp_path / 'liq.csv'}: No space left on device")
     assert list(tmp_path.iterdir()) == []
 
 
