@@ -1,4 +1,5 @@
-"""Shared fixtures: a real emulator over loopback, and a factory for configured ones.
+"""Shared fixtures: a real emulator over loopback, a factory for configured ones, and a
+one-handler server (``serve``) for answers no emulator gives.
 
 ``emulator`` is a well-behaved server (no latency, no rate limit, no faults, seed 0) that
 accepts any non-empty API key. ``make_emulator(**config)`` starts one with the given
@@ -16,11 +17,14 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from aiohttp import web
 
 from kaiko_liq.emulator import EmulatorConfig, RunningEmulator, running_emulator
 from tests.mock_http import aioresponses
 
 EmulatorFactory = Callable[..., Awaitable[RunningEmulator]]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Serve = Callable[[Handler], Awaitable[str]]
 
 #: The emulators' clock in tests: the data ends here (exclusive) and is all settled.
 FIXED_NOW = datetime(2026, 11, 1, tzinfo=UTC)
@@ -58,3 +62,23 @@ def mocked() -> Iterator[aioresponses]:
     """aioresponses intercepting every aiohttp request of the test."""
     with aioresponses() as m:
         yield m
+
+
+@pytest_asyncio.fixture
+async def serve() -> AsyncIterator[Serve]:
+    """Start a one-handler server on a free loopback port; returns its base URL."""
+    runners: list[web.AppRunner] = []
+
+    async def start(handler: Handler) -> str:
+        app = web.Application()
+        app.router.add_route("GET", "/{tail:.*}", handler)
+        runner = web.AppRunner(app, handler_cancellation=True)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        runners.append(runner)
+        return f"http://127.0.0.1:{runner.addresses[0][1]}"
+
+    yield start
+    for runner in runners:
+        await runner.cleanup()

@@ -11,12 +11,10 @@ import json
 import logging
 import sys
 import textwrap
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-import pytest_asyncio
 from aiohttp import web
 from isal import isal_zlib
 
@@ -27,33 +25,12 @@ from kaiko_liq.errors import (
     UnsafeURLError,
 )
 from kaiko_liq.transport import DEFAULT_MAX_RESPONSE_BYTES, THREAD_BODY_BYTES
+from tests.conftest import Serve
 from tests.test_trust_paging import DAY_START, HOUR, wire_row
 
 KEY = "Zq8-hostile-SECRET-4242abcd"
 PATH = "/v2/data/liquidation.v1/token/eth"
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-Serve = Callable[[Handler], Awaitable[str]]
 FAST = RetryPolicy(max_attempts=3, base_delay=0.001, max_delay=0.005)
-
-
-@pytest_asyncio.fixture
-async def serve() -> AsyncIterator[Serve]:
-    """Start a one-handler server on a free loopback port; returns its base URL."""
-    runners: list[web.AppRunner] = []
-
-    async def start(handler: Handler) -> str:
-        app = web.Application()
-        app.router.add_route("GET", "/{tail:.*}", handler)
-        runner = web.AppRunner(app, handler_cancellation=True)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        runners.append(runner)
-        return f"http://127.0.0.1:{runner.addresses[0][1]}"
-
-    yield start
-    for runner in runners:
-        await runner.cleanup()
 
 
 def gzip_bomb(inflated: int) -> bytes:

@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import pytest
-import pytest_asyncio
 from aiohttp import web
 
 from kaiko_liq import (
@@ -25,30 +24,9 @@ from kaiko_liq import (
 from kaiko_liq.protocol import check_next_url
 from kaiko_liq.testing import no_sleeps, sleeps_removed
 from kaiko_liq.transport import DEFAULT_MAX_RESPONSE_BYTES
+from tests.conftest import Handler
 
 KEY = "SECRET-KEY-1234"
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-@pytest_asyncio.fixture
-async def serve() -> AsyncIterator[Callable[[Handler], Awaitable[str]]]:
-    """Start a one-handler server on a free loopback port; returns its base URL."""
-    runners: list[web.AppRunner] = []
-
-    async def start(handler: Handler) -> str:
-        app = web.Application()
-        app.router.add_route("GET", "/{tail:.*}", handler)
-        runner = web.AppRunner(app, handler_cancellation=True)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        runners.append(runner)
-        port = runner.addresses[0][1]
-        return f"http://127.0.0.1:{port}"
-
-    yield start
-    for runner in runners:
-        await runner.cleanup()
 
 
 async def test_a_redirect_is_refused_and_the_key_never_leaves(
