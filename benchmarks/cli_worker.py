@@ -25,28 +25,16 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
+from benchmarks.rss import peak_rss_bytes
+
 _T0 = time.perf_counter()
 
-__all__ = ["main", "peak_rss_bytes"]
-
-
-def peak_rss_bytes() -> int:
-    """This process's peak RSS: ``VmHWM`` where there is /proc, else ``ru_maxrss``."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024  # macOS bytes, Linux KiB
+__all__ = ["main"]
 
 
 def _instrument() -> dict[str, float]:

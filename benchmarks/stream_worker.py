@@ -11,14 +11,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import resource
-import sys
 import time
 from typing import BinaryIO
 
 import msgspec
 import psutil
 
+from benchmarks.rss import peak_rss_bytes
 from kaiko_liq import LiquidationClient
 
 
@@ -36,26 +35,6 @@ async def _stream(args: argparse.Namespace, out: BinaryIO) -> dict[str, int]:
                 out.write(b"\n")
                 rows += 1
         return {"rows": rows, "requests": int(client.stats.requests)}
-
-
-def _peak_rss_bytes() -> int:
-    """This process's peak RSS.
-
-    On Linux ``ru_maxrss`` is no good here: the kernel carries the high-water mark across
-    ``execve``, so a fresh interpreter started by a 150 MB parent reports >= 150 MB (the
-    parent's pages at fork). ``VmHWM`` in ``/proc/self/status`` is the peak of this
-    process's own address space, reset by ``execve``.
-    """
-    try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    # Linux reports KiB, macOS bytes.
-    return peak if sys.platform == "darwin" else peak * 1024
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
                 **counts,
                 "wall_s": wall,
                 "rss_before_bytes": rss_before,
-                "peak_rss_bytes": _peak_rss_bytes(),
+                "peak_rss_bytes": peak_rss_bytes(),
             }
         )
     )
