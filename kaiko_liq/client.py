@@ -23,62 +23,46 @@ Example, against the built-in emulator::
 
 from __future__ import annotations
 
-import asyncio
-import bisect
-import itertools
 import logging
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self
 
 import anyio
 
-from .errors import (
-    ClientClosedError,
-    FailedRange,
-    FetchManyIncompleteError,
-    IncompleteFetchError,
-    InconsistentDataError,
-    InvalidArgumentError,
-    KaikoLiqError,
-    is_fatal,
-)
-from .export import require_optional
+from .engine import Engine, Request, RowStream
+from .errors import ClientClosedError, InvalidArgumentError
 from .keys import API_KEY_ENV, resolve_api_key
-from .models import LiquidationRow
-from .plan import SubRange, plan_subranges
-from .protocol import (
-    REGIONS,
-    check_base_url,
-    page_url,
-    region_base_url,
-)
+from .models import LiquidationEvent, LiquidationRow
+from .optional import require_optional
+from .plan import SubRange
+from .protocol import REGIONS, check_base_url, region_base_url
 from .query import (
     MAX_CONCURRENCY_RANGE,
     MAX_PAGE_SIZE,
     RATE_LIMIT_RANGE,
-    Interval,
     TimeLike,
-    format_time,
-    parse_interval,
     parse_rate_limit,
+    parse_time,
     validate_asset,
     validate_max_concurrency,
     validate_page_size,
     validate_request,
     validate_sort,
+    validate_window,
 )
 from .retry import RetryPolicy
-from .rowiter import RowIterator
-from .shard import ShardQuery, fetch_shard
+from .routes import Grid, Route, Window
+from .routes.events import EVENTS, Instrument, parse_instrument
+from .routes.token import TOKEN, Token
 from .transport import DEFAULT_MAX_RESPONSE_BYTES, ClientStats, Timeouts, Transport
 
 if TYPE_CHECKING:
     from .live import Follow
     from .store import ShardStore
+    from .tables import TableSpec
 
 __all__ = [
     "BACKENDS",
@@ -110,34 +94,6 @@ _PLACEHOLDER_KEY = "kaiko-liq-anonymous"
 
 Backend = Literal["pandas", "polars", "arrow"]
 BACKENDS: tuple[Backend, ...] = ("pandas", "polars", "arrow")
-_SHAPES = ("totals", "exchanges", "nested")
-
-#: Where a piece's rows come from: the network only, the network then into the store,
-#: or the store.
-_Source = Literal["net", "fill", "stored"]
-
-
-@dataclass(frozen=True, slots=True)
-class _Request:
-    """A validated fetch: everything needed to plan and send, nothing left to check."""
-
-    asset: str
-    start: datetime
-    end: datetime
-    interval: Interval
-    sort: str
-    page_size: int
-    shards: list[SubRange]
-
-
-@dataclass(frozen=True, slots=True)
-class _Piece:
-    """A span of one request fetched or read as one: a planned shard when there is no
-    cache; with one, a stored span, a shard of a gap, or a shard of the unsettled tail."""
-
-    shard: SubRange
-    source: _Source
-
 
 class LiquidationClient:
     """Async client of Kaiko's token-level liquidation volumes.
@@ -227,8 +183,13 @@ class LiquidationClient:
             adaptive_rate=adaptive_rate,
             max_response_bytes=max_response_bytes,
         )
-        self._streams: set[RowStream] = set()
         self._stores: dict[str, ShardStore] = {}
+        self._engine = Engine(
+            self._transport,
+            store_for=self._store_for,
+            horizon=self._horizon,
+            check_open=self._check_open,
+        )
 
     def __repr__(self) -> str:
         cache = f", cache_dir={self.cache_dir!r}" if self.cache_dir is not None else ""
@@ -271,17 +232,31 @@ class LiquidationClient:
 
     async def aclose(self) -> None:
         """Cancel open streams and close the HTTP session. Safe to call twice."""
-        for stream in list(self._streams):
-            await stream.aclose()
+        await self._engine.aclose()
         await self._transport.aclose()
 
     def _check_open(self) -> None:
         if self._transport.closed:
             raise ClientClosedError(ClientClosedError.CLIENT_CLOSED)
 
-    # -- planning -----------------------------------------------------------------
+    # -- the edge: arguments in, typed requests out ---------------------------------
 
-    def _request(
+    def _window(
+        self,
+        start: TimeLike,
+        end: TimeLike,
+        sort: str,
+        page_size: int | None,
+        *,
+        grid: Grid | None = None,
+    ) -> Window:
+        lo, hi = parse_time(start, "start"), parse_time(end, "end")
+        validate_window(lo, hi)
+        order = validate_sort(sort)
+        size = self._page_size if page_size is None else validate_page_size(page_size)
+        return Window(lo, hi, order, size)
+
+    def _token(
         self,
         asset: str,
         start: TimeLike,
@@ -289,11 +264,24 @@ class LiquidationClient:
         interval: str,
         sort: str,
         page_size: int | None,
-    ) -> _Request:
+    ) -> Request[Token, LiquidationRow]:
         req = validate_request(asset, start, end, interval=interval, sort=sort, page_size=page_size)
         size = self._page_size if req.page_size is None else req.page_size
-        shards = plan_subranges(req.start, req.end, req.interval, size)
-        return _Request(req.asset, req.start, req.end, req.interval, sort, size, shards)
+        window = Window(req.start, req.end, validate_sort(sort), size)
+        return self._engine.request(TOKEN, Token(req.asset, req.interval), window)
+
+    def _events(
+        self,
+        exchange: str,
+        instrument_class: str,
+        instrument: str,
+        start: TimeLike,
+        end: TimeLike,
+        sort: str,
+        page_size: int | None,
+    ) -> Request[Instrument, LiquidationEvent]:
+        target = parse_instrument(exchange, instrument_class, instrument)
+        return self._engine.request(EVENTS, target, self._window(start, end, sort, page_size))
 
     def plan(
         self,
@@ -308,104 +296,28 @@ class LiquidationClient:
 
         ``on_shard`` reports each of them as it completes, with a cache too (where a
         shard completes when every part of it has been read or fetched)."""
-        return self._request(asset, start, end, interval, "asc", page_size).shards
+        return self._token(asset, start, end, interval, "asc", page_size).shards
 
-    def _store(self, interval: Interval) -> ShardStore | None:
+    def _store_for(self, route: Route[Any, Any], target: Any) -> ShardStore | None:
         if self.cache_dir is None:
             return None
-        store = self._stores.get(interval.text)
+        folder = route.store_folder(target)
+        store = self._stores.get(folder)
         if store is None:
             from .store import cache_store
 
             store = cache_store(
-                self.cache_dir, self.base_url, interval, namespace=self._cache_namespace
+                self.cache_dir, self.base_url, route, target, namespace=self._cache_namespace
             )
-            self._stores[interval.text] = store
+            self._stores[folder] = store
         return store
 
-    async def _pieces(self, req: _Request) -> list[_Piece]:
-        """What a request is made of, ascending. Without a cache, its planned shards."""
-        store = self._store(req.interval)
-        if store is None:
-            return [_Piece(shard, "net") for shard in req.shards]
-        from .store import settled_horizon
+    def _horizon(self, route: Route[Any, Any], target: Any) -> datetime:
+        from .store import CLOCK_MARGIN, SETTLE
 
-        grid = req.interval
-        lo, hi = grid.floor(req.start), grid.ceil(req.end)
-        horizon = max(lo, min(hi, settled_horizon(grid, self.now())))
-        spans: list[tuple[datetime, datetime, _Source]] = []
-        if lo < horizon:
-            gaps = await anyio.to_thread.run_sync(store.gaps, req.asset, lo, horizon)
-            cursor = lo
-            for gap_start, gap_end in [*gaps, (horizon, horizon)]:
-                if cursor < gap_start:
-                    spans.append((cursor, gap_start, "stored"))
-                if gap_start < gap_end:
-                    spans.append((gap_start, gap_end, "fill"))
-                cursor = gap_end
-        if horizon < hi:
-            spans.append((horizon, hi, "net"))
-        # Planned shard ends on the grid (the last may be the caller's own, mid-bucket).
-        cuts = sorted({s.end for s in req.shards if grid.floor(s.end) == s.end})
-        pieces: list[_Piece] = []
-        for span_start, span_end, source in spans:
-            if source == "stored":
-                # Read a stored span one planned shard at a time: a stream then holds no
-                # more of it at once than it would of a fetched one.
-                bounds = [span_start, *(c for c in cuts if span_start < c < span_end), span_end]
-                parts = [SubRange(a, b) for a, b in itertools.pairwise(bounds)]
-            else:
-                parts = plan_subranges(span_start, span_end, grid, req.page_size)
-            pieces.extend(_Piece(part, source) for part in parts)
-        return [
-            _Piece(SubRange(p.shard.start, p.shard.end, i), p.source) for i, p in enumerate(pieces)
-        ]
+        return route.horizon(target, self.now(), SETTLE + CLOCK_MARGIN)
 
-    async def _load(self, req: _Request, piece: _Piece) -> list[LiquidationRow]:
-        """One piece's rows in ``req.sort`` order."""
-        query = ShardQuery(req.asset, req.interval, req.sort, req.page_size)
-        if piece.source == "net":
-            return await fetch_shard(self._transport, query, piece.shard)
-        store = self._store(req.interval)
-        assert store is not None
-        shard = piece.shard
-        rows: list[LiquidationRow] | None = None
-        if piece.source == "stored":
-            rows = await self._read(store, req.asset, shard)
-        if rows is None:
-            # Fetched ascending, as the store keeps them; reversed below for "desc".
-            ascending = ShardQuery(req.asset, req.interval, "asc", req.page_size)
-            rows = await fetch_shard(self._transport, ascending, shard)
-            await self._save(store, req.asset, shard, rows)
-        return rows if req.sort == "asc" else rows[::-1]
-
-    async def _read(
-        self, store: ShardStore, asset: str, shard: SubRange
-    ) -> list[LiquidationRow] | None:
-        """A stored span's rows, or ``None`` when the store cannot give them after all (a
-        file found damaged and moved aside, say): then the span is fetched again."""
-        from .store import NotStoredError, StorageError
-
-        try:
-            return await anyio.to_thread.run_sync(store.read_rows, asset, shard.start, shard.end)
-        except (StorageError, NotStoredError) as exc:
-            logger.warning("cache: %s %s fetched again: %s", asset, _span(shard), exc)
-            return None
-
-    async def _save(
-        self, store: ShardStore, asset: str, shard: SubRange, rows: list[LiquidationRow]
-    ) -> None:
-        from .store import StorageError
-
-        # Shielded: once fetched, a shard lands in the store whole, or not at all.
-        with anyio.CancelScope(shield=True):
-            try:
-                await anyio.to_thread.run_sync(store.write, asset, shard.start, shard.end, rows)
-            except StorageError as exc:
-                # The answer is still complete and right; only the cache missed out.
-                logger.warning("cache: could not store %s %s: %s", asset, _span(shard), exc)
-
-    # -- fetching -----------------------------------------------------------------
+    # -- token volumes ----------------------------------------------------------------
 
     async def fetch(
         self,
@@ -424,15 +336,8 @@ class LiquidationClient:
 
         ``on_shard`` is called with each shard (see :meth:`plan`) as it completes, for
         progress reporting."""
-        req = self._request(asset, start, end, interval, sort, page_size)
-        self._check_open()
-        outcome = _Outcome()
-        async with anyio.create_task_group() as tg:
-            stop = _Stop(tg.cancel_scope)
-            tg.start_soon(self._collect, req, on_shard, outcome, stop)
-        if stop.fatal is not None:
-            raise stop.fatal
-        return outcome.result(req)
+        req = self._token(asset, start, end, interval, sort, page_size)
+        return await self._engine.fetch(req, on_shard)
 
     async def fetch_many(
         self,
@@ -456,30 +361,11 @@ class LiquidationClient:
 
         ``on_shard(asset, shard)`` is called as each shard of :meth:`plan` completes.
         """
-        reqs = [
-            self._request(a, start, end, interval, sort, page_size) for a in _asset_list(assets)
-        ]
-        self._check_open()
-        outcomes = [_Outcome() for _ in reqs]
-        async with anyio.create_task_group() as tg:
-            stop = _Stop(tg.cancel_scope)
-            for req, outcome in zip(reqs, outcomes, strict=True):
-                report = None if on_shard is None else _for_asset(on_shard, req.asset)
-                tg.start_soon(self._collect, req, report, outcome, stop)
-        if stop.fatal is not None:
-            raise stop.fatal
-        results: dict[str, list[LiquidationRow]] = {}
-        incomplete: dict[str, IncompleteFetchError] = {}
-        for req, outcome in zip(reqs, outcomes, strict=True):
-            try:
-                results[req.asset] = outcome.result(req)
-            except IncompleteFetchError as exc:
-                incomplete[req.asset] = exc
-        if len(incomplete) == 1:
-            raise next(iter(incomplete.values()))
-        if incomplete:
-            raise FetchManyIncompleteError(incomplete)
-        return results
+        given = _asset_list(assets)
+        reqs = [self._token(a, start, end, interval, sort, page_size) for a in given]
+        reports = [None if on_shard is None else _for_asset(on_shard, r.label) for r in reqs]
+        rows = await self._engine.fetch_many(reqs, reports)
+        return dict(zip(given, rows, strict=True))
 
     async def fetch_frame(
         self,
@@ -502,12 +388,12 @@ class LiquidationClient:
         UTC timestamp. Rows: the first asset's, then the next's, each in ``sort`` order.
         The backend's package is checked before anything is fetched.
         """
-        convert = _converter(backend, shape)
+        convert = _converter(TOKEN.table, backend, shape)
         rows = await self.fetch_many(
             assets, start, end, interval=interval, sort=sort, page_size=page_size
         )
         # A year of several assets is a second of conversion: keep the loop responsive.
-        return await anyio.to_thread.run_sync(convert, rows)
+        return await anyio.to_thread.run_sync(convert, {(a,): r for a, r in rows.items()})
 
     async def fetch_shard(
         self,
@@ -522,52 +408,15 @@ class LiquidationClient:
         the end, in ``sort`` order. Not re-planned, not cached; an error is raised as
         itself (not wrapped in :class:`IncompleteFetchError`). For callers that schedule
         shards themselves, such as :func:`kaiko_liq.backfill.backfill`."""
-        name = validate_asset(asset)
-        grid = parse_interval(interval)
-        order = validate_sort(sort)
-        size = self._page_size if page_size is None else validate_page_size(page_size)
         if not isinstance(shard, SubRange) or not shard.start < shard.end:
             raise InvalidArgumentError(
                 f"shard must be a SubRange from client.plan() with start < end, got {shard!r}"
             )
+        req = self._token(asset, shard.start, shard.end, interval, sort, page_size)
         self._check_open()
-        return await fetch_shard(self._transport, ShardQuery(name, grid, order, size), shard)
-
-    async def _collect(
-        self,
-        req: _Request,
-        on_shard: Callable[[SubRange], None] | None,
-        outcome: _Outcome,
-        stop: _Stop,
-    ) -> None:
-        """Load every piece of ``req`` concurrently into ``outcome``. A fatal error stops
-        the whole call (with ``fetch_many``, every asset's work)."""
-        try:
-            outcome.pieces = await self._pieces(req)
-        except Exception as exc:
-            stop.stop(exc)
-            return
-        progress = _Progress(req.shards, outcome.pieces, on_shard)
-
-        async def run(piece: _Piece) -> None:
-            try:
-                outcome.rows[piece.shard.index] = await self._load(req, piece)
-            except Exception as exc:
-                if isinstance(exc, KaikoLiqError) and not is_fatal(exc):
-                    outcome.failed.append(FailedRange(piece.shard.start, piece.shard.end, exc))
-                else:
-                    # A wrong key, asset or parameter fails every shard alike (and a bug
-                    # is no shard's fault): stop now, and raise it as it is.
-                    stop.stop(exc)
-                return
-            try:
-                progress.done(piece)
-            except Exception as exc:  # the caller's on_shard: raised once, as itself
-                stop.stop(exc)
-
-        async with anyio.create_task_group() as tg:
-            for piece in outcome.pieces:
-                tg.start_soon(run, piece)
+        return await TOKEN.policy.fetch(
+            self._transport, TOKEN, req.target, shard, req.window.sort, req.window.page_size
+        )
 
     def stream(
         self,
@@ -579,7 +428,7 @@ class LiquidationClient:
         sort: str = "desc",
         page_size: int | None = None,
         window: int | None = None,
-    ) -> RowStream:
+    ) -> RowStream[LiquidationRow]:
         """The rows of ``[start, end)`` in ``sort`` order, as soon as all before them are in.
 
         At most ``window`` shards (default :data:`DEFAULT_STREAM_WINDOW`, at most
@@ -589,12 +438,78 @@ class LiquidationClient:
         ``async with client.stream(...) as rows: async for row in rows``. Leaving early
         cancels what is in flight.
         """
-        req = self._request(asset, start, end, interval, sort, page_size)
-        self._check_open()
+        req = self._token(asset, start, end, interval, sort, page_size)
+        return self._engine.stream(req, self._ahead(window))
+
+    def _ahead(self, window: int | None) -> int:
         ahead = min(self.max_concurrency, DEFAULT_STREAM_WINDOW) if window is None else window
         if isinstance(ahead, bool) or not isinstance(ahead, int) or ahead < 1:
             raise InvalidArgumentError(f"window must be a positive integer, got {window!r}")
-        return RowStream(self, req, ahead)
+        return ahead
+
+    # -- liquidation events -----------------------------------------------------------
+
+    async def fetch_events(
+        self,
+        exchange: str,
+        instrument_class: str,
+        instrument: str,
+        start: TimeLike,
+        end: TimeLike,
+        *,
+        sort: str = "desc",
+        page_size: int | None = None,
+        on_shard: Callable[[SubRange], None] | None = None,
+    ) -> list[LiquidationEvent]:
+        """Every liquidation event of one instrument in ``[start, end)``, in ``sort``
+        order (by time; events sharing a millisecond in the server's order), exactly as
+        one query paged to its end would return them.
+
+        ``instrument_class`` is ``"future"`` or ``"perpetual-future"``. Days are fetched
+        concurrently, and a dense day is split as it is fetched (see
+        :mod:`kaiko_liq.sharding`); ``on_shard`` is called as each day completes. Raises
+        :class:`IncompleteFetchError` naming what is missing if any part failed."""
+        req = self._events(exchange, instrument_class, instrument, start, end, sort, page_size)
+        return await self._engine.fetch(req, on_shard)
+
+    def stream_events(
+        self,
+        exchange: str,
+        instrument_class: str,
+        instrument: str,
+        start: TimeLike,
+        end: TimeLike,
+        *,
+        sort: str = "desc",
+        page_size: int | None = None,
+        window: int | None = None,
+    ) -> RowStream[LiquidationEvent]:
+        """:meth:`fetch_events` one event at a time, a day (``window`` days) ahead at
+        most, as :meth:`stream` does for volumes."""
+        req = self._events(exchange, instrument_class, instrument, start, end, sort, page_size)
+        return self._engine.stream(req, self._ahead(window))
+
+    async def fetch_events_frame(
+        self,
+        exchange: str,
+        instrument_class: str,
+        instrument: str,
+        start: TimeLike,
+        end: TimeLike,
+        *,
+        sort: str = "asc",
+        page_size: int | None = None,
+        backend: str = "pandas",
+    ) -> Any:
+        """:meth:`fetch_events` as one DataFrame (or Arrow table): ``backend`` is
+        ``"pandas"``, ``"polars"`` or ``"arrow"``; columns ``exchange``,
+        ``instrument_class``, ``instrument``, then the event's (``time`` a UTC
+        timestamp). The backend's package is checked before anything is fetched."""
+        convert = _converter(EVENTS.table, backend, None)
+        req = self._events(exchange, instrument_class, instrument, start, end, sort, page_size)
+        rows = await self._engine.fetch(req)
+        key = tuple(EVENTS.path_params(req.target).values())
+        return await anyio.to_thread.run_sync(convert, {key: rows})
 
     def follow(
         self,
@@ -616,10 +531,6 @@ class LiquidationClient:
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-def _span(shard: SubRange) -> str:
-    return f"[{format_time(shard.start)}, {format_time(shard.end)})"
 
 
 def _asset_list(assets: str | Iterable[str]) -> list[str]:
@@ -647,241 +558,24 @@ def _for_asset(on_shard: Callable[[str, SubRange], None], asset: str) -> Callabl
     return lambda shard: on_shard(asset, shard)
 
 
-def _converter(backend: str, shape: str) -> Callable[[dict[str, list[LiquidationRow]]], Any]:
-    """The export function for ``backend``, its package checked now, before a fetch."""
-    from . import export
+def _converter(
+    spec: TableSpec[Any], backend: str, shape: str | None
+) -> Callable[[dict[tuple[str, ...], list[Any]]], Any]:
+    """The conversion to ``backend``, its package checked now, before a fetch."""
+    from . import tables
+    from .optional import import_optional
 
-    if shape not in _SHAPES:
-        raise InvalidArgumentError(f"shape {shape!r} is not one of {', '.join(map(repr, _SHAPES))}")
-    checked: export.Shape = shape  # type: ignore[assignment]
+    chosen = tables.check_shape(spec, shape)
     if backend == "arrow":
-        export.import_optional("pyarrow", "fetch_frame(backend='arrow')", extra="parquet")
-        return lambda rows: export.to_arrow(rows, shape=checked)
+        import_optional("pyarrow", "backend='arrow'", extra="parquet")
+        return lambda rows: tables.to_arrow(spec, rows, shape=chosen)
     if backend == "pandas":
-        export.import_optional("pandas", "fetch_frame(backend='pandas')")
-        export.import_optional("pyarrow", "fetch_frame(backend='pandas')", extra="pandas")
-        return lambda rows: export.to_pandas(rows, shape=checked)
+        import_optional("pandas", "backend='pandas'")
+        import_optional("pyarrow", "backend='pandas'", extra="pandas")
+        return lambda rows: tables.to_pandas(spec, rows, shape=chosen)
     if backend == "polars":
-        export.import_optional("polars", "fetch_frame(backend='polars')")
-        return lambda rows: export.to_polars(rows, shape=checked)
+        import_optional("polars", "backend='polars'")
+        return lambda rows: tables.to_polars(spec, rows, shape=chosen)
     raise InvalidArgumentError(
         f"backend {backend!r} is not one of {', '.join(map(repr, BACKENDS))}"
     )
-
-
-@dataclass(slots=True)
-class _Stop:
-    """The scope of one call (all its assets) and the first error that stopped it."""
-
-    scope: anyio.CancelScope
-    fatal: BaseException | None = None
-
-    def stop(self, error: BaseException) -> None:
-        if self.fatal is None:
-            self.fatal = error
-        self.scope.cancel()
-
-
-@dataclass(slots=True)
-class _Outcome:
-    """What one request's pieces came to: rows by piece index, and the failed ones."""
-
-    pieces: list[_Piece] = field(default_factory=list)
-    rows: dict[int, list[LiquidationRow]] = field(default_factory=dict)
-    failed: list[FailedRange] = field(default_factory=list)
-
-    def result(self, req: _Request) -> list[LiquidationRow]:
-        """The merged rows in ``req.sort`` order, or an IncompleteFetchError."""
-        if self.failed:
-            failed = sorted(self.failed, key=lambda f: f.start)
-            done = [(p.shard.start, p.shard.end) for p in self.pieces if p.shard.index in self.rows]
-            raise IncompleteFetchError(req.asset, failed, done)
-        order = self.pieces if req.sort == "asc" else self.pieces[::-1]
-        rows: list[LiquidationRow] = []
-        previous: LiquidationRow | None = None
-        for piece in order:
-            chunk = self.rows[piece.shard.index]
-            if chunk and previous is not None:
-                _check_boundary(previous, chunk[0], req.asset, req.sort)
-            if chunk:
-                previous = chunk[-1]
-            rows.extend(chunk)
-        return rows
-
-
-class _Progress:
-    """Calls ``on_shard`` with each planned shard once every piece overlapping it is in."""
-
-    def __init__(
-        self,
-        shards: list[SubRange],
-        pieces: list[_Piece],
-        on_shard: Callable[[SubRange], None] | None,
-    ) -> None:
-        self._on_shard = on_shard
-        self._shards = shards
-        self._left = [0] * len(shards)
-        self._covers: dict[int, list[int]] = {}
-        ends = [s.end for s in shards]  # ascending: shards are planned in order
-        for piece in pieces:
-            hit = []
-            i = bisect.bisect_right(ends, piece.shard.start)
-            while i < len(shards) and shards[i].start < piece.shard.end:
-                hit.append(i)
-                i += 1
-            self._covers[piece.shard.index] = hit
-            for i in hit:
-                self._left[i] += 1
-
-    def done(self, piece: _Piece) -> None:
-        if self._on_shard is None:
-            return
-        for i in self._covers.get(piece.shard.index, []):
-            self._left[i] -= 1
-            if self._left[i] == 0:
-                self._on_shard(self._shards[i])
-
-
-def _check_boundary(before: LiquidationRow, after: LiquidationRow, asset: str, sort: str) -> None:
-    a, b = before.interval_time, after.interval_time
-    if (b <= a) if sort == "asc" else (b >= a):
-        raise InconsistentDataError(
-            f"rows at a shard boundary repeat or go out of order: {format_time(a)} then "
-            f"{format_time(b)}",
-            page_url("", asset),
-        )
-
-
-@dataclass(slots=True)
-class _Slot:
-    """One piece's result, filled by its task and read by the consumer in order."""
-
-    piece: _Piece
-    done: anyio.Event
-    rows: list[LiquidationRow] | None = None
-    error: Exception | None = None
-
-
-class RowStream(RowIterator):
-    """Ordered rows of one request; an async iterator and an async context manager.
-
-    The shards are fetched by a producer task that owns a task group; the consumer never
-    yields from inside a task group (anyio's rule), it only waits on per-shard events. A
-    semaphore of ``window`` permits keeps the producer at most that many shards ahead.
-    """
-
-    def __init__(self, client: LiquidationClient, req: _Request, window: int) -> None:
-        self._client = client
-        self._req = req
-        self._window = window
-        self._task: asyncio.Task[None] | None = None
-        self._closed = False
-        self._started = False
-        super().__init__()
-        self._slots: list[_Slot] = []
-
-    def __repr__(self) -> str:
-        return (
-            f"RowStream(asset={self._req.asset!r}, start={format_time(self._req.start)!r}, "
-            f"end={format_time(self._req.end)!r}, shards={len(self._req.shards)})"
-        )
-
-    def _before_next(self) -> None:
-        # Once the generator has raised it would only say "exhausted", and a closed
-        # stream must never look like a complete range.
-        self._check_not_closed()
-
-    async def aclose(self) -> None:
-        """Cancel the producer and wait for it; nothing is left running."""
-        self._closed = True
-        self._client._streams.discard(self)
-        task, self._task = self._task, None
-        if task is not None and not task.done():
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                # Our own cancellation of the producer; re-raise only if we are cancelled too.
-                current = asyncio.current_task()
-                if current is not None and current.cancelling():
-                    raise
-        # Wake a consumer waiting on shards nobody will fetch now: it raises
-        # ClientClosedError rather than hang, or end quietly as if the range were complete.
-        for slot in self._slots:
-            slot.done.set()
-
-    def _check_not_closed(self) -> None:
-        if self._closed:
-            raise ClientClosedError(
-                "this stream was closed (or its client was) before it was read to the end"
-            )
-
-    async def _rows(self) -> AsyncIterator[LiquidationRow]:
-        self._check_not_closed()
-        if self._started:
-            raise InvalidArgumentError("a stream can be iterated once; call stream() again")
-        self._started = True
-        self._client._check_open()
-        req = self._req
-        self._client._streams.add(self)
-        try:
-            pieces = await self._client._pieces(req)
-        except BaseException:
-            self._client._streams.discard(self)  # the finally below is not reached yet
-            raise
-        order = pieces if req.sort == "asc" else pieces[::-1]
-        slots = self._slots = [_Slot(piece, anyio.Event()) for piece in order]
-        permits = anyio.Semaphore(self._window)
-        self._task = asyncio.get_running_loop().create_task(self._produce(slots, permits))
-        previous: LiquidationRow | None = None
-        try:
-            for position, slot in enumerate(slots):
-                await slot.done.wait()
-                self._check_not_closed()
-                if slot.error is not None:
-                    if not isinstance(slot.error, KaikoLiqError) or is_fatal(slot.error):
-                        raise slot.error
-                    shard = slot.piece.shard
-                    done = [(s.piece.shard.start, s.piece.shard.end) for s in slots[:position]]
-                    pending = [
-                        (s.piece.shard.start, s.piece.shard.end) for s in slots[position + 1 :]
-                    ]
-                    raise IncompleteFetchError(
-                        req.asset,
-                        [FailedRange(shard.start, shard.end, slot.error)],
-                        done,
-                        pending=pending,
-                    ) from slot.error
-                if slot.rows is None:
-                    raise ClientClosedError("the stream's fetch was cancelled before it finished")
-                rows, slot.rows = slot.rows, None
-                permits.release()
-                if rows and previous is not None:
-                    _check_boundary(previous, rows[0], req.asset, req.sort)
-                if rows:
-                    previous = rows[-1]
-                for row in rows:
-                    yield row
-                    self._check_not_closed()
-        finally:
-            task, self._task = self._task, None
-            if task is not None and not task.done():
-                task.cancel()
-                with anyio.CancelScope(shield=True):
-                    await asyncio.gather(task, return_exceptions=True)
-            self._client._streams.discard(self)
-
-    async def _produce(self, slots: list[_Slot], permits: anyio.Semaphore) -> None:
-        async def run(slot: _Slot) -> None:
-            try:
-                slot.rows = await self._client._load(self._req, slot.piece)
-            except Exception as exc:
-                # Handed to the consumer, which raises it in order; nothing is dropped.
-                slot.error = exc
-            finally:
-                slot.done.set()
-
-        async with anyio.create_task_group() as tg:
-            for slot in slots:
-                await permits.acquire()
-                tg.start_soon(run, slot)

@@ -12,7 +12,7 @@ Kaiko adds later does not break old clients.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -179,3 +179,26 @@ def decode_rows(raw: msgspec.Raw | bytes) -> list[LiquidationRow]:
 def encode_rows(rows: list[LiquidationRow]) -> bytes:
     """Encode rows back to the wire's JSON (used by the emulator and JSON Lines output)."""
     return _encoder.encode(rows)
+
+
+# TEMP until the events model lands (w18e): the lead's stand-in, replaced at merge.
+class LiquidationEvent(msgspec.Struct, frozen=True, gc=False):
+    timestamp: int
+    trade_id: str
+    price: Amount
+    amount: Amount
+    amount_quote: Amount
+    amount_usd: Amount
+    rate: float | None
+    position_side: Literal["long", "short"]
+
+
+class EventPageBody(_Answer, frozen=True):
+    data: list[LiquidationEvent] | None = None
+
+
+_event_page_decoder = msgspec.json.Decoder(EventPageBody)
+
+
+def decode_event_page(body: bytes | str) -> EventPageBody:
+    return _event_page_decoder.decode(body)

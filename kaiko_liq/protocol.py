@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import importlib
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from ipaddress import ip_address
 from types import ModuleType
-from urllib.parse import quote, urlsplit
+from typing import Any, Generic, TypeVar
+from urllib.parse import urlsplit
 
 import msgspec
 from yarl import URL
@@ -45,8 +45,7 @@ from .errors import (
     redact,
     redact_url,
 )
-from .models import LiquidationRow, decode_envelope, decode_page
-from .query import Interval, format_time
+from .models import decode_envelope, decode_page
 from .retry import parse_retry_after, should_retry_status
 
 
@@ -63,8 +62,9 @@ def _fastest_zlib() -> ModuleType:
 
 _zlib = _fastest_zlib()
 
+Row = TypeVar("Row")
+
 __all__ = [
-    "ENDPOINT_PATH",
     "ERROR_EXCERPT_CHARS",
     "REGIONS",
     "Page",
@@ -73,14 +73,11 @@ __all__ = [
     "check_next_url",
     "decipher",
     "error_message",
-    "first_page_params",
     "inflate",
     "origin",
-    "page_url",
     "region_base_url",
 ]
 
-ENDPOINT_PATH = "/v2/data/liquidation.v1/token/{asset}"
 REGIONS = ("us", "eu")
 #: How much of a server's error text goes into a message (after redaction).
 ERROR_EXCERPT_CHARS = 200
@@ -92,11 +89,11 @@ _INFLATE_ERRORS: tuple[type[Exception], ...] = (zlib.error, _zlib.error)
 
 
 @dataclass(frozen=True, slots=True)
-class Page:
+class Page(Generic[Row]):
     """One decoded page: its rows, and the cursor to the next one (both ``None`` at the
     end). An empty page with a cursor is not the end."""
 
-    rows: list[LiquidationRow]
+    rows: list[Row]
     next_url: str | None
     continuation_token: str | None
 
@@ -159,26 +156,6 @@ def check_base_url(base_url: str, *, allow_insecure_http: bool = False) -> str:
             "the API key in clear text; use https:// (or allow_insecure_http=True)"
         )
     return base_url.rstrip("/")
-
-
-def page_url(base_url: str, asset: str) -> str:
-    """The first page's URL; the asset is quoted as exactly one path segment."""
-    return base_url + ENDPOINT_PATH.format(asset=quote(asset, safe=""))
-
-
-def first_page_params(
-    start: datetime, end: datetime, interval: Interval, sort: str, page_size: int
-) -> dict[str, str]:
-    """The first request's parameters. Times go at most to the millisecond, as the docs
-    write them: ``start_time`` rounded down, ``end_time`` up, so the window never shrinks
-    (and buckets, an hour at least, cannot tell)."""
-    return {
-        "interval": interval.text,
-        "sort": sort,
-        "start_time": format_time(start),
-        "end_time": format_time(end, round_up=True),
-        "page_size": str(page_size),
-    }
 
 
 def check_next_url(next_url: str, request_url: str) -> str:
@@ -303,9 +280,10 @@ def decipher(
     body: bytes,
     url: str,
     *,
+    decode: Callable[[bytes], Any] = decode_page,
     max_bytes: int,
     secrets: Iterable[str] = (),
-) -> Page | Retry:
+) -> Page[Any] | Retry:
     """What an answer means: a :class:`Page`, a :class:`Retry`, or a final error raised.
 
     ``body`` is the body as received (still gzip-encoded if it was sent so), read at
@@ -332,7 +310,7 @@ def decipher(
     if status != 200:
         raise api_error_for_status(status, error_message(text, secrets), url)
     try:
-        page = decode_page(text)
+        page = decode(text)
     except msgspec.ValidationError as exc:
         raise UnexpectedResponseError(
             _shorten(redact(f"the body does not match the documented fields: {exc}", secrets)),

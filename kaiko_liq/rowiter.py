@@ -13,20 +13,21 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from types import TracebackType
-from typing import Self
+from typing import Generic, Self, TypeVar
 
-from .models import LiquidationRow
 
 __all__ = ["RowIterator"]
 
+Row = TypeVar("Row")
 
-class RowIterator(ABC):
+
+class RowIterator(ABC, Generic[Row]):
     """Base of :class:`~kaiko_liq.client.RowStream` and :class:`~kaiko_liq.live.Follow`:
     a subclass gives :meth:`_rows` (the generator) and :meth:`aclose`."""
 
     def __init__(self) -> None:
         self._managed = False
-        self._iterator: AsyncIterator[LiquidationRow] | None = None
+        self._iterator: AsyncIterator[Row] | None = None
 
     async def __aenter__(self) -> Self:
         self._managed = True
@@ -40,12 +41,12 @@ class RowIterator(ABC):
     ) -> None:
         await self.aclose()
 
-    def __aiter__(self) -> AsyncIterator[LiquidationRow]:
+    def __aiter__(self) -> AsyncIterator[Row]:
         # Managed, the generator is held here and closed by __aexit__; plain, it is not
         # held at all (see the module docstring).
         return self if self._managed else self._rows()
 
-    async def __anext__(self) -> LiquidationRow:
+    async def __anext__(self) -> Row:
         self._before_next()
         if self._iterator is None:
             self._iterator = self._rows()
@@ -55,7 +56,7 @@ class RowIterator(ABC):
         """Checked before every row handed out through :meth:`__anext__`."""
 
     @abstractmethod
-    def _rows(self) -> AsyncIterator[LiquidationRow]:
+    def _rows(self) -> AsyncIterator[Row]:
         """The rows, as an async generator; iterated once."""
 
     @abstractmethod

@@ -27,12 +27,18 @@ from typing import Any, Generic, TypeVar
 
 from .client import DEFAULT_MAX_CONCURRENCY, DEFAULT_RATE_LIMIT, LiquidationClient
 from .errors import InvalidArgumentError
-from .models import LiquidationRow
+from .models import LiquidationEvent, LiquidationRow
 from .query import TimeLike
 from .retry import RetryPolicy
 from .transport import DEFAULT_MAX_RESPONSE_BYTES, Timeouts
 
-__all__ = ["BUILTIN_EMULATOR_NAMESPACE", "builtin_emulator_client", "fetch", "fetch_frame"]
+__all__ = [
+    "BUILTIN_EMULATOR_NAMESPACE",
+    "builtin_emulator_client",
+    "fetch",
+    "fetch_events",
+    "fetch_frame",
+]
 
 logger = logging.getLogger("kaiko_liq")
 
@@ -117,6 +123,41 @@ def fetch_frame(
             page_size=page_size,
             backend=backend,
             shape=shape,
+        )
+
+    return _run(lambda: _with_client(options, emulator, call))
+
+
+def fetch_events(
+    exchange: str,
+    instrument_class: str,
+    instrument: str,
+    start: TimeLike,
+    end: TimeLike,
+    *,
+    sort: str = "desc",
+    page_size: int | None = None,
+    api_key: str | None = None,
+    region: str = "us",
+    base_url: str | None = None,
+    rate_limit: float | str = DEFAULT_RATE_LIMIT,
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+    timeouts: Timeouts | None = None,
+    retry: RetryPolicy | None = None,
+    adaptive_rate: bool = True,
+    allow_insecure_http: bool = False,
+    cache_dir: str | os.PathLike[str] | None = None,
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+    emulator: bool = False,
+) -> list[LiquidationEvent]:
+    """Blocking :meth:`LiquidationClient.fetch_events`: every liquidation event of one
+    instrument in ``[start, end)``, in ``sort`` order. Client arguments and ``emulator``
+    as for :func:`fetch`."""
+    options = _client_options(locals())
+
+    async def call(client: LiquidationClient) -> list[LiquidationEvent]:
+        return await client.fetch_events(
+            exchange, instrument_class, instrument, start, end, sort=sort, page_size=page_size
         )
 
     return _run(lambda: _with_client(options, emulator, call))

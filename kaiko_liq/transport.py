@@ -21,6 +21,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 import anyio
@@ -40,6 +41,7 @@ from .errors import (
     redact_url,
     register_secret,
 )
+from .models import decode_page
 from .protocol import Page, Retry, decipher
 from .retry import (
     AdaptiveRate,
@@ -251,7 +253,9 @@ class Transport:
             url,
         )
 
-    async def _decipher(self, answer: _Answer, url: str) -> Page | Retry:
+    async def _decipher(
+        self, answer: _Answer, url: str, decode: Callable[[bytes], Any]
+    ) -> Page[Any] | Retry:
         if len(answer.body) < THREAD_BODY_BYTES:
             # Small answers (errors, short pages): the hop to a thread would cost more
             # than the work. One at a time on the loop, so memory stays bounded too.
@@ -260,6 +264,7 @@ class Transport:
                 answer.headers,
                 answer.body,
                 url,
+                decode=decode,
                 max_bytes=self.max_response_bytes,
                 secrets=self._secrets,
             )
@@ -269,17 +274,24 @@ class Transport:
             answer.headers,
             answer.body,
             url,
+            decode=decode,
             max_bytes=self.max_response_bytes,
             secrets=self._secrets,
         )
         return await anyio.to_thread.run_sync(work, limiter=self._decoders)
 
-    async def get_page(self, url: str, params: Mapping[str, str] | None = None) -> Page:
-        """One page, retried per the policy; raises the last error when retries run out."""
+    async def get_page(
+        self,
+        url: str,
+        params: Mapping[str, str] | None = None,
+        decode: Callable[[bytes], Any] = decode_page,
+    ) -> Page[Any]:
+        """One page, decoded by ``decode`` (the route's), retried per the policy; raises
+        the last error when retries run out."""
         budget = _Budget()
         attempt = 0
         while True:
-            outcome: Page | Retry
+            outcome: Page[Any] | Retry
             try:
                 answer = await self._send(url, params, budget)
             except TimeoutError:
@@ -296,7 +308,7 @@ class Transport:
                 outcome = Retry(TransportError(message, url))
             else:
                 self.stats.by_status[answer.status] += 1
-                outcome = await self._decipher(answer, url)
+                outcome = await self._decipher(answer, url, decode)
             if isinstance(outcome, Page):
                 if self.adaptive is not None:
                     self.adaptive.on_success()
