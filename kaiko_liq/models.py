@@ -1,4 +1,5 @@
-"""msgspec Structs of the wire format of ``/v2/data/liquidation.v1/token/{asset}``.
+"""msgspec Structs of the wire format of ``/v2/data/liquidation.v1/token/{asset}`` and of
+``/v2/data/liquidation.v1/trades/{exchange}/{instrument_class}/{instrument}`` (events).
 
 Field names are the API's own (see the endpoint doc's "Fields" and "Response example").
 Rows are decoded strictly: a count that arrives as a string is an error, not a guess, and
@@ -11,8 +12,9 @@ Kaiko adds later does not break old clients.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -21,14 +23,20 @@ __all__ = [
     "Amount",
     "Count",
     "Envelope",
+    "EventPageBody",
     "ExchangeVolume",
+    "LiquidationEvent",
     "LiquidationRow",
     "PageBody",
+    "PositionSide",
     "QueryEcho",
     "TimestampRange",
     "decode_envelope",
+    "decode_event_page",
+    "decode_events",
     "decode_page",
     "decode_rows",
+    "encode_events",
     "encode_rows",
 ]
 
@@ -82,6 +90,30 @@ class LiquidationRow(msgspec.Struct, frozen=True, gc=False):
             msgspec.structs.force_setattr(self, "interval_time", self.interval_time.astimezone(UTC))
 
 
+#: The side of the position an event closed (events endpoint: ``long`` / ``short``).
+PositionSide = Literal["long", "short"]
+
+
+class LiquidationEvent(msgspec.Struct, frozen=True, gc=False):
+    """One liquidation on one instrument, as the events endpoint's rows name its fields.
+
+    Checked while decoding: ``timestamp`` is a non-negative integer (the doc says
+    milliseconds; its magnitude is the client's to check, as for ``interval_timestamp``),
+    ``price`` and the amounts are non-negative numbers, ``position_side`` is ``long`` or
+    ``short``. ``rate`` is a number or null: its type is not documented (KAIKO_API.md).
+    ``trade_id`` is the exchange's, or one Kaiko made up when the exchange gives none.
+    """
+
+    timestamp: Annotated[int, msgspec.Meta(ge=0)]
+    trade_id: str
+    price: Amount
+    amount: Amount
+    amount_quote: Amount
+    amount_usd: Amount
+    rate: float | None
+    position_side: PositionSide
+
+
 class QueryEcho(msgspec.Struct, frozen=True):
     """The envelope's ``query`` block. Every field is optional: it is informative only."""
 
@@ -100,6 +132,10 @@ class QueryEcho(msgspec.Struct, frozen=True):
     interval: str | None = None
     commodity: str | None = None
     data_version: str | None = None
+    # The events endpoint's path parameters, echoed.
+    exchange: str | None = None
+    instrument_class: str | None = None
+    instrument: str | None = None
 
 
 class TimestampRange(msgspec.Struct, frozen=True):
@@ -139,10 +175,18 @@ class PageBody(_Answer, frozen=True):
     data: list[LiquidationRow] | None = None
 
 
+class EventPageBody(_Answer, frozen=True):
+    """A whole answer of the events endpoint with its rows decoded (:func:`decode_event_page`)."""
+
+    data: list[LiquidationEvent] | None = None
+
+
 # One decoder per type, built once (msgspec perf tips).
 _page_decoder = msgspec.json.Decoder(PageBody)
+_event_page_decoder = msgspec.json.Decoder(EventPageBody)
 _envelope_decoder = msgspec.json.Decoder(Envelope, strict=False)
 _rows_decoder = msgspec.json.Decoder(list[LiquidationRow])
+_events_decoder = msgspec.json.Decoder(list[LiquidationEvent])
 _encoder = msgspec.json.Encoder()
 
 
@@ -156,14 +200,30 @@ def decode_page(body: bytes | str) -> PageBody:
     try:
         return _page_decoder.decode(body)
     except msgspec.ValidationError:
-        envelope = decode_envelope(body)
-        try:
-            rows = decode_rows(envelope.data) if envelope.data else None
-        except msgspec.ValidationError as exc:
-            # Name the field as it sits in the body, not in the data array alone.
-            raise msgspec.ValidationError(str(exc).replace("`$[", "`$.data[")) from None
-        fields = {f: getattr(envelope, f) for f in _Answer.__struct_fields__}
-        return PageBody(**fields, data=rows)
+        return PageBody(**_two_passes(body, decode_rows))
+
+
+def decode_event_page(body: bytes | str) -> EventPageBody:
+    """:func:`decode_page` for the events endpoint: the same envelope, event rows."""
+    try:
+        return _event_page_decoder.decode(body)
+    except msgspec.ValidationError:
+        return EventPageBody(**_two_passes(body, decode_events))
+
+
+def _two_passes(
+    body: bytes | str, rows: Callable[[msgspec.Raw], Sequence[object]]
+) -> dict[str, Any]:
+    """The fields of an answer read in two passes: the envelope leniently, then its
+    ``data`` strictly with ``rows``."""
+    envelope = decode_envelope(body)
+    try:
+        data = rows(envelope.data) if envelope.data else None
+    except msgspec.ValidationError as exc:
+        # Name the field as it sits in the body, not in the data array alone.
+        raise msgspec.ValidationError(str(exc).replace("`$[", "`$.data[")) from None
+    fields = {f: getattr(envelope, f) for f in _Answer.__struct_fields__}
+    return {**fields, "data": data}
 
 
 def decode_envelope(body: bytes | str) -> Envelope:
@@ -181,24 +241,11 @@ def encode_rows(rows: list[LiquidationRow]) -> bytes:
     return _encoder.encode(rows)
 
 
-# TEMP until the events model lands (w18e): the lead's stand-in, replaced at merge.
-class LiquidationEvent(msgspec.Struct, frozen=True, gc=False):
-    timestamp: int
-    trade_id: str
-    price: Amount
-    amount: Amount
-    amount_quote: Amount
-    amount_usd: Amount
-    rate: float | None
-    position_side: Literal["long", "short"]
+def decode_events(raw: msgspec.Raw | bytes) -> list[LiquidationEvent]:
+    """Decode an events answer's ``data`` array strictly (``msgspec.ValidationError``)."""
+    return _events_decoder.decode(raw)
 
 
-class EventPageBody(_Answer, frozen=True):
-    data: list[LiquidationEvent] | None = None
-
-
-_event_page_decoder = msgspec.json.Decoder(EventPageBody)
-
-
-def decode_event_page(body: bytes | str) -> EventPageBody:
-    return _event_page_decoder.decode(body)
+def encode_events(events: list[LiquidationEvent]) -> bytes:
+    """Encode events back to the wire's JSON (``rate`` None is written as ``null``)."""
+    return _encoder.encode(events)

@@ -16,6 +16,9 @@ A request goes through these steps, in this order (the order is part of the cont
    rows of a page are compressed once and cached, see :mod:`.compression`).
 
 Every error body is ``{"result": "error", "message": ...}``, unknown routes included.
+
+The events route (:mod:`.events_route`) goes through the same steps, its instrument in
+place of the asset (step 5) and its own query (step 6).
 """
 
 from __future__ import annotations
@@ -29,11 +32,13 @@ from datetime import datetime
 from aiohttp import web
 
 from ..models import encode_rows
+from .answer import PageAnswer
 from .compression import GzipAssembler, gzip_bytes
 from .config import EmulatorConfig
 from .data import ASSETS
 from .envelope import encode_page
 from .errors import Rejection, error_body
+from .events_route import EVENTS_ROUTE, EventsRoute
 from .faults import FAULT_MESSAGES, Fault, FaultInjector, Latency
 from .paging import PageSlice, slice_page
 from .params import Query, parse_query
@@ -41,7 +46,7 @@ from .ratelimit import Clock, KeyedRateLimiter
 from .stats import DROPPED, EmulatorStats
 from .tokens import TokenCodec
 
-__all__ = ["CONFIG_KEY", "ROUTE", "STATS_KEY", "create_app"]
+__all__ = ["CONFIG_KEY", "EVENTS_ROUTE", "ROUTE", "STATS_KEY", "create_app"]
 
 ROUTE = "/v2/data/liquidation.v1/token/{asset}"
 CONFIG_KEY = web.AppKey("kaiko_liq.emulator.config", EmulatorConfig)
@@ -92,8 +97,9 @@ class _Emulator:
         self.stats = EmulatorStats()
         self._latency = Latency(config.latency, config.jitter, config.seed)
         self._faults = FaultInjector(config.fault_rate, config.seed)
-        self._tokens = TokenCodec(config.seed)
+        self._tokens = TokenCodec(config.seed, Query)
         self._gzip = GzipAssembler()
+        self._events = EventsRoute(config)
         rate = config.requests_per_second
         self._limiter = None if rate is None else KeyedRateLimiter(rate, clock=clock)
 
@@ -148,6 +154,37 @@ class _Emulator:
         if rows:
             key += (rows[0].interval_timestamp, rows[-1].interval_timestamp)
         body = self._gzip.assemble(head, key, lambda: encode_rows(rows), tail)
+        return web.Response(body=body, headers=_GZIP_HEADERS)
+
+    async def liquidation_events(self, request: web.Request) -> web.StreamResponse:
+        return await self._serve(request, self._events.answer)
+
+    async def _serve(
+        self, request: web.Request, answer: Callable[[web.Request, datetime], PageAnswer]
+    ) -> web.StreamResponse:
+        """Steps 1 to 7 (see the module docstring) around a route's ``answer``."""
+        request_time = self.config.clock()
+        delay = self._latency.draw()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        truncate = False
+        try:
+            self._rate_limit(self._authenticate(request))
+            truncate = self._inject_fault(request)
+            page = answer(request, request_time)
+        except Rejection as rejection:
+            body = error_body(rejection.message)
+            if truncate:
+                return await _send_truncated(request, rejection.status, body)
+            return _respond(request, rejection.status, body, rejection.headers)
+        if truncate:
+            return await _send_truncated(request, 200, page.head + page.rows() + page.tail)
+        if not _accepts_gzip(request):
+            return web.Response(body=page.head + page.rows() + page.tail, headers=_HEADERS)
+        if page.key is None:
+            body = gzip_bytes(page.head + page.rows() + page.tail)
+        else:
+            body = self._gzip.assemble(page.head, page.key, page.rows, page.tail)
         return web.Response(body=body, headers=_GZIP_HEADERS)
 
     def _inject_fault(self, request: web.Request) -> bool:
@@ -263,4 +300,5 @@ def create_app(
     app[CONFIG_KEY] = emulator.config
     app[STATS_KEY] = emulator.stats
     app.router.add_get(ROUTE, emulator.liquidations)
+    app.router.add_get(EVENTS_ROUTE, emulator.liquidation_events)
     return app

@@ -18,12 +18,14 @@ import argparse
 import asyncio
 import signal
 import sys
+import textwrap
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
 
 from .config import PAGING_MODES, EmulatorConfig, EmulatorConfigError
 from .data import DATA_START
+from .events import INSTRUMENTS
 from .grid import ParamError, parse_iso_time
 from .server import running_emulator
 
@@ -81,8 +83,12 @@ def _config_field(name: str, parse: Callable[[str], T]) -> Callable[[str], T]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the emulator's options (one per :class:`EmulatorConfig` field) to ``parser``."""
+    """Add the emulator's options (one per :class:`EmulatorConfig` field) to ``parser``,
+    and the events route's instruments to its help."""
     defaults = EmulatorConfig()
+    # Raw, so the list keeps one line per exchange and class, and no code is cut at a '-'.
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = _instrument_listing()
     parser.add_argument("--host", default="127.0.0.1", help="interface (default: %(default)s)")
     parser.add_argument(
         "--port", type=_port, default=0, help="port; 0 picks a free one (default: %(default)s)"
@@ -166,6 +172,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _instrument_listing() -> str:
+    """The events route's instruments, grouped by exchange and class."""
+    groups: dict[str, list[str]] = {}
+    for i in INSTRUMENTS:
+        groups.setdefault(f"{i.exchange}:{i.instrument_class}:", []).append(i.code)
+    lines = [
+        "events: GET /v2/data/liquidation.v1/trades/EXCHANGE/CLASS/INSTRUMENT for these",
+        "EXCHANGE:CLASS:INSTRUMENT (e.g. binc:perpetual-future:btc-usdt):",
+    ]
+    for group, codes in groups.items():
+        lines += textwrap.wrap(
+            " ".join(codes),
+            width=88,
+            initial_indent=f"  {group:<24}",
+            subsequent_indent=" " * 26,
+            break_on_hyphens=False,
+        )
+    return "\n".join(lines)
+
+
 def run(args: argparse.Namespace, *, prog: str = "python -m kaiko_liq.emulator") -> int:
     """Serve until SIGINT or SIGTERM; the exit status (0, 1 if it cannot listen, or 2 for
     a bad option). Errors are one line, ``{prog}: error: ...`` (``kaiko-liq`` passes its
@@ -212,7 +238,10 @@ async def _serve(config: EmulatorConfig, host: str, port: int) -> None:
                 "kaiko-liq emulator: serving SYNTHETIC data (not Kaiko's) from "
                 f"{DATA_START:%Y-%m-%d} to {clock}, seed {config.seed}, paging by "
                 f"{config.paging}; "
-                f"GET {emu.base_url}/v2/data/liquidation.v1/token/{{asset}} with {key}",
+                f"GET {emu.base_url}/v2/data/liquidation.v1/token/{{asset}} with {key}; "
+                f"events: GET {emu.base_url}/v2/data/liquidation.v1/trades/{{exchange}}/"
+                f"{{instrument_class}}/{{instrument}} for {len(INSTRUMENTS)} instruments "
+                f"(e.g. {INSTRUMENTS[0]}; an unknown one's 404 lists them all)",
                 file=sys.stderr,
                 flush=True,
             )

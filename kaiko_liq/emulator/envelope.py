@@ -16,7 +16,7 @@ from .grid import format_clock, format_time
 from .paging import PageSlice
 from .params import Query
 
-__all__ = ["encode_page"]
+__all__ = ["encode_around", "encode_page"]
 
 #: The example's ``access.access_range`` (2023-07-04 to 2038-12-31T23:59:59Z).
 _ACCESS_START_MS = 1_688_428_800_000
@@ -54,7 +54,7 @@ class _Access(msgspec.Struct):
 class _Head(msgspec.Struct):
     """Everything before ``data``."""
 
-    query: _QueryBlock
+    query: msgspec.Struct  # a route's own query block (the events route has its own)
     answer_time: str
     answer_timestamp: int
     access: _Access
@@ -113,6 +113,22 @@ def encode_page(
         commodity="liquidationEvents",
         data_version="v1",
     )
+    return encode_around(
+        block,
+        answer_time=answer_time,
+        continuation_token=continuation_token,
+        next_url=next_url,
+    )
+
+
+def encode_around(
+    block: msgspec.Struct,
+    *,
+    answer_time: datetime,
+    continuation_token: str | None,
+    next_url: str | None,
+) -> tuple[bytes, bytes]:
+    """The JSON before and after a page's rows, around a route's ``query`` block."""
     head = _encoder.encode(
         _Head(
             query=block,

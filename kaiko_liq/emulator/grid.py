@@ -31,7 +31,9 @@ __all__ = [
     "ceil_seconds",
     "epoch_seconds",
     "format_clock",
+    "format_ms",
     "format_time",
+    "ms_ceil",
     "parse_grid_interval",
     "parse_iso_time",
 ]
@@ -139,3 +141,14 @@ def format_clock(t: datetime) -> str:
     """A clock reading as the example prints ``request_time``: milliseconds and ``Z``."""
     t = t.astimezone(UTC)
     return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
+
+
+def ms_ceil(t: datetime) -> int:
+    """Whole epoch milliseconds of ``t``, rounded up: an event at millisecond ``m`` is at
+    or after ``t`` exactly when ``m >= ms_ceil(t)``, and before it when ``m < ms_ceil(t)``."""
+    return -((_EPOCH - t) // timedelta(milliseconds=1))
+
+
+def format_ms(ms: int) -> str:
+    """Epoch milliseconds as ``2025-01-31T09:00:00.123Z``."""
+    return format_time(ms // 1000)[:-1] + f".{ms % 1000:03d}Z"

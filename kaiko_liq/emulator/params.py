@@ -27,7 +27,7 @@ from .grid import (
     parse_iso_time,
 )
 
-__all__ = ["Query", "parse_query"]
+__all__ = ["Query", "parse_page_size", "parse_query"]
 
 
 class Query(msgspec.Struct, frozen=True, array_like=True):
@@ -67,7 +67,7 @@ def parse_query(asset: str, params: Mapping[str, str], *, now: int) -> Query:
         sort = params.get("sort", "desc")
         if sort not in SORTS:
             raise ParamError(f"sort {sort!r} is not allowed; use asc or desc")
-        page_size = _page_size(params.get("page_size"))
+        page_size = parse_page_size(params.get("page_size"))
         start_text = params.get("start_time", format_time(DATA_START_S))
         end_text = params.get("end_time", format_time(now))
         start = epoch_seconds(parse_iso_time(start_text, "start_time"))
@@ -93,7 +93,8 @@ def parse_query(asset: str, params: Mapping[str, str], *, now: int) -> Query:
     )
 
 
-def _page_size(text: str | None) -> int:
+def parse_page_size(text: str | None) -> int:
+    """``page_size`` from the query string: 1 to 1000, default 100; else :class:`ParamError`."""
     if text is None:
         return DEFAULT_PAGE_SIZE
     try:
