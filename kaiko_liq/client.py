@@ -228,6 +228,8 @@ class LiquidationClient:
             max_response_bytes=max_response_bytes,
         )
         self._streams: set[RowStream] = set()
+        # Cancelled by aclose: a follow waits under one, and wakes to raise.
+        self._wakers: set[anyio.CancelScope] = set()
         self._stores: dict[str, ShardStore] = {}
 
     def __repr__(self) -> str:
@@ -270,10 +272,13 @@ class LiquidationClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Cancel open streams and close the HTTP session. Safe to call twice."""
+        """Cancel open streams, wake waiting follows (they raise
+        :class:`ClientClosedError`) and close the HTTP session. Safe to call twice."""
         for stream in list(self._streams):
             await stream.aclose()
         await self._transport.aclose()
+        for scope in list(self._wakers):
+            scope.cancel()
 
     def _check_open(self) -> None:
         if self._transport.closed:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import logging
 import random
+import threading
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
@@ -263,6 +264,7 @@ class Transport:
                 max_bytes=self.max_response_bytes,
                 secrets=self._secrets,
             )
+        stop = threading.Event()
         work = functools.partial(
             decipher,
             answer.status,
@@ -271,8 +273,15 @@ class Transport:
             url,
             max_bytes=self.max_response_bytes,
             secrets=self._secrets,
+            stopped=stop.is_set,
         )
-        return await anyio.to_thread.run_sync(work, limiter=self._decoders)
+        try:
+            # Abandoned on cancel (Ctrl-C), and told to stop: no one waits for the thread.
+            return await anyio.to_thread.run_sync(
+                work, limiter=self._decoders, abandon_on_cancel=True
+            )
+        finally:
+            stop.set()
 
     async def get_page(self, url: str, params: Mapping[str, str] | None = None) -> Page:
         """One page, retried per the policy; raises the last error when retries run out."""

@@ -1,0 +1,228 @@
+"""Hostile conditions, second round (issue 17): no hang, no leak, no surprise.
+
+Each case is driven the way an attacker or a careless user would drive it: a real
+loopback server for bodies and echoed keys, the CLI as a subprocess for what a shell
+sees. No real sleeps except where marked ``realtime``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+
+import anyio
+import anyio.lowlevel
+import pytest
+from aiohttp import web
+
+from kaiko_liq import ClientClosedError, LiquidationClient, ResponseTooLargeError
+from kaiko_liq.protocol import InflateStopped, inflate
+from tests.conftest import Serve
+
+NOW = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def page(rows: int = 0) -> bytes:
+    """A one-page answer with ``rows`` hours of 2026-10-31 from midnight, no cursor."""
+    start = int(datetime(2026, 10, 31, tzinfo=UTC).timestamp() * 1000)
+    data = ",".join(
+        f'{{"interval_time":"2026-10-31T{h:02d}:00:00.000Z","interval_timestamp":'
+        f'{start + h * 3_600_000},"total_trades":1,"total_amount":1.0,"long_trades":0,'
+        '"long_amount":0.0,"short_trades":1,"short_amount":1.0,"exchanges":[]}'
+        for h in range(rows)
+    )
+    return ('{"result":"success","data":[' + data + "]}").encode()
+
+
+# -- 1. inflate: linear in the body, whatever its member count ------------------------
+
+
+def test_many_empty_members_inflate_fast() -> None:
+    body = gzip.compress(b"") * 100_000
+    started = time.perf_counter()
+    assert inflate(body, "gzip", 64 << 20, "u") == b""
+    assert time.perf_counter() - started < 1.0
+
+
+def test_many_members_scale_linearly() -> None:
+    """Four times the members take about four times as long, not sixteen."""
+
+    def timed(n: int) -> float:
+        body = gzip.compress(b"x") * n
+        started = time.perf_counter()
+        assert inflate(body, "gzip", 64 << 20, "u") == b"x" * n
+        return time.perf_counter() - started
+
+    small = min(timed(5_000) for _ in range(2))
+    large = min(timed(20_000) for _ in range(2))
+    assert large < small * 8
+
+
+def test_members_cap_on_running_total() -> None:
+    body = gzip.compress(b"a" * 1000) * 50
+    with pytest.raises(ResponseTooLargeError):
+        inflate(body, "gzip", 49_999, "u")
+    assert inflate(body, "gzip", 50_000, "u") == b"a" * 50_000
+
+
+def test_members_with_large_and_small_parts_roundtrip() -> None:
+    big = bytes(range(256)) * 20_000
+    body = gzip.compress(big) + gzip.compress(b"") + gzip.compress(b"tail")
+    assert inflate(body, "gzip", 64 << 20, "u") == big + b"tail"
+
+
+def test_inflate_stops_when_asked() -> None:
+    body = gzip.compress(b"") * 1000
+    with pytest.raises(InflateStopped):
+        inflate(body, "gzip", 64 << 20, "u", stopped=lambda: True)
+
+
+async def test_many_member_body_from_a_real_server(serve: Serve) -> None:
+    body = gzip.compress(page(3)[:40]) + b"".join(gzip.compress(bytes([c])) for c in page(3)[40:])
+    body += gzip.compress(b"") * 100_000
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(body=body, headers={"Content-Encoding": "gzip"})
+
+    base = await serve(handler)
+    started = time.perf_counter()
+    async with LiquidationClient(base_url=base, now=lambda: NOW) as client:
+        rows = await client.fetch("btc", "2026-10-31", "2026-10-31T03:00", sort="asc")
+    assert len(rows) == 3
+    assert time.perf_counter() - started < 3.0
+
+
+async def test_cancelled_inflate_does_not_wait_for_its_thread(serve: Serve) -> None:
+    """Ctrl-C (a cancel) leaves the worker thread behind at once, and tells it to stop."""
+    from kaiko_liq import transport
+
+    gate = threading.Event()
+    seen: list[bool] = []
+
+    real = transport.decipher
+
+    def slow(*args: object, **kwargs: object) -> object:
+        stopped = kwargs["stopped"]
+        assert callable(stopped)
+        gate.wait(5)
+        seen.append(stopped())
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(body=b" " * (transport.THREAD_BODY_BYTES + 1) + page())
+
+    base = await serve(handler)
+    transport.decipher = slow  # type: ignore[assignment]
+    try:
+        async with LiquidationClient(base_url=base, now=lambda: NOW) as client:
+            with anyio.move_on_after(0.3) as scope:
+                await client.fetch("btc", "2026-10-31", "2026-10-31T01:00")
+            assert scope.cancelled_caught
+    finally:
+        transport.decipher = real
+        gate.set()
+    for _ in range(100):
+        if seen:
+            break
+        await anyio.sleep(0.01)
+    assert seen == [True]
+
+
+# -- 2. follow: woken by its client's close; a future since refused --------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = NOW
+        self.slept = anyio.Event()
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    async def sleep_forever(self, seconds: float) -> None:
+        self.slept.set()
+        await anyio.sleep_forever()
+
+
+async def test_follow_ends_when_its_client_closes(serve: Serve) -> None:
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(body=page(), content_type="application/json")
+
+    base = await serve(handler)
+    clock = Clock()
+    client = LiquidationClient(base_url=base, now=clock)
+    follow = client.follow("btc", since=NOW - timedelta(hours=3), sleep=clock.sleep_forever)
+    outcome: list[BaseException] = []
+
+    async def consume() -> None:
+        try:
+            async for _ in follow:
+                pass
+        except ClientClosedError as exc:
+            outcome.append(exc)
+
+    with anyio.fail_after(2):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(consume)
+            await clock.slept.wait()
+            await client.aclose()
+    assert len(outcome) == 1
+
+
+async def test_follow_closed_while_fetching(serve: Serve) -> None:
+    arrived = anyio.Event()
+
+    async def handler(request: web.Request) -> web.Response:
+        arrived.set()
+        await anyio.sleep_forever()
+        raise AssertionError
+
+    base = await serve(handler)
+    client = LiquidationClient(base_url=base, now=lambda: NOW)
+    errors: list[BaseException] = []
+
+    async def consume() -> None:
+        try:
+            async for _ in client.follow("btc", since=NOW - timedelta(hours=3)):
+                pass
+        except ClientClosedError as exc:
+            errors.append(exc)
+
+    with anyio.fail_after(2):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(consume)
+            await arrived.wait()
+            await client.aclose()
+    assert len(errors) == 1
+
+
+async def test_follow_since_in_the_future_is_refused() -> None:
+    async with LiquidationClient(base_url="http://127.0.0.1:9", now=lambda: NOW) as client:
+        with pytest.raises(ValueError, match="in the future"):
+            client.follow("btc", since="2030-01-01")
+
+
+async def test_follow_logs_why_it_sleeps(serve: Serve, caplog: pytest.LogCaptureFixture) -> None:
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(body=page(), content_type="application/json")
+
+    base = await serve(handler)
+    clock = Clock()
+    async with LiquidationClient(base_url=base, now=clock) as client:
+        follow = client.follow("btc", since=NOW - timedelta(hours=2), sleep=clock.sleep_forever)
+        with caplog.at_level(logging.DEBUG, logger="kaiko_liq"):
+            async with anyio.create_task_group() as tg:
+
+                async def consume() -> None:
+                    async with follow as rows:
+                        async for _ in rows:
+                            pass
+
+                tg.start_soon(consume)
+                await clock.slept.wait()
+                tg.cancel_scope.cancel()
+    text = "\n".join(r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG)
+    assert "follow btc: sleeping" in text and "settles" in text
