@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 import anyio
 import anyio.lowlevel
+import anyio.to_thread
 import pytest
 from aiohttp import web
 
@@ -226,3 +227,50 @@ async def test_follow_logs_why_it_sleeps(serve: Serve, caplog: pytest.LogCapture
                 tg.cancel_scope.cancel()
     text = "\n".join(r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG)
     assert "follow btc: sleeping" in text and "settles" in text
+
+
+# -- 3. a blocking call on the loop that would serve it --------------------------------
+
+
+async def test_blocking_call_inside_the_serving_loop_fails_at_once() -> None:
+    import kaiko_liq
+    from kaiko_liq.emulator import running_emulator
+
+    async with running_emulator(host="127.0.0.1", port=0) as emu:
+        started = time.perf_counter()
+        with pytest.raises(ValueError, match=r"await client\.fetch\(") as caught:
+            kaiko_liq.fetch("btc", "2025-01-01", "2025-01-02", base_url=emu.base_url)
+        assert "served by the event loop running on it" in str(caught.value)
+        with pytest.raises(ValueError, match=r"await client\.fetch_frame\("):
+            kaiko_liq.fetch_frame("btc", "2025-01-01", "2025-01-02", base_url=emu.base_url)
+        assert time.perf_counter() - started < 1.0
+
+
+async def test_blocking_call_inside_a_loop_to_another_server_still_works() -> None:
+    """A server on another thread's loop: the worker-thread path, as before."""
+    import kaiko_liq
+    from kaiko_liq.emulator import EmulatorConfig, running_emulator
+
+    ready = threading.Event()
+    stop = threading.Event()
+    urls: list[str] = []
+
+    def serve_elsewhere() -> None:
+        async def main() -> None:
+            config = EmulatorConfig(latency=0.0, rate_limit=None, fault_rate=0.0, now=NOW)
+            async with running_emulator(config, host="127.0.0.1", port=0) as emu:
+                urls.append(emu.base_url)
+                ready.set()
+                await anyio.to_thread.run_sync(stop.wait)
+
+        anyio.run(main)
+
+    thread = threading.Thread(target=serve_elsewhere)
+    thread.start()
+    try:
+        assert ready.wait(10)
+        rows = kaiko_liq.fetch("btc", "2026-10-01", "2026-10-02", base_url=urls[0])
+        assert len(rows) > 0
+    finally:
+        stop.set()
+        thread.join()
