@@ -28,7 +28,6 @@ import argparse
 import asyncio
 import errno
 import functools
-import importlib.metadata
 import logging
 import os
 import re
@@ -44,6 +43,7 @@ from typing import Any, NoReturn, TypeVar
 
 import anyio
 
+from . import __version__
 from .backfill import (
     AssetOnDisk,
     BackfillIncompleteError,
@@ -274,13 +274,6 @@ def _cache_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _version() -> str:
-    try:
-        return importlib.metadata.version("kaiko-liq")
-    except importlib.metadata.PackageNotFoundError:  # run from a source tree
-        return "unknown"
-
-
 def _build_parser() -> _Parser:
     from .emulator.command import add_arguments as add_emulator_arguments
     from .emulator.command import run as run_emulator
@@ -290,7 +283,7 @@ def _build_parser() -> _Parser:
         description="Kaiko token-level liquidation volumes: fetch, backfill, plot, emulate.",
         epilog=f"The API key is read from ${_KEY_ENV} or --api-key-file.",
     )
-    parser.add_argument("--version", action="version", version=f"{PROG} {_version()}")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     parser.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)  # see main()
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     common = [_common_options(), _connection_options()]

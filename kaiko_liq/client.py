@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self
+from urllib.parse import urlsplit
 
 import anyio
 
@@ -45,6 +46,8 @@ from .errors import (
     InvalidArgumentError,
     KaikoLiqError,
     is_fatal,
+    redact_url,
+    register_secret,
 )
 from .export import require_optional
 from .keys import API_KEY_ENV, resolve_api_key
@@ -149,7 +152,8 @@ class LiquidationClient:
             none.
         region: ``"us"`` or ``"eu"`` (``https://{region}.market-api.kaiko.io``).
         base_url: overrides ``region``; plain http only to loopback unless
-            ``allow_insecure_http``.
+            ``allow_insecure_http``; no ``user:password@`` unless ``allow_credentials``
+            (they are sent, and cut out of every URL the client shows).
         rate_limit: requests per second shared by everything this client does, or a
             string such as ``"6000/min"`` or ``"100/s"``. Default 100/s (6000/min).
         max_concurrency: requests in flight at once.
@@ -181,6 +185,7 @@ class LiquidationClient:
         retry: RetryPolicy | None = None,
         adaptive_rate: bool = True,
         allow_insecure_http: bool = False,
+        allow_credentials: bool = False,
         cache_dir: str | os.PathLike[str] | None = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         now: Callable[[], datetime] | None = None,
@@ -194,7 +199,12 @@ class LiquidationClient:
         if base_url is None:
             base = region_base_url(region)
         else:
-            base = check_base_url(base_url, allow_insecure_http=allow_insecure_http)
+            base = check_base_url(
+                base_url,
+                allow_insecure_http=allow_insecure_http,
+                allow_credentials=allow_credentials,
+            )
+            register_secret(urlsplit(base).password)
         if cache_dir is not None and not isinstance(cache_dir, str | os.PathLike):
             raise InvalidArgumentError(
                 f"cache_dir must be a directory path, got {type(cache_dir).__name__}"
@@ -241,7 +251,8 @@ class LiquidationClient:
 
     @property
     def base_url(self) -> str:
-        return self._transport.base_url
+        """The base URL, without any ``user:password@``."""
+        return redact_url(self._transport.base_url)
 
     @property
     def stats(self) -> ClientStats:

@@ -31,7 +31,13 @@ from typing import TYPE_CHECKING, TypeVar
 
 import anyio
 
-from .errors import ClientClosedError, InvalidArgumentError, KaikoLiqError, is_fatal
+from .errors import (
+    ClientClosedError,
+    ConnectError,
+    InvalidArgumentError,
+    KaikoLiqError,
+    is_fatal,
+)
 from .models import LiquidationRow
 from .query import TimeLike, format_time, parse_interval, parse_time, validate_asset
 from .rowiter import RowIterator
@@ -62,6 +68,8 @@ def backoff(failures: int) -> float:
 def _transient(error: KaikoLiqError) -> bool:
     """Whether waiting and trying again can fix it: not a bad key, asset or answer
     (:func:`~kaiko_liq.errors.is_fatal`), a closed client or a filesystem refusing."""
+    if isinstance(error, ConnectError):
+        return True  # offline for a while (a laptop asleep): a follow waits it out
     return not (is_fatal(error) or isinstance(error, ClientClosedError | StorageError))
 
 

@@ -22,6 +22,7 @@ marked **Assumption**:
 from __future__ import annotations
 
 import importlib
+import re
 import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -86,6 +87,7 @@ REGIONS = ("us", "eu")
 #: How much of a server's error text goes into a message (after redaction).
 ERROR_EXCERPT_CHARS = 200
 _LOOPBACK_NAMES = frozenset({"localhost"})
+_BLANK = re.compile(r"[\s\x00-\x1f\x7f]")
 # Inflate in steps, so that memory grows only as far as the cap before a bomb is stopped.
 _INFLATE_STEP = 1 << 20
 # Compressed input per step: small at a member's start (zlib copies what a member leaves
@@ -149,22 +151,50 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def check_base_url(base_url: str, *, allow_insecure_http: bool = False) -> str:
-    """Validate a base URL; plain http only to loopback (the emulator) unless allowed.
+def check_base_url(
+    base_url: str, *, allow_insecure_http: bool = False, allow_credentials: bool = False
+) -> str:
+    """Validate a base URL whole (scheme, host, port, brackets); plain http only to
+    loopback (the emulator) unless allowed; no ``user:password@`` unless allowed.
 
     Returns it without a trailing slash. The API key travels in a header, so http to any
-    other host would send it in clear text.
+    other host would send it in clear text. Credentials in a URL end up in every message
+    that names it (they are cut out of messages, but a proxy is better given them by
+    header), so they take ``allow_credentials=True``.
     """
-    parts = urlsplit(base_url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    if not isinstance(base_url, str):
         raise InvalidArgumentError(
-            f"base_url {base_url!r} is not an http(s) URL like 'https://us.market-api.kaiko.io'"
+            f"base_url must be a string like 'https://us.market-api.kaiko.io', got "
+            f"{type(base_url).__name__}"
         )
+    shown = redact_url(base_url)
+    try:
+        parts = urlsplit(base_url)
+        port = parts.port  # range-checked by urllib
+        URL(base_url)  # and parsed by yarl, which sends the request
+    except ValueError as exc:
+        raise InvalidArgumentError(
+            f"base_url {shown!r} is not a valid URL ({exc}); write it like "
+            "'https://us.market-api.kaiko.io' or 'http://127.0.0.1:8080' (IPv6: "
+            "'http://[::1]:8080')"
+        ) from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or _BLANK.search(base_url):
+        raise InvalidArgumentError(
+            f"base_url {shown!r} is not an http(s) URL like 'https://us.market-api.kaiko.io'"
+        )
+    if port == 0:
+        raise InvalidArgumentError(f"base_url {shown!r} has port 0; a port is 1 to 65535")
     if parts.query or parts.fragment:
-        raise InvalidArgumentError(f"base_url {base_url!r} must not have a query or fragment")
+        raise InvalidArgumentError(f"base_url {shown!r} must not have a query or fragment")
+    if (parts.username is not None or parts.password is not None) and not allow_credentials:
+        raise InvalidArgumentError(
+            f"base_url {shown!r} carries credentials (user:password@), which would travel "
+            "in every message that names the URL; drop them (a proxy's belong in its own "
+            "configuration), or pass allow_credentials=True to send them anyway"
+        )
     if parts.scheme == "http" and not allow_insecure_http and not _is_loopback(parts.hostname):
         raise InvalidArgumentError(
-            f"base_url {base_url!r} is plain http to a non-loopback host, which would send "
+            f"base_url {shown!r} is plain http to a non-loopback host, which would send "
             "the API key in clear text; use https:// (or allow_insecure_http=True)"
         )
     return base_url.rstrip("/")

@@ -63,6 +63,7 @@ def fetch(
     retry: RetryPolicy | None = None,
     adaptive_rate: bool = True,
     allow_insecure_http: bool = False,
+    allow_credentials: bool = False,
     cache_dir: str | os.PathLike[str] | None = None,
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     emulator: bool = False,
@@ -100,6 +101,7 @@ def fetch_frame(
     retry: RetryPolicy | None = None,
     adaptive_rate: bool = True,
     allow_insecure_http: bool = False,
+    allow_credentials: bool = False,
     cache_dir: str | os.PathLike[str] | None = None,
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     emulator: bool = False,
@@ -137,6 +139,7 @@ _CLIENT_ARGUMENTS = (
     "retry",
     "adaptive_rate",
     "allow_insecure_http",
+    "allow_credentials",
     "cache_dir",
     "max_response_bytes",
 )
