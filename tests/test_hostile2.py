@@ -7,11 +7,18 @@ sees. No real sleeps except where marked ``realtime``.
 
 from __future__ import annotations
 
+import base64
 import gzip
+import json
 import logging
+import os
+import socket
+import subprocess
+import sys
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from urllib.parse import quote
 
 import anyio
 import anyio.lowlevel
@@ -19,9 +26,30 @@ import anyio.to_thread
 import pytest
 from aiohttp import web
 
-from kaiko_liq import ClientClosedError, LiquidationClient, ResponseTooLargeError
+from kaiko_liq import (
+    AuthenticationError,
+    ClientClosedError,
+    ConnectError,
+    IncompleteFetchError,
+    InvalidArgumentError,
+    LiquidationClient,
+    ResponseTooLargeError,
+    RetryPolicy,
+)
 from kaiko_liq.protocol import InflateStopped, inflate
+from kaiko_liq.testing import no_sleeps
 from tests.conftest import Serve
+
+CLI = [sys.executable, "-m", "kaiko_liq"]
+WINDOW = ["--start", "2026-10-31", "--end", "2026-10-31T03:00"]
+
+
+def environment(key: str | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "KAIKO_API_KEY"}
+    if key is not None:
+        env["KAIKO_API_KEY"] = key
+    return env
+
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -274,3 +302,223 @@ async def test_blocking_call_inside_a_loop_to_another_server_still_works() -> No
     finally:
         stop.set()
         thread.join()
+
+
+# -- 4. secrets in every form; credentials in a URL ------------------------------------
+
+KEY = "Zk3/Qw8+Lm5Xy7Pq2Rt9Vb1Nc4Hd6Jf0"
+
+
+def echoed_forms(key: str) -> list[str]:
+    return [
+        key,
+        json.dumps(key)[1:-1].replace("/", "\\/"),  # JSON with "/" escaped, as PHP sends it
+        quote(key, safe=""),
+        base64.b64encode(key.encode()).decode(),
+    ]
+
+
+@pytest.mark.parametrize("form", range(4))
+async def test_key_echoed_in_any_form_is_never_shown(
+    serve: Serve, form: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    echoed = echoed_forms(KEY)[form]
+
+    async def handler(request: web.Request) -> web.Response:
+        # A proxy's page, not Kaiko's envelope: quoted as it came, escapes and all.
+        text = '<p>{"error": "key \\"' + echoed + '\\" is not valid"}</p>'
+        return web.Response(status=401, text=text)
+
+    base = await serve(handler)
+    with caplog.at_level(logging.DEBUG, logger="kaiko_liq"):
+        async with LiquidationClient(KEY, base_url=base, now=lambda: NOW) as client:
+            with pytest.raises(AuthenticationError) as caught:
+                await client.fetch("btc", "2026-10-31", "2026-10-31T03:00")
+    shown = [str(caught.value), repr(caught.value), caught.value.message, caplog.text]
+    for text in shown:
+        for secret in echoed_forms(KEY):
+            assert secret not in text
+    assert "***" in str(caught.value)
+
+
+async def test_key_echoed_json_escaped_in_the_cli_debug_output(serve: Serve) -> None:
+    async def handler(request: web.Request) -> web.Response:
+        escaped = request.headers["X-Api-Key"].replace("/", "\\/")
+        return web.Response(status=403, text='<p>{"detail":"bad key ' + escaped + '"}</p>')
+
+    base = await serve(handler)
+    for debug in ([], ["--debug"]):
+        done = await anyio.run_process(
+            [*CLI, *debug, "fetch", "btc", *WINDOW, "--base-url", base],
+            check=False,
+            env=environment(KEY),
+        )
+        err = done.stderr.decode()
+        assert done.returncode == 2 or done.returncode == 1, err
+        assert "bad key ***" in err
+        for secret in echoed_forms(KEY):
+            assert secret not in err
+
+
+def test_base_url_credentials_refused_unless_allowed() -> None:
+    with pytest.raises(InvalidArgumentError, match="credentials") as caught:
+        LiquidationClient(base_url="http://alice:Passw0rdSECRET1234@127.0.0.1:1")
+    assert "Passw0rdSECRET1234" not in str(caught.value)
+    client = LiquidationClient(
+        base_url="http://alice:Passw0rdSECRET1234@127.0.0.1:1", allow_credentials=True
+    )
+    assert client.base_url == "http://127.0.0.1:1"
+    assert "Passw0rd" not in repr(client) and "alice" not in repr(client)
+
+
+async def test_credentials_allowed_are_sent_but_never_shown(serve: Serve) -> None:
+    seen: list[str] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Authorization", ""))
+        return web.Response(status=502, text="bad gateway")
+
+    base = await serve(handler)
+    url = base.replace("http://", "http://alice:Passw0rdSECRET1234@")
+    policy = RetryPolicy(max_attempts=2)
+    with no_sleeps():
+        async with LiquidationClient(base_url=url, allow_credentials=True, retry=policy) as c:
+            with pytest.raises(IncompleteFetchError) as caught:
+                await c.fetch("btc", "2026-10-31", "2026-10-31T03:00")
+    assert seen and seen[0].startswith("Basic ")
+    assert "Passw0rd" not in str(caught.value) and "alice" not in str(caught.value)
+
+
+def test_cli_base_url_with_credentials_is_refused_without_showing_them() -> None:
+    done = subprocess.run(
+        [
+            *CLI,
+            "fetch",
+            "btc",
+            *WINDOW,
+            "--base-url",
+            "http://alice:Passw0rdSECRET1234@127.0.0.1:1",
+        ],
+        capture_output=True,
+        text=True,
+        env=environment("k" * 20),
+        check=False,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "Passw0rdSECRET1234" not in done.stderr and "credentials" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+# -- 5. a base URL validated whole ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:99999",
+        "http://[::1",
+        "http://::1:8080",
+        "http://127.0.0.1:0",
+        "http://127.0.0.1:-1",
+        "http://127.0.0.1:port",
+        "ftp://127.0.0.1",
+        "http://exa mple.com",
+    ],
+)
+def test_bad_base_url_refused_at_construction(url: str) -> None:
+    with pytest.raises(InvalidArgumentError, match="base_url"):
+        LiquidationClient(base_url=url)
+
+
+def test_ipv6_base_url_accepted() -> None:
+    assert LiquidationClient(base_url="http://[::1]:8080/").base_url == "http://[::1]:8080"
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:99999", "http://[::1"])
+def test_cli_bad_base_url_is_a_usage_error(url: str) -> None:
+    done = subprocess.run(
+        [*CLI, "fetch", "btc", *WINDOW, "--base-url", url],
+        capture_output=True,
+        text=True,
+        env=environment("k" * 20),
+        check=False,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "unexpected" not in done.stderr and "not a valid URL" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+# -- 6. a host that cannot be reached ---------------------------------------------------
+
+# The CLI with name resolution that fails at once for ``.invalid`` (RFC 6761): the test
+# must not depend on how long this machine's resolver takes to say no.
+OFFLINE_CLI = [
+    sys.executable,
+    "-c",
+    "import runpy, socket\n"
+    "real = socket.getaddrinfo\n"
+    "def fake(host, *a, **k):\n"
+    "    if str(host).endswith('.invalid'):\n"
+    "        raise socket.gaierror(socket.EAI_NONAME, 'Name or service not known')\n"
+    "    return real(host, *a, **k)\n"
+    "socket.getaddrinfo = fake\n"
+    "runpy.run_module('kaiko_liq', run_name='__main__', alter_sys=True)\n",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.realtime
+@pytest.mark.parametrize("host", ["127.0.0.1:{port}", "kaiko-liq-test.invalid"])
+def test_cli_offline_host_reported_once_briefly(host: str) -> None:
+    scheme = "http" if host.startswith("127.") else "https"
+    base = f"{scheme}://{host.format(port=free_port())}"
+    started = time.monotonic()
+    done = subprocess.run(
+        [
+            *OFFLINE_CLI,
+            "fetch",
+            "btc",
+            "eth",
+            *["--start", "2025-01-01", "--end", "2025-03-01"],
+            "--base-url",
+            base,
+        ],
+        capture_output=True,
+        text=True,
+        env=environment("k" * 20),
+        check=False,
+        timeout=60,
+    )
+    took = time.monotonic() - started
+    lines = [line for line in done.stderr.splitlines() if "error" in line]
+    assert done.returncode == 1, done.stderr
+    assert len(lines) == 1 and len(lines[0]) < 220, done.stderr
+    name = host.split(":")[0]
+    assert name in lines[0]
+    assert ("cannot resolve" if name.endswith(".invalid") else "Connection refused") in lines[0]
+    assert took < 15
+
+
+async def test_unreachable_host_retried_briefly_on_a_fake_clock() -> None:
+    """Retried within connect_deadline (not the whole deadline), then final for the fetch."""
+    now = [0.0]
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    async with LiquidationClient(base_url=f"http://127.0.0.1:{free_port()}", now=lambda: NOW) as c:
+        c._transport._sleep = sleep
+        c._transport._clock = lambda: now[0]
+        with pytest.raises(ConnectError, match="cannot connect to 127.0.0.1") as caught:
+            await c.fetch_many(["btc", "eth"], "2025-01-01", "2025-03-01")
+    assert 0 < now[0] <= RetryPolicy().connect_deadline
+    assert caught.value.host == "127.0.0.1"
