@@ -31,8 +31,10 @@ import functools
 import logging
 import os
 import re
+import signal
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
@@ -99,6 +101,7 @@ _KEY_ENV = "KAIKO_API_KEY"
 _EXIT_FAILED = 1
 _EXIT_USAGE = 2
 _EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+_EXIT_TERMINATED = 143  # 128 + SIGTERM
 # What a key could look like: a long run of letters, digits and a few symbols with at
 # least one digit. Dates (colons), ordinary words and short values stay readable; values
 # with a "/" are paths (the key never is one) and are shown as they are.
@@ -351,6 +354,43 @@ def _build_parser() -> _Parser:
     return parser
 
 
+class _Termination:
+    """SIGTERM (what ``timeout``, systemd, Kubernetes and cron send) handled as Ctrl-C:
+    it is turned into a SIGINT, so that asyncio.run cancels the command's task and every
+    ``finally`` runs (temporary files removed, manifests saved) before the one line."""
+
+    def __init__(self) -> None:
+        self.terminated = False
+
+    def install(self) -> Callable[[], None]:
+        """Install the handler; returns what restores the previous one."""
+        self.terminated = False
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None  # signals reach the main thread only
+        previous = signal.signal(signal.SIGTERM, self._on_term)
+
+        def restore() -> None:
+            signal.signal(signal.SIGTERM, previous)
+
+        return restore
+
+    def _on_term(self, signum: int, frame: object) -> None:
+        self.terminated = True
+        if signal.getsignal(signal.SIGINT) in (signal.SIG_IGN, signal.SIG_DFL, None):
+            # SIGINT ignored (a background job of a script): no handler would raise.
+            raise KeyboardInterrupt
+        signal.raise_signal(signal.SIGINT)
+
+    def word(self) -> str:
+        return "terminated" if self.terminated else "interrupted"
+
+    def code(self) -> int:
+        return _EXIT_TERMINATED if self.terminated else _EXIT_INTERRUPTED
+
+
+_TERM = _Termination()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (the console script exits with it)."""
     arguments = list(sys.argv[1:] if argv is None else argv)
@@ -364,6 +404,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     library = logging.getLogger("kaiko_liq")
     library.addHandler(_WARNINGS)
     _WARNINGS.secrets = secrets
+    restore = _TERM.install()
     try:
         args = _build_parser().parse_args(arguments)
         handler: Callable[[argparse.Namespace], int] = args.handler
@@ -373,8 +414,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help and --version exit through argparse
         return 0 if exc.code is None else exc.code if isinstance(exc.code, int) else _EXIT_USAGE
     except KeyboardInterrupt:  # the commands that keep something say what themselves
-        _say("interrupted")
-        return _EXIT_INTERRUPTED
+        _say(_TERM.word())
+        return _TERM.code()
     except BrokenPipeError:
         # The reader went away (``| head``): not an error worth a message. Point stdout at
         # devnull so the interpreter's final flush does not raise again.
@@ -389,6 +430,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(redact(trace, secrets), file=sys.stderr, end="")
         return _fail(message, code, secrets)
     finally:
+        restore()
         library.removeHandler(_WARNINGS)
         _WARNINGS.line = None
 
@@ -633,8 +675,8 @@ def _run_fetch(args: argparse.Namespace) -> int:
     try:
         rows, stats = asyncio.run(_fetch(args, requests, key, sort=args.sort))
     except KeyboardInterrupt:
-        _say("interrupted: nothing written")
-        return _EXIT_INTERRUPTED
+        _say(f"{_TERM.word()}: nothing written")
+        return _TERM.code()
     try:
         if output != STDOUT:
             where = ", ".join(str(p) for p in write_files(output, rows, fmt))
@@ -726,8 +768,8 @@ def _run_plot(args: argparse.Namespace) -> int:
     try:
         results, _ = asyncio.run(_fetch(args, requests, key, sort="asc"))
     except KeyboardInterrupt:
-        _say("interrupted: nothing written")
-        return _EXIT_INTERRUPTED
+        _say(f"{_TERM.word()}: nothing written")
+        return _TERM.code()
     figure = plot.plot_liquidations(
         results, interval=args.interval, start=args.start, end=args.end, synthetic=args.emulator
     )
@@ -782,8 +824,8 @@ def _run_backfill(args: argparse.Namespace) -> int:
             if p is None
             else f"{p.shards_done} of {p.shards_total} shards saved"
         )
-        _say(f"interrupted: {saved} in {out}; run the same command to resume")
-        return _EXIT_INTERRUPTED
+        _say(f"{_TERM.word()}: {saved} in {out}; run the same command to resume")
+        return _TERM.code()
     except BackfillIncompleteError as exc:
         if not args.quiet:
             _print_disk_table(out, assets)
