@@ -12,12 +12,15 @@ import gzip
 import json
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from urllib.parse import quote
 
 import anyio
@@ -522,3 +525,105 @@ async def test_unreachable_host_retried_briefly_on_a_fake_clock() -> None:
             await c.fetch_many(["btc", "eth"], "2025-01-01", "2025-03-01")
     assert 0 < now[0] <= RetryPolicy().connect_deadline
     assert caught.value.host == "127.0.0.1"
+
+
+# -- 7. SIGTERM as Ctrl-C; temporary files of dead writers only -------------------------
+
+
+@pytest.fixture
+def slow_emulator() -> Iterator[str]:
+    from tests.test_cli import serve_slow_emulator
+
+    yield from serve_slow_emulator()
+
+
+@pytest.mark.realtime
+def test_sigterm_mid_backfill_says_what_was_saved(slow_emulator: str, tmp_path: Path) -> None:
+    from tests.test_cli import backfill_args, visible_shards, wait_for_shards
+
+    out = tmp_path / "ds"
+    proc = subprocess.Popen(
+        [*CLI, *backfill_args(slow_emulator, out), "--max-concurrency", "2"],
+        env=environment("test"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    wait_for_shards(proc, out, at_least=2)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=20)
+    text = stderr.decode()
+    assert proc.returncode == 143, text
+    assert "Traceback" not in text and "error" not in text
+    saved = len(visible_shards(out))
+    last = text.rstrip().splitlines()[-1]
+    assert last == (
+        f"kaiko-liq: terminated: {saved} of 40 shards saved in {out}; "
+        "run the same command to resume"
+    )
+    assert not list(out.rglob("*.tmp"))
+
+
+def test_sigterm_handler_turns_into_the_interrupt_path() -> None:
+    """In-process: SIGTERM during a command is KeyboardInterrupt, then 'terminated'."""
+    from kaiko_liq.cli import _TERM
+
+    restore = _TERM.install()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGTERM)
+            time.sleep(1)  # the handler runs before this returns
+        assert _TERM.word() == "terminated" and _TERM.code() == 143
+    finally:
+        restore()
+    assert signal.getsignal(signal.SIGTERM) is not _TERM._on_term
+
+
+def _written_by(pid: int, directory: Path) -> Path:
+    path = directory / f".20250301T000000Z_20250302T000000Z.parquet.{pid}.0123abcdef01.tmp"
+    path.write_bytes(b"PAR1 half")
+    return path
+
+
+def test_only_dead_writers_temporary_files_are_removed(tmp_path: Path) -> None:
+    from kaiko_liq.query import parse_interval
+    from kaiko_liq.store import ShardStore
+    from tests.conftest import DEAD_PID
+
+    store = ShardStore(tmp_path, parse_interval("1h"))
+    part = store.partition("eth")
+    part.mkdir(parents=True)
+    with subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"]) as live:
+        try:
+            theirs = _written_by(live.pid, part)  # another process, still writing
+            ours = _written_by(os.getpid(), part)  # a thread of this one
+            dead = _written_by(DEAD_PID, part)
+            old = part / ".20250301T000000Z_20250302T000000Z.parquet.0123abcdef.tmp"
+            old.write_bytes(b"PAR1 an older version's, just now")
+            store.remove_temporary("eth")
+            assert theirs.exists() and ours.exists() and old.exists()
+            assert not dead.exists()
+        finally:
+            live.kill()
+    live.wait()
+    store.remove_temporary("eth")
+    assert not theirs.exists() and ours.exists()
+
+
+def test_a_store_write_removes_a_killed_writers_leftovers(tmp_path: Path) -> None:
+    """A cache writer killed with kill -9 leaves its temporary file; the next write to that
+    asset's partition (a cache's or a backfill's) removes it, as its writer is gone."""
+    from kaiko_liq.models import decode_page
+    from kaiko_liq.query import parse_interval
+    from kaiko_liq.store import ShardStore
+    from tests.conftest import DEAD_PID
+
+    rows = decode_page(page(3)).data
+    assert rows is not None
+    store = ShardStore(tmp_path, parse_interval("1h"))
+    part = store.partition("btc")
+    part.mkdir(parents=True)
+    leftover = _written_by(DEAD_PID, part)
+    live = _written_by(os.getpid(), part)
+    store.write("btc", "2026-10-31", "2026-10-31T03:00", rows)
+    assert not leftover.exists() and live.exists()
+    assert len(store.shards("btc")) == 1
