@@ -217,7 +217,18 @@ def _max_concurrency(text: str) -> int:
 def _common_options() -> _Parser:
     parent = _Parser(add_help=False)
     parent.add_argument(
-        "--debug", action="store_true", help="show the traceback of an error (see main())"
+        "--debug",
+        action="store_true",
+        help="on an error, also print its traceback (keys redacted), for a bug report",
+    )
+    return parent
+
+
+def _quiet_option() -> _Parser:
+    """Not a connection setting: its own parent, shared by fetch, backfill and plot."""
+    parent = _Parser(add_help=False)
+    parent.add_argument(
+        "--quiet", "-q", action="store_true", help="no progress line and no summary"
     )
     return parent
 
@@ -252,7 +263,6 @@ def _connection_options() -> _Parser:
         metavar="N",
         help="requests in flight (default: 16)",
     )
-    group.add_argument("--quiet", "-q", action="store_true", help="no progress line and no summary")
     return parent
 
 
@@ -289,7 +299,7 @@ def _build_parser() -> _Parser:
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     parser.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)  # see main()
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    common = [_common_options(), _connection_options()]
+    common = [_common_options(), _quiet_option(), _connection_options()]
 
     fetch = commands.add_parser(
         "fetch",
@@ -325,7 +335,13 @@ def _build_parser() -> _Parser:
         ),
     )
     _window_options(bulk)
-    bulk.add_argument("--out", required=True, type=Path, metavar="DIR", help="dataset dir")
+    bulk.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        metavar="DIR",
+        help="the dataset's directory (created if missing; a rerun resumes it)",
+    )
     bulk.set_defaults(handler=_run_backfill)
 
     chart = commands.add_parser(
@@ -339,7 +355,14 @@ def _build_parser() -> _Parser:
         ),
     )
     _window_options(chart)
-    chart.add_argument("-o", "--output", required=True, type=Path, metavar="FILE")
+    chart.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        type=Path,
+        metavar="FILE",
+        help="the chart to write: .png or .svg (the extension picks the format)",
+    )
     _cache_option(chart)
     chart.set_defaults(handler=_run_plot)
 
@@ -810,9 +833,19 @@ class _BackfillWatch:
         self.latest = progress
 
 
+#: Extensions that say "a file" where ``backfill --out`` wants a directory.
+_FILE_SUFFIXES = (".csv", ".parquet", ".jsonl", ".json", ".pq")
+
+
 def _run_backfill(args: argparse.Namespace) -> int:
     assets = [r.asset for r in _check_arguments(args)]
     out: Path = args.out
+    if out.suffix.lower() in _FILE_SUFFIXES and not out.is_dir():
+        raise InvalidArgumentError(
+            f"--out {out} looks like a file, but a backfill writes a directory of Parquet "
+            f"files; name a directory (--out {out.with_suffix('')}), or write one file with "
+            f"fetch ... -o {out}"
+        )
     key = _api_key(args)
     watch = _BackfillWatch(_progress_line(args), args.quiet)
     try:

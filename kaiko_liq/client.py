@@ -218,8 +218,10 @@ class LiquidationClient:
         if key is None:
             if base_url is None:
                 raise InvalidArgumentError(
-                    f"no API key; pass api_key or set {API_KEY_ENV}, or pass base_url "
-                    "(the built-in emulator's, say) to try it without one"
+                    f"no API key; pass api_key or set {API_KEY_ENV}. To try it without one, "
+                    "use the built-in emulator (synthetic data): kaiko_liq.fetch(..., "
+                    "emulator=True), or base_url=emu.base_url inside "
+                    "'async with running_emulator() as emu'"
                 )
             key = _PLACEHOLDER_KEY
         self.rate_limit = rate
@@ -461,7 +463,8 @@ class LiquidationClient:
         page_size: int | None = None,
         on_shard: Callable[[str, SubRange], None] | None = None,
     ) -> dict[str, list[LiquidationRow]]:
-        """:meth:`fetch` for several assets at once: ``{asset: rows}`` in the order given.
+        """:meth:`fetch` for several assets at once: ``{asset: rows}`` in the order given,
+        keyed by the codes as given (``"BTC"`` stays ``"BTC"``).
 
         Every asset's shards run concurrently under the client's one limiter, and every
         argument is checked before anything is sent. A failure every shard would hit (an
@@ -472,9 +475,8 @@ class LiquidationClient:
 
         ``on_shard(asset, shard)`` is called as each shard of :meth:`plan` completes.
         """
-        reqs = [
-            self._request(a, start, end, interval, sort, page_size) for a in _asset_list(assets)
-        ]
+        given = _asset_list(assets)
+        reqs = [self._request(a, start, end, interval, sort, page_size) for a in given]
         self._check_open()
         outcomes = [_Outcome() for _ in reqs]
         async with anyio.create_task_group() as tg:
@@ -486,11 +488,11 @@ class LiquidationClient:
             raise stop.fatal
         results: dict[str, list[LiquidationRow]] = {}
         incomplete: dict[str, IncompleteFetchError] = {}
-        for req, outcome in zip(reqs, outcomes, strict=True):
+        for name, req, outcome in zip(given, reqs, outcomes, strict=True):
             try:
-                results[req.asset] = outcome.result(req)
+                results[name] = outcome.result(req)  # keyed as given: r["BTC"] works
             except IncompleteFetchError as exc:
-                incomplete[req.asset] = exc
+                incomplete[name] = exc
         if len(incomplete) == 1:
             raise next(iter(incomplete.values()))
         if incomplete:
@@ -522,6 +524,8 @@ class LiquidationClient:
         rows = await self.fetch_many(
             assets, start, end, interval=interval, sort=sort, page_size=page_size
         )
+        # The asset column holds the codes as sent (lower case), however they were given.
+        rows = {validate_asset(asset): asset_rows for asset, asset_rows in rows.items()}
         # A year of several assets is a second of conversion: keep the loop responsive.
         return await anyio.to_thread.run_sync(convert, rows)
 

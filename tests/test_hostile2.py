@@ -57,14 +57,14 @@ def environment(key: str | None) -> dict[str, str]:
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
 
 
-def page(rows: int = 0) -> bytes:
+def page(rows: int = 0, *, desc: bool = False) -> bytes:
     """A one-page answer with ``rows`` hours of 2026-10-31 from midnight, no cursor."""
     start = int(datetime(2026, 10, 31, tzinfo=UTC).timestamp() * 1000)
     data = ",".join(
         f'{{"interval_time":"2026-10-31T{h:02d}:00:00.000Z","interval_timestamp":'
         f'{start + h * 3_600_000},"total_trades":1,"total_amount":1.0,"long_trades":0,'
         '"long_amount":0.0,"short_trades":1,"short_amount":1.0,"exchanges":[]}'
-        for h in range(rows)
+        for h in (reversed(range(rows)) if desc else range(rows))
     )
     return ('{"result":"success","data":[' + data + "]}").encode()
 
@@ -627,3 +627,105 @@ def test_a_store_write_removes_a_killed_writers_leftovers(tmp_path: Path) -> Non
     store.write("btc", "2026-10-31", "2026-10-31T03:00", rows)
     assert not leftover.exists() and live.exists()
     assert len(store.shards("btc")) == 1
+
+
+# -- 8. leaving a plain async for stops its requests at once ---------------------------
+
+
+@pytest.mark.parametrize("leave", ["break", "raise"])
+async def test_leaving_a_plain_async_for_cancels_its_requests(serve: Serve, leave: str) -> None:
+    started: list[str] = []
+    cancelled: list[str] = []
+    in_flight = anyio.Event()
+
+    async def handler(request: web.Request) -> web.Response:
+        end = request.query.get("end_time", "")
+        if end.startswith("2026-10-31T03"):
+            return web.Response(body=page(3, desc=True), content_type="application/json")
+        started.append(end)
+        if len(started) == 3:  # the window's other shards are in flight
+            in_flight.set()
+        try:
+            await anyio.sleep_forever()
+        finally:
+            cancelled.append(end)  # the client dropped the connection
+        raise AssertionError
+
+    base = await serve(handler)
+    async with LiquidationClient(base_url=base, now=lambda: NOW, page_size=24) as client:
+        with anyio.fail_after(5):
+            try:
+                async for _ in client.stream("btc", "2026-10-20", "2026-10-31T03:00", window=4):
+                    await in_flight.wait()
+                    if leave == "break":
+                        break
+                    raise LookupError
+            except LookupError:
+                pass
+            for _ in range(50):  # loop steps, not seconds: the finalizer runs at once
+                if len(cancelled) == len(started):
+                    break
+                await anyio.sleep(0.01)
+        assert started and sorted(cancelled) == sorted(started)
+        requests = client.stats.requests
+        await anyio.sleep(0.1)
+        assert client.stats.requests == requests  # and none sent after
+
+
+# -- 9. surprises: keys as given, messages that point to the fix, help, __version__ -----
+
+
+async def test_fetch_many_keys_are_the_codes_as_given(serve: Serve) -> None:
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(body=page(3), content_type="application/json")
+
+    base = await serve(handler)
+    async with LiquidationClient(base_url=base, now=lambda: NOW) as client:
+        got = await client.fetch_many(["BTC"], "2026-10-31", "2026-10-31T03:00", sort="asc")
+        assert list(got) == ["BTC"] and len(got["BTC"]) == 3
+        frame = await client.fetch_frame(["BTC"], "2026-10-31", "2026-10-31T03:00", backend="arrow")
+    assert set(frame.column("asset").to_pylist()) == {"btc"}  # the code as sent
+
+
+def test_a_list_given_to_fetch_points_to_fetch_many() -> None:
+    import kaiko_liq
+
+    with pytest.raises(InvalidArgumentError, match=r"fetch_many\(.*fetch_frame\("):
+        kaiko_liq.fetch(["btc", "eth"], "2025-01-01", "2025-01-02", emulator=True)  # type: ignore[arg-type]
+
+
+def test_no_key_points_to_the_emulator(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("KAIKO_API_KEY", raising=False)
+    with pytest.raises(InvalidArgumentError, match=r"emulator=True"):
+        LiquidationClient()
+
+
+def test_version_is_exported() -> None:
+    import kaiko_liq
+
+    assert isinstance(kaiko_liq.__version__, str) and kaiko_liq.__version__
+    assert "__version__" in kaiko_liq.__all__
+
+
+def test_cli_hints(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from kaiko_liq.cli import main
+
+    window = ["--start", "2025-01-01", "--end", "2025-01-02", "--emulator"]
+    assert main(["fetch", "btc,eth", *window]) == 2
+    assert "separated by spaces: btc eth" in capsys.readouterr().err
+    for name in ("liq.csv", "liq.parquet", "liq.jsonl"):
+        assert main(["backfill", "btc", *window, "--out", str(tmp_path / name)]) == 2
+        err = capsys.readouterr().err
+        assert "looks like a file" in err and f"-o {tmp_path / name}" in err
+        assert not (tmp_path / name).exists()
+
+
+def test_cli_help_texts(capsys: pytest.CaptureFixture[str]) -> None:
+    from kaiko_liq.cli import main
+
+    assert main(["plot", "-h"]) == 0
+    text = capsys.readouterr().out
+    assert "see main()" not in text
+    assert "the chart to write" in text
+    connection = text[text.index("connection:") :]
+    assert "--quiet" not in connection and "--quiet" in text
