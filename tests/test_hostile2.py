@@ -729,3 +729,39 @@ def test_cli_help_texts(capsys: pytest.CaptureFixture[str]) -> None:
     assert "the chart to write" in text
     connection = text[text.index("connection:") :]
     assert "--quiet" not in connection and "--quiet" in text
+
+
+def test_readme_performance_prose_agrees_with_its_tables() -> None:
+    """The verdicts quote the tables' own numbers (regenerating the tables means
+    revisiting these sentences, and this test says which)."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    perf = readme[readme.index("## Performance") :]
+    prose = perf[perf.index("Verdicts, and what limits") :]
+
+    def cells(title: str, row: str) -> list[str]:
+        table = perf[perf.index(f"#### {title}") :]
+        line = next(x for x in table.splitlines() if x.startswith(f"| {row} |"))
+        return [c.strip() for c in line.strip("|").split("|")]
+
+    fetch = cells("Backfill", "kaiko-liq fetch (library)")
+    cli = cells("Backfill", "kaiko-liq backfill (CLI)")
+    steps = {r: cells("Per page (1000 rows)", r)[1] for r in (
+        "gzip inflate: zlib (aiohttp's default)", "gzip inflate: ISA-L (isal)",
+        "gzip inflate: zlib-ng", "msgspec decode → LiquidationRow",
+        "to_arrow(shape='nested') (backfill files)")}  # fmt: skip
+    decode = cells("Decode", "kaiko-liq models (msgspec)")
+    quoted = [
+        f"({fetch[1]}, {fetch[2].replace('×', 'x')} the bound)",
+        f"spends {fetch[9]} of CPU per",
+        f"({fetch[9]} for `fetch`, {cli[9]} for",
+        f"({cli[1]}, {cli[2].replace('×', 'x')};",
+        f"({steps['to_arrow(shape=' + chr(39) + 'nested' + chr(39) + ') (backfill files)']} vs "
+        f"{steps['msgspec decode → LiquidationRow']} per page",
+        f"({decode[3].replace('×', 'x')}; {decode[5].replace('×', 'x')} with the rows kept",
+        f"in {steps['gzip inflate: ISA-L (isal)'].removesuffix(' ms')} and "
+        f"{steps['gzip inflate: zlib-ng']} where zlib takes "
+        f"{steps[chr(103) + 'zip inflate: zlib (aiohttp' + chr(39) + 's default)']}",
+    ]
+    flat = " ".join(prose.split())
+    for text in quoted:
+        assert text in flat, text
