@@ -7,8 +7,9 @@ independent (no loop or session outlives one). From a plain script that loop is
 async application calling blocking code), it runs in a worker thread while this one
 waits; unless that running loop is the one serving ``base_url`` (an emulator started
 in the same thread), which could not answer while this thread waits: that call is
-refused at once, pointing to the async form. Ctrl-C cancels the call either way: the client's session is closed, and
-``KeyboardInterrupt`` (or, inside a running loop's task, ``CancelledError``) comes out.
+refused at once, pointing to the async form. Ctrl-C cancels the call either way: the
+client's session is closed, and ``KeyboardInterrupt`` (or, inside a running loop's task,
+``CancelledError``) comes out.
 
 Example::
 
