@@ -316,8 +316,9 @@ def run(settings: Settings) -> Outcome:
         f"{len(pages)} real pages from the emulator ({baseline.rows / len(pages):,.0f} rows, "
         f"{baseline.bytes / len(pages) / 1e6:.2f} MB of JSON, {gz_mb:.2f} MB gzipped, each); "
         f"each step alone over every page, best of {settings.decode_step_repeat} passes.",
-        "A backfill runs them all for every page: inflate (inside aiohttp), decode and "
-        "checks on the event loop's thread; the Arrow conversion and Parquet write in a "
+        "A backfill runs them all for every page: inflate and decode in a worker thread "
+        "(on the event loop's thread for a body under 64 kB), the row checks on the loop; "
+        "the Arrow conversion and Parquet write in a "
         "worker thread (the conversion holds the GIL, so it still competes with the loop; "
         "Parquet encoding and inflate in C release it).",
     ]

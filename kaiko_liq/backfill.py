@@ -443,7 +443,8 @@ def _reconcile(
             validate_asset(asset)
         except InvalidArgumentError:
             continue  # not a partition of ours
-        store.remove_temporary(asset, older_than=0)  # we hold the lock: nobody is writing
+        # Only dead writers' files: a cache sharing the store may be writing right now.
+        store.remove_temporary(asset)
         records: list[ShardRecord] = []
         for shard in store.shards(asset):
             record = known.get(shard.relpath)

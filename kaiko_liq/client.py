@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self
+from urllib.parse import urlsplit
 
 import anyio
 
@@ -45,6 +46,8 @@ from .errors import (
     InvalidArgumentError,
     KaikoLiqError,
     is_fatal,
+    redact_url,
+    register_secret,
 )
 from .export import require_optional
 from .keys import API_KEY_ENV, resolve_api_key
@@ -149,7 +152,8 @@ class LiquidationClient:
             none.
         region: ``"us"`` or ``"eu"`` (``https://{region}.market-api.kaiko.io``).
         base_url: overrides ``region``; plain http only to loopback unless
-            ``allow_insecure_http``.
+            ``allow_insecure_http``; no ``user:password@`` unless ``allow_credentials``
+            (they are sent, and cut out of every URL the client shows).
         rate_limit: requests per second shared by everything this client does, or a
             string such as ``"6000/min"`` or ``"100/s"``. Default 100/s (6000/min).
         max_concurrency: requests in flight at once.
@@ -181,6 +185,7 @@ class LiquidationClient:
         retry: RetryPolicy | None = None,
         adaptive_rate: bool = True,
         allow_insecure_http: bool = False,
+        allow_credentials: bool = False,
         cache_dir: str | os.PathLike[str] | None = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         now: Callable[[], datetime] | None = None,
@@ -194,7 +199,12 @@ class LiquidationClient:
         if base_url is None:
             base = region_base_url(region)
         else:
-            base = check_base_url(base_url, allow_insecure_http=allow_insecure_http)
+            base = check_base_url(
+                base_url,
+                allow_insecure_http=allow_insecure_http,
+                allow_credentials=allow_credentials,
+            )
+            register_secret(urlsplit(base).password)
         if cache_dir is not None and not isinstance(cache_dir, str | os.PathLike):
             raise InvalidArgumentError(
                 f"cache_dir must be a directory path, got {type(cache_dir).__name__}"
@@ -208,8 +218,10 @@ class LiquidationClient:
         if key is None:
             if base_url is None:
                 raise InvalidArgumentError(
-                    f"no API key; pass api_key or set {API_KEY_ENV}, or pass base_url "
-                    "(the built-in emulator's, say) to try it without one"
+                    f"no API key; pass api_key or set {API_KEY_ENV}. To try it without one, "
+                    "use the built-in emulator (synthetic data): kaiko_liq.fetch(..., "
+                    "emulator=True), or base_url=emu.base_url inside "
+                    "'async with running_emulator() as emu'"
                 )
             key = _PLACEHOLDER_KEY
         self.rate_limit = rate
@@ -228,6 +240,8 @@ class LiquidationClient:
             max_response_bytes=max_response_bytes,
         )
         self._streams: set[RowStream] = set()
+        # Cancelled by aclose: a follow waits under one, and wakes to raise.
+        self._wakers: set[anyio.CancelScope] = set()
         self._stores: dict[str, ShardStore] = {}
 
     def __repr__(self) -> str:
@@ -239,7 +253,8 @@ class LiquidationClient:
 
     @property
     def base_url(self) -> str:
-        return self._transport.base_url
+        """The base URL, without any ``user:password@``."""
+        return redact_url(self._transport.base_url)
 
     @property
     def stats(self) -> ClientStats:
@@ -270,10 +285,13 @@ class LiquidationClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Cancel open streams and close the HTTP session. Safe to call twice."""
+        """Cancel open streams, wake waiting follows (they raise
+        :class:`ClientClosedError`) and close the HTTP session. Safe to call twice."""
         for stream in list(self._streams):
             await stream.aclose()
         await self._transport.aclose()
+        for scope in list(self._wakers):
+            scope.cancel()
 
     def _check_open(self) -> None:
         if self._transport.closed:
@@ -445,7 +463,8 @@ class LiquidationClient:
         page_size: int | None = None,
         on_shard: Callable[[str, SubRange], None] | None = None,
     ) -> dict[str, list[LiquidationRow]]:
-        """:meth:`fetch` for several assets at once: ``{asset: rows}`` in the order given.
+        """:meth:`fetch` for several assets at once: ``{asset: rows}`` in the order given,
+        keyed by the codes as given (``"BTC"`` stays ``"BTC"``).
 
         Every asset's shards run concurrently under the client's one limiter, and every
         argument is checked before anything is sent. A failure every shard would hit (an
@@ -456,9 +475,8 @@ class LiquidationClient:
 
         ``on_shard(asset, shard)`` is called as each shard of :meth:`plan` completes.
         """
-        reqs = [
-            self._request(a, start, end, interval, sort, page_size) for a in _asset_list(assets)
-        ]
+        given = _asset_list(assets)
+        reqs = [self._request(a, start, end, interval, sort, page_size) for a in given]
         self._check_open()
         outcomes = [_Outcome() for _ in reqs]
         async with anyio.create_task_group() as tg:
@@ -470,11 +488,11 @@ class LiquidationClient:
             raise stop.fatal
         results: dict[str, list[LiquidationRow]] = {}
         incomplete: dict[str, IncompleteFetchError] = {}
-        for req, outcome in zip(reqs, outcomes, strict=True):
+        for name, req, outcome in zip(given, reqs, outcomes, strict=True):
             try:
-                results[req.asset] = outcome.result(req)
+                results[name] = outcome.result(req)  # keyed as given: r["BTC"] works
             except IncompleteFetchError as exc:
-                incomplete[req.asset] = exc
+                incomplete[name] = exc
         if len(incomplete) == 1:
             raise next(iter(incomplete.values()))
         if incomplete:
@@ -506,6 +524,8 @@ class LiquidationClient:
         rows = await self.fetch_many(
             assets, start, end, interval=interval, sort=sort, page_size=page_size
         )
+        # The asset column holds the codes as sent (lower case), however they were given.
+        rows = {validate_asset(asset): asset_rows for asset, asset_rows in rows.items()}
         # A year of several assets is a second of conversion: keep the loop responsive.
         return await anyio.to_thread.run_sync(convert, rows)
 

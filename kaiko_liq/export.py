@@ -542,7 +542,7 @@ def output_target(path: str | os.PathLike[str]) -> Path:
 def atomic_write(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
     """Open a binary file that appears at ``path`` only once it is complete.
 
-    Writes go to ``.<name>.<random>.tmp`` in the same directory (a leading dot, so
+    Writes go to ``.<name>.<pid>.<random>.tmp`` in the same directory (a leading dot, so
     pyarrow's dataset discovery and ``ls`` skip it), which is fsynced and then renamed
     over ``path``: a rename within one filesystem is atomic. On any error, or on
     cancellation, the temporary file is removed and ``path`` is left as it was. An
@@ -550,7 +550,8 @@ def atomic_write(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
     caller, and it is gone.
     """
     target = output_target(path)
-    tmp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
+    # The writer's pid in the name: a cleanup removes only a dead writer's leftovers.
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp")
     try:
         # open() rather than mkstemp(): mkstemp's mode 0600 would end up on the final file.
         handle = open(tmp, "xb")  # noqa: SIM115  # closed below, before the rename

@@ -259,8 +259,19 @@ def validate_page_size(value: int) -> int:
 
 def validate_asset(value: str) -> str:
     """An asset becomes one URL path segment: letters, digits, '-' and '_' only."""
+    if isinstance(value, list | tuple | set | frozenset):
+        raise InvalidArgumentError(
+            f"asset must be one code such as 'btc', got a {type(value).__name__}; for "
+            "several assets use fetch_many(...) (a dict of rows) or fetch_frame(...) (one "
+            "table)"
+        )
     if not isinstance(value, str) or not value:
         raise InvalidArgumentError("asset must be a non-empty string such as 'eth' or 'btc'")
+    if "," in value:
+        raise InvalidArgumentError(
+            f"asset {value!r} looks like several assets; give each on its own (on the "
+            "command line separated by spaces: btc eth; in Python a list to fetch_many)"
+        )
     if _ASSET_RE.fullmatch(value) is None:
         raise InvalidArgumentError(
             f"asset {value!r} has characters other than letters, digits, '-' and '_'"

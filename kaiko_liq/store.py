@@ -124,8 +124,9 @@ _STALE_TEMPORARY = 3600.0
 _STAMP = "%Y%m%dT%H%M%S"
 _STAMP_RE = r"\d{8}T\d{6}(?:\.\d{6})?Z"
 _SHARD_RE = re.compile(rf"^({_STAMP_RE})_({_STAMP_RE})\.parquet$")
-# atomic_write's temporary names: ".<final name>.<hex>.tmp"
+# atomic_write's temporary names: ".<final name>.<pid>.<hex>.tmp" (older: no pid)
 _TEMP_RE = re.compile(r"^\..+\.[0-9a-f]+\.tmp$")
+_TEMP_PID_RE = re.compile(r"\.(\d+)\.[0-9a-f]{12}\.tmp$")
 #: The footer's key-value entry that records the grid a file was written on, so that a
 #: directory whose manifest is lost still knows its interval.
 _META_KEY = b"kaiko_liq"
@@ -257,6 +258,20 @@ def parse_shard_filename(name: str) -> tuple[datetime, datetime] | None:
     return (start, end) if start < end else None
 
 
+def _alive(pid: int) -> bool:
+    """Whether a process with this pid exists on this machine (one we may not signal
+    counts: it is someone's)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True
+    return True
+
+
 def is_temporary(name: str) -> bool:
     """Whether ``name`` is an :func:`~kaiko_liq.export.atomic_write` temporary file."""
     return _TEMP_RE.match(name) is not None
@@ -368,6 +383,8 @@ class ShardStore:
         # Footer checks are remembered by (name, size, mtime, inode): a file is read once.
         self._checked: dict[Path, tuple[tuple[int, int, int], int]] = {}
         self._lock = threading.Lock()
+        # Assets whose dead writers' temporary files this store has removed (once each).
+        self._swept: set[str] = set()
 
     def __repr__(self) -> str:
         return f"ShardStore({os.fspath(self.directory)!r}, {self.interval.text!r})"
@@ -517,9 +534,11 @@ class ShardStore:
             self._checked.pop(path, None)
         return damaged
 
-    def remove_temporary(self, asset: str, *, older_than: float = _STALE_TEMPORARY) -> None:
-        """Remove the asset's leftover temporary files at least ``older_than`` seconds old
-        (a killed writer's). ``older_than=0`` only when nobody else can be writing here."""
+    def remove_temporary(self, asset: str) -> None:
+        """Remove the asset's temporary files left by killed writers: those whose writer
+        (the pid in the name) is gone; never a live writer's, in this process or another
+        sharing the store (a cache beside a backfill). A name without a pid (an older
+        version's) is taken as left over once :data:`_STALE_TEMPORARY` old."""
         part = self.partition(asset)
         now = time.time()
         with _os_errors(part, "clean up"):
@@ -528,12 +547,18 @@ class ShardStore:
             except FileNotFoundError:
                 return
             for entry in entries:
-                if is_temporary(entry.name):
-                    try:
-                        if now - entry.stat().st_mtime >= older_than:
-                            os.unlink(entry.path)
-                    except FileNotFoundError:
+                if not is_temporary(entry.name):
+                    continue
+                owner = _TEMP_PID_RE.search(entry.name)
+                try:
+                    if owner is not None:
+                        if _alive(int(owner.group(1))):
+                            continue
+                    elif now - entry.stat().st_mtime < _STALE_TEMPORARY:
                         continue
+                    os.unlink(entry.path)
+                except FileNotFoundError:
+                    continue
 
     def covered(self, asset: str) -> list[tuple[datetime, datetime]]:
         """The buckets on disk as merged ``[start, end)`` runs on the grid, ascending."""
@@ -612,6 +637,9 @@ class ShardStore:
         table = _table_of(rows, self.interval)
         with _os_errors(part, "create"):
             part.mkdir(parents=True, exist_ok=True)
+        if asset not in self._swept:
+            self._swept.add(asset)
+            self.remove_temporary(asset)  # a killed cache writer's, left in the partition
         written: list[Shard] = []
         with self._locked(part):
             segments = gaps_in(lo, hi, self.interval, self.covered(asset))

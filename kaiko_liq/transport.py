@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import random
+import threading
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
@@ -31,6 +33,7 @@ from yarl import URL
 from . import testing
 from .errors import (
     ClientClosedError,
+    ConnectError,
     InvalidArgumentError,
     KaikoLiqError,
     RequestTimeoutError,
@@ -116,6 +119,19 @@ class _Answer:
     body: bytes
 
 
+def _connect_error(exc: aiohttp.ClientConnectorError, url: str) -> ConnectError:
+    """One short line naming the host, for a connection that could not be made."""
+    host, cause = exc.host, exc.os_error
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        reason = cause.strerror or str(cause)
+        message = f"cannot resolve the host name {host!r} ({reason}); check it and the network"
+    else:
+        # asyncio words it "Connect call failed ('127.0.0.1', 1)"; the errno says why.
+        reason = os.strerror(cause.errno) if cause.errno else str(cause) or "no reason given"
+        message = f"cannot connect to {host} port {exc.port} ({reason}); is the server up?"
+    return ConnectError(message, url, host=host)
+
+
 class Transport:
     """Sends GETs with the key to one origin, under one limiter and one concurrency cap."""
 
@@ -165,7 +181,7 @@ class Transport:
         self._closed = False
 
     def __repr__(self) -> str:
-        return f"Transport(base_url={self.base_url!r}, api_key=***)"
+        return f"Transport(base_url={redact_url(self.base_url)!r}, api_key=***)"
 
     @property
     def closed(self) -> bool:
@@ -263,6 +279,7 @@ class Transport:
                 max_bytes=self.max_response_bytes,
                 secrets=self._secrets,
             )
+        stop = threading.Event()
         work = functools.partial(
             decipher,
             answer.status,
@@ -271,8 +288,15 @@ class Transport:
             url,
             max_bytes=self.max_response_bytes,
             secrets=self._secrets,
+            stopped=stop.is_set,
         )
-        return await anyio.to_thread.run_sync(work, limiter=self._decoders)
+        try:
+            # Abandoned on cancel (Ctrl-C), and told to stop: no one waits for the thread.
+            return await anyio.to_thread.run_sync(
+                work, limiter=self._decoders, abandon_on_cancel=True
+            )
+        finally:
+            stop.set()
 
     async def get_page(self, url: str, params: Mapping[str, str] | None = None) -> Page:
         """One page, retried per the policy; raises the last error when retries run out."""
@@ -291,6 +315,8 @@ class Transport:
                         url,
                     )
                 )
+            except aiohttp.ClientConnectorError as exc:
+                outcome = Retry(_connect_error(exc, url))
             except (aiohttp.ClientError, ConnectionError) as exc:
                 message = self.redact(f"connection failed: {type(exc).__name__}: {exc}")
                 outcome = Retry(TransportError(message, url))
@@ -315,6 +341,8 @@ class Transport:
             )
             elapsed = self._policy.deadline - ((budget.ends or self._clock()) - self._clock())
             if not may_retry(attempt, self._policy, elapsed=elapsed, delay=delay):
+                raise error
+            if isinstance(error, ConnectError) and elapsed + delay > self._policy.connect_deadline:
                 raise error
             self.stats.retries += 1
             self.stats.last_error = str(error)

@@ -28,6 +28,9 @@ Serve = Callable[[Handler], Awaitable[str]]
 
 #: The emulators' clock in tests: the data ends here (exclusive) and is all settled.
 FIXED_NOW = datetime(2026, 11, 1, tzinfo=UTC)
+#: A pid no process has (above Linux's largest pid_max): a killed writer's, in the
+#: temporary file names of tests.
+DEAD_PID = 2**22 + 1
 
 
 @pytest.fixture

@@ -43,6 +43,7 @@ from kaiko_liq.models import ExchangeVolume, LiquidationRow
 from kaiko_liq.plan import SubRange, plan_subranges
 from kaiko_liq.query import Request, parse_interval, parse_time, validate_request
 from kaiko_liq.store import CLOCK_MARGIN, StorageError, gaps_in
+from tests.conftest import DEAD_PID
 
 H = timedelta(hours=1)
 D = timedelta(days=1)
@@ -311,7 +312,11 @@ async def test_a_file_the_manifest_never_heard_of_still_counts(tmp_path: Path) -
 
 async def test_leftover_temporary_files_are_ignored_by_readers_and_removed(tmp_path: Path) -> None:
     await run(FakeClient(), tmp_path, "eth", end=T0 + D)
-    junk = tmp_path / "asset=eth" / f".{shard_filename(T0 + D, T0 + 2 * D)}.0123abcd.tmp"
+    junk = (
+        tmp_path
+        / "asset=eth"
+        / f".{shard_filename(T0 + D, T0 + 2 * D)}.{DEAD_PID}.0123abcdef01.tmp"
+    )
     junk.write_bytes(b"PAR1 half a file")
     assert read_backfill(tmp_path).num_rows > 0  # a reader skips it
     await run(FakeClient(), tmp_path, "eth", end=T0 + 2 * D)
