@@ -262,6 +262,13 @@ class LiquidationClient:
         return self._transport.base_url
 
     @property
+    def server(self) -> str:
+        """Whose data a store of this client holds: the base URL, or the cache
+        namespace (the built-in emulator's, whose port changes from run to run)."""
+        ns = self._cache_namespace
+        return self.base_url if ns is None else f"namespace:{ns}"
+
+    @property
     def stats(self) -> ClientStats:
         """Requests, retries, 429s, pages, rows and bytes, since the client was made."""
         return self._transport.stats

@@ -832,7 +832,7 @@ def check_store_dir(directory: Path, *, interval: Interval, server: str | None) 
     except FileNotFoundError:
         raw = None
     except NotADirectoryError:
-        raise InvalidArgumentError(f"{directory} is a file, not a directory") from None
+        return False  # a file, or under one: creating it says so
     except OSError as exc:
         raise StorageError.from_os_error(exc, path, doing="read") from exc
     if raw is not None:
@@ -841,7 +841,12 @@ def check_store_dir(directory: Path, *, interval: Interval, server: str | None) 
         except ValueError:
             loose = None  # ours, torn: rebuilt from the files
         if loose is not None:
-            if not isinstance(loose, dict) or loose.get("format") != MANIFEST_FORMAT:
+            # Ours: our format, or an older or torn record of ours (an interval, no format).
+            ours = isinstance(loose, dict) and (
+                loose.get("format") == MANIFEST_FORMAT
+                or ("format" not in loose and "interval" in loose)
+            )
+            if not ours:
                 shown = loose.get("format") if isinstance(loose, dict) else None
                 raise InvalidArgumentError(
                     f"{path} is not a kaiko-liq manifest (format {shown!r}); left it "
