@@ -7,7 +7,7 @@ checks that the cache equals the truth (a plain fetch of the caught-up server)."
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -163,3 +163,28 @@ async def test_read_backfill_refuses_overlapping_files(tmp_path: Path) -> None:
     twin.write_bytes(shard.path.read_bytes())
     with pytest.raises(InvalidArgumentError, match="hold the same buckets"):
         read_backfill(tmp_path)
+
+
+def test_the_cli_says_which_buckets_are_not_final(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from kaiko_liq.cli import main
+
+    out = tmp_path / "rows.csv"
+    start = (datetime.now(UTC) - 6 * H).strftime("%Y-%m-%dT%H:00:00Z")
+    argv = ["fetch", "btc", "--start", start, "--end", "2099-01-01", "-o", str(out)]
+    code = main([*argv, "--emulator", "--settle", "2h", "--recheck", "0"])
+    assert code == 0
+    assert "not final yet (they may still change)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag", ["--cache", "--out"])
+def test_an_empty_directory_argument_is_refused(
+    flag: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from kaiko_liq.cli import main
+
+    command = "backfill" if flag == "--out" else "fetch"
+    window = ["--start", "2025-02-01", "--end", "2025-02-02"]
+    assert main([command, "btc", *window, flag, "", "--emulator"]) == 2
+    assert "must name a directory" in capsys.readouterr().err
