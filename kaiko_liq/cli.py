@@ -75,7 +75,7 @@ from .export import (
 )
 from .keys import resolve_api_key
 from .models import LiquidationRow
-from .plan import SubRange
+from .plan import SubRange, buckets_in
 from .progress import (
     ProgressLine,
     backfill_line,
@@ -278,13 +278,34 @@ def _window_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _directory(text: str) -> Path:
+    """A directory argument; '' is refused (it would mean the current directory)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must name a directory, not ''")
+    return Path(text)
+
+
+def _settle_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--settle",
+        metavar="DURATION",
+        help="a bucket is final this long after it closes, e.g. 90m (default: 1h)",
+    )
+    parser.add_argument(
+        "--recheck",
+        metavar="DURATION",
+        help="fetch again this far back from the newest stored bucket; 0: off (default: 24h)",
+    )
+
+
 def _cache_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--cache",
-        type=Path,
+        type=_directory,
         metavar="DIR",
         help="keep settled buckets in DIR and fetch only what it lacks",
     )
+    _settle_options(parser)
 
 
 def _build_parser() -> _Parser:
@@ -338,10 +359,11 @@ def _build_parser() -> _Parser:
     bulk.add_argument(
         "--out",
         required=True,
-        type=Path,
+        type=_directory,
         metavar="DIR",
         help="the dataset's directory (created if missing; a rerun resumes it)",
     )
+    _settle_options(bulk)
     bulk.set_defaults(handler=_run_backfill)
 
     chart = commands.add_parser(
@@ -620,6 +642,9 @@ async def _client(args: argparse.Namespace, key: str | None) -> AsyncIterator[Li
         options["page_size"] = args.page_size
     if getattr(args, "cache", None) is not None:
         options["cache_dir"] = args.cache
+    for name in ("settle", "recheck"):
+        if getattr(args, name, None) is not None:
+            options[name] = getattr(args, name)
     if not args.emulator:
         base_url: str | None = args.base_url
         async with LiquidationClient(key, region=args.region, base_url=base_url, **options) as c:
@@ -775,6 +800,15 @@ async def _fetch(
 
         with _storage_faults(client):
             results = await _with_progress(line, render, work)
+        grid = requests[0].interval
+        final = max(requests[0].start, client.settled_before(grid.text))
+        if final < requests[0].end:
+            n = buckets_in(final, requests[0].end, grid)
+            _say(
+                f"the last {plural(n, 'bucket')} are not final yet (they may still change)"
+                if n > 1
+                else "the last bucket is not final yet (it may still change)"
+            )
         return results, (client.stats.requests, client.stats.retries)
 
 

@@ -30,7 +30,7 @@ import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self
 from urllib.parse import urlsplit
@@ -53,6 +53,7 @@ from .export import require_optional
 from .keys import API_KEY_ENV, resolve_api_key
 from .models import LiquidationRow
 from .plan import SubRange, plan_subranges
+from .progress import plural
 from .protocol import (
     REGIONS,
     check_base_url,
@@ -66,6 +67,7 @@ from .query import (
     Interval,
     TimeLike,
     format_time,
+    parse_duration,
     parse_interval,
     parse_rate_limit,
     validate_asset,
@@ -77,6 +79,7 @@ from .query import (
 from .retry import RetryPolicy
 from .rowiter import RowIterator
 from .shard import ShardQuery, fetch_shard
+from .store import RECHECK, SETTLE, gaps_in
 from .transport import DEFAULT_MAX_RESPONSE_BYTES, ClientStats, Timeouts, Transport
 
 if TYPE_CHECKING:
@@ -116,8 +119,10 @@ BACKENDS: tuple[Backend, ...] = ("pandas", "polars", "arrow")
 _SHAPES = ("totals", "exchanges", "nested")
 
 #: Where a piece's rows come from: the network only, the network then into the store,
-#: or the store.
-_Source = Literal["net", "fill", "stored"]
+#: the store, or the network compared with the store (the recheck of its newest buckets).
+_Source = Literal["net", "fill", "stored", "recheck"]
+#: A clock difference with the server worth a warning (logged once per client).
+CLOCK_WARNING = timedelta(minutes=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,8 +170,16 @@ class LiquidationClient:
             (one per origin and interval) and fetch only what it lacks.
         max_response_bytes: the largest decompressed body accepted; a larger answer is
             :class:`~kaiko_liq.errors.ResponseTooLargeError`.
-        now: the clock that says which buckets have settled (default: the system's,
-            UTC); tests inject one.
+        now: our clock (default: the system's, UTC); tests inject one. Which buckets
+            have settled is judged on the earlier of it and the server's clock (the
+            ``answer_time`` of its latest answer, or its ``Date`` header); see
+            :meth:`settled_before`.
+        settle: how long after a bucket closes its figures count as final (default
+            1 h; a ``timedelta`` or ``"90m"``, ``"2h"``). Only final buckets are
+            stored; later ones are fetched every time.
+        recheck: how far back from the newest stored bucket every fetch that touches
+            it fetches again and replaces what changed (default 24 h, at most one page;
+            ``0`` turns it off): figures a server revised after they were stored.
         cache_namespace: the name of this server's store under ``cache_dir`` (default:
             its origin). The built-in emulator gets a fixed one, since it listens on a
             new port each time but serves the same settled data.
@@ -190,6 +203,8 @@ class LiquidationClient:
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         now: Callable[[], datetime] | None = None,
         cache_namespace: str | None = None,
+        settle: timedelta | str = SETTLE,
+        recheck: timedelta | str = RECHECK,
     ) -> None:
         if region not in REGIONS:
             raise InvalidArgumentError(f"region {region!r} is not allowed; use 'us' or 'eu'")
@@ -214,6 +229,8 @@ class LiquidationClient:
             require_optional("pyarrow.parquet", "cache_dir", extra="parquet")
         if now is not None and not callable(now):
             raise InvalidArgumentError("now must be a callable returning an aware datetime")
+        self.settle = parse_duration(settle, "settle")
+        self.recheck = parse_duration(recheck, "recheck")
         key = resolve_api_key(api_key, required=False)
         if key is None:
             if base_url is None:
@@ -243,6 +260,9 @@ class LiquidationClient:
         # Cancelled by aclose: a follow waits under one, and wakes to raise.
         self._wakers: set[anyio.CancelScope] = set()
         self._stores: dict[str, ShardStore] = {}
+        self._clock_warned = False
+        #: Stored buckets this client found changed by the server and replaced.
+        self.revised = 0
 
     def __repr__(self) -> str:
         cache = f", cache_dir={self.cache_dir!r}" if self.cache_dir is not None else ""
@@ -255,6 +275,13 @@ class LiquidationClient:
     def base_url(self) -> str:
         """The base URL, without any ``user:password@``."""
         return redact_url(self._transport.base_url)
+
+    @property
+    def server(self) -> str:
+        """Whose data a store of this client holds: the base URL, or the cache
+        namespace (the built-in emulator's, whose port changes from run to run)."""
+        ns = self._cache_namespace
+        return self.base_url if ns is None else f"namespace:{ns}"
 
     @property
     def stats(self) -> ClientStats:
@@ -271,6 +298,34 @@ class LiquidationClient:
         if not isinstance(t, datetime) or t.tzinfo is None:
             raise InvalidArgumentError(f"now() must return an aware datetime, got {t!r}")
         return t.astimezone(UTC)
+
+    def settled_before(self, interval: str = "1h") -> datetime:
+        """Buckets starting before this are final: closed :attr:`settle` ago (plus a
+        small margin) on the earlier of our clock and the server's, as its latest
+        answer gave it. ``row.interval_time < client.settled_before(interval)`` tells a
+        final row from one the server may still change: the one test used by the cache,
+        ``backfill``, ``follow`` and the CLI."""
+        from .store import settled_horizon
+
+        return settled_horizon(parse_interval(interval), self._judged_now(), settle=self.settle)
+
+    def _judged_now(self) -> datetime:
+        """The earlier of our clock and the server's; a difference over a minute is
+        logged once."""
+        ours = self.now()
+        theirs = self._transport.server_now()
+        if theirs is None:
+            return ours
+        if abs(ours - theirs) > CLOCK_WARNING and not self._clock_warned:
+            self._clock_warned = True
+            logger.warning(
+                "the server's clock (%s) and ours (%s) differ by %.0fs; settlement is "
+                "judged on the earlier",
+                format_time(theirs),
+                format_time(ours),
+                abs((ours - theirs).total_seconds()),
+            )
+        return min(ours, theirs)
 
     async def __aenter__(self) -> Self:
         self._check_open()
@@ -346,18 +401,25 @@ class LiquidationClient:
         store = self._store(req.interval)
         if store is None:
             return [_Piece(shard, "net") for shard in req.shards]
-        from .store import settled_horizon
-
         grid = req.interval
         lo, hi = grid.floor(req.start), grid.ceil(req.end)
-        horizon = max(lo, min(hi, settled_horizon(grid, self.now())))
+        horizon = max(lo, min(hi, self.settled_before(grid.text)))
         spans: list[tuple[datetime, datetime, _Source]] = []
         if lo < horizon:
-            gaps = await anyio.to_thread.run_sync(store.gaps, req.asset, lo, horizon)
+            covered = await anyio.to_thread.run_sync(store.covered, req.asset)
+            gaps = gaps_in(lo, horizon, grid, covered)
+            # The newest stored buckets are fetched again and compared (one page).
+            newest = covered[-1][1] if covered else lo
+            window = min(self.recheck, grid.delta * req.page_size)
+            recheck_from = max(lo, grid.ceil(newest - window)) if window else newest
             cursor = lo
             for gap_start, gap_end in [*gaps, (horizon, horizon)]:
                 if cursor < gap_start:
-                    spans.append((cursor, gap_start, "stored"))
+                    cut = min(max(cursor, recheck_from), gap_start)
+                    if cursor < cut:
+                        spans.append((cursor, cut, "stored"))
+                    if cut < gap_start:
+                        spans.append((cut, gap_start, "recheck"))
                 if gap_start < gap_end:
                     spans.append((gap_start, gap_end, "fill"))
                 cursor = gap_end
@@ -367,7 +429,9 @@ class LiquidationClient:
         cuts = sorted({s.end for s in req.shards if grid.floor(s.end) == s.end})
         pieces: list[_Piece] = []
         for span_start, span_end, source in spans:
-            if source == "stored":
+            if source == "recheck":
+                parts = [SubRange(span_start, span_end)]  # one page: within page_size
+            elif source == "stored":
                 # Read a stored span one planned shard at a time: a stream then holds no
                 # more of it at once than it would of a fetched one.
                 bounds = [span_start, *(c for c in cuts if span_start < c < span_end), span_end]
@@ -394,8 +458,35 @@ class LiquidationClient:
             # Fetched ascending, as the store keeps them; reversed below for "desc".
             ascending = ShardQuery(req.asset, req.interval, "asc", req.page_size)
             rows = await fetch_shard(self._transport, ascending, shard)
-            await self._save(store, req.asset, shard, rows)
+            if piece.source == "recheck":
+                await self._revise(store, req.asset, shard, rows)
+            else:
+                await self._save(store, req.asset, req.interval, shard, rows)
         return rows if req.sort == "asc" else rows[::-1]
+
+    async def _revise(
+        self, store: ShardStore, asset: str, shard: SubRange, rows: list[LiquidationRow]
+    ) -> None:
+        """Replace the stored buckets of a rechecked span that the server changed."""
+        from .store import StorageError
+
+        with anyio.CancelScope(shield=True):
+            try:
+                changed = await anyio.to_thread.run_sync(
+                    store.revise, asset, shard.start, shard.end, rows
+                )
+            except StorageError as exc:
+                logger.warning("cache: could not revise %s %s: %s", asset, _span(shard), exc)
+                return
+        self.revised += len(changed)
+        if changed:
+            logger.warning(
+                "cache: %s: %s revised by the server since stored (%s)",
+                asset,
+                plural(len(changed), "bucket"),
+                ", ".join(format_time(t) for t in changed[:3])
+                + (", ..." if len(changed) > 3 else ""),
+            )
 
     async def _read(
         self, store: ShardStore, asset: str, shard: SubRange
@@ -411,14 +502,26 @@ class LiquidationClient:
             return None
 
     async def _save(
-        self, store: ShardStore, asset: str, shard: SubRange, rows: list[LiquidationRow]
+        self,
+        store: ShardStore,
+        asset: str,
+        grid: Interval,
+        shard: SubRange,
+        rows: list[LiquidationRow],
     ) -> None:
         from .store import StorageError
 
+        # Judged again now that the server has answered: buckets its clock says may
+        # still change are returned but not stored (they are fetched again next time).
+        end = min(shard.end, self.settled_before(grid.text))
+        if end <= shard.start:
+            return
+        if end < shard.end:
+            rows = [r for r in rows if r.interval_time < end]
         # Shielded: once fetched, a shard lands in the store whole, or not at all.
         with anyio.CancelScope(shield=True):
             try:
-                await anyio.to_thread.run_sync(store.write, asset, shard.start, shard.end, rows)
+                await anyio.to_thread.run_sync(store.write, asset, shard.start, end, rows)
             except StorageError as exc:
                 # The answer is still complete and right; only the cache missed out.
                 logger.warning("cache: could not store %s %s: %s", asset, _span(shard), exc)

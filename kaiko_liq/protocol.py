@@ -26,7 +26,8 @@ import re
 import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from ipaddress import ip_address
 from types import ModuleType
 from urllib.parse import quote, urlsplit
@@ -80,6 +81,7 @@ __all__ = [
     "origin",
     "page_url",
     "region_base_url",
+    "server_time",
 ]
 
 ENDPOINT_PATH = "/v2/data/liquidation.v1/token/{asset}"
@@ -110,6 +112,8 @@ class Page:
     rows: list[LiquidationRow]
     next_url: str | None
     continuation_token: str | None
+    #: The server's clock when it answered (:func:`server_time`), if it said.
+    server_time: datetime | None = None
 
     @property
     def is_last(self) -> bool:
@@ -404,4 +408,32 @@ def decipher(
         raise APIError(status, _shorten(redact(page.message or "(no message)", secrets)), url)
     if page.data is None:
         raise UnexpectedResponseError("the body has no 'data' array", url)
-    return Page(page.data, page.next_url or None, page.continuation_token or None)
+    clock = server_time(page.answer_time, page.answer_timestamp, headers.get("Date"))
+    return Page(page.data, page.next_url or None, page.continuation_token or None, clock)
+
+
+def server_time(
+    answer_time: str | None, answer_timestamp: int | None, date_header: str | None
+) -> datetime | None:
+    """The server's clock when it answered: the earliest of the envelope's ``answer_time``
+    and ``answer_timestamp`` (ms) and the HTTP ``Date`` header, whichever it sent and
+    reads; ``None`` when none does. The earliest, because settlement is judged on the
+    clock that is behind."""
+    seen: list[datetime] = []
+    if answer_time:
+        try:
+            parsed = datetime.fromisoformat(answer_time)
+        except ValueError:
+            parsed = None
+        if parsed is not None and parsed.tzinfo is not None:
+            seen.append(parsed.astimezone(UTC))
+    if isinstance(answer_timestamp, int) and 0 < answer_timestamp < 10**14:
+        seen.append(datetime.fromtimestamp(answer_timestamp / 1000, UTC))
+    if date_header:
+        try:
+            date = parsedate_to_datetime(date_header)
+        except (TypeError, ValueError, IndexError):
+            date = None  # an unreadable Date says nothing
+        if date is not None:
+            seen.append((date if date.tzinfo else date.replace(tzinfo=UTC)).astimezone(UTC))
+    return min(seen, default=None)

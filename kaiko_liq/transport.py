@@ -23,6 +23,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 import aiohttp
 import anyio
@@ -179,6 +180,9 @@ class Transport:
         self._clock = clock
         self._session: aiohttp.ClientSession | None = None
         self._closed = False
+        #: The server's clock at its latest answer that gave one, and our monotonic
+        #: ``clock()`` when it came: the server's "now" is that plus the time since.
+        self.server_clock: tuple[datetime, float] | None = None
 
     def __repr__(self) -> str:
         return f"Transport(base_url={redact_url(self.base_url)!r}, api_key=***)"
@@ -207,6 +211,13 @@ class Transport:
         if self._session is not None:
             session, self._session = self._session, None
             await session.close()
+
+    def server_now(self) -> datetime | None:
+        """The server's clock now, as its latest answer gave it; ``None`` before one did."""
+        if self.server_clock is None:
+            return None
+        told, at = self.server_clock
+        return told + timedelta(seconds=max(0.0, self._clock() - at))
 
     def redact(self, text: str) -> str:
         """``text`` without this transport's key (see :func:`kaiko_liq.errors.redact`)."""
@@ -328,6 +339,8 @@ class Transport:
                     self.adaptive.on_success()
                 self.stats.pages += 1
                 self.stats.rows += len(outcome.rows)
+                if outcome.server_time is not None:
+                    self.server_clock = (outcome.server_time, self._clock())
                 return outcome
             if outcome.rate_limited:
                 self.stats.rate_limited += 1

@@ -110,12 +110,18 @@ class FakeClient:
         broken: set[str] | None = None,
     ) -> None:
         self.max_concurrency = 4
+        self.server = "http://127.0.0.1:1"
+        self.settle = SETTLE
+        self.recheck = timedelta(0)  # tests/test_settled.py has the recheck
         self.stats = Stats()
         self.fetched: list[tuple[str, datetime, datetime]] = []
         self.fail_at = fail_at or set()
         self.fatal = fatal
         self.unknown = unknown or set()  # 404 for every shard
         self.broken = broken or set()  # 503 for every shard, after its retries
+
+    def settled_before(self, interval: str) -> datetime:
+        return datetime.max.replace(tzinfo=UTC)  # the run's own ``now`` decides
 
     def plan(
         self, asset: str, start: Any, end: Any, *, interval: str, page_size: int | None
@@ -484,7 +490,9 @@ async def test_the_same_width_spelled_differently_is_the_same_grid(tmp_path: Pat
 
 async def test_another_programs_manifest_is_refused(tmp_path: Path) -> None:
     (tmp_path / MANIFEST_NAME).write_text('{"format": "something else", "version": 3}')
-    with pytest.raises(InvalidArgumentError, match="'something else' manifest, version 3"):
+    with pytest.raises(
+        InvalidArgumentError, match=r"not a kaiko-liq manifest \(format 'something else'\)"
+    ):
         await run(FakeClient(), tmp_path, "eth")
     assert (tmp_path / MANIFEST_NAME).read_text().startswith('{"format": "something')
 
