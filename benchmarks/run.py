@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 import time
 import traceback
 from collections.abc import Callable
@@ -41,14 +42,16 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="2 assets x 6 months, fewer repeats (~1 min); writes results/quick.* by default",
+        help="2 assets x 6 months, fewer repeats (~1 min); writes to a temporary "
+        "directory by default, not over the tracked results",
     )
     parser.add_argument(
         "--out",
         type=Path,
         default=None,
         help="JSON results path; the Markdown table goes next to it as .md "
-        "(default: benchmarks/results/latest.json, or quick.json with --quick)",
+        "(default: benchmarks/results/latest.json; with --quick, "
+        "kaiko-liq-bench/quick.json in the system's temporary directory)",
     )
     parser.add_argument(
         "--only",
@@ -81,7 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     settings = settings_for(
         quick=args.quick, sequential_assets=args.sequential_assets, warm_up=not args.cold
     )
-    out: Path = args.out or _RESULTS / ("quick.json" if args.quick else "latest.json")
+    # A smoke run must not overwrite the tracked results (the README's tables).
+    quick_out = Path(tempfile.gettempdir()) / "kaiko-liq-bench" / "quick.json"
+    out: Path = args.out or (quick_out if args.quick else _RESULTS / "latest.json")
 
     info = machine_info()
     tables: list[Table] = []
