@@ -336,7 +336,9 @@ async def test_extending_the_range_fetches_only_the_new_buckets(tmp_path: Path) 
     again = FakeClient()
     await run(again, tmp_path, "eth", "btc", end=T0 + 3 * D)
     eth = [(lo, hi) for a, lo, hi in again.fetched if a == "eth"]
-    assert eth == [(T0 + D + 11 * H, T0 + 2 * D), (T0 + 2 * D, T0 + 3 * D)]
+    # The gap is planned afresh: whole pages (24 buckets) from its first bucket.
+    gap = T0 + D + 11 * H
+    assert eth == [(gap, gap + D), (gap + D, T0 + 3 * D)]
     table = read_backfill(tmp_path)
     want = {a: expected_rows(a, T0, T0 + 3 * D) for a in ("btc", "eth")}
     assert table.to_pylist() == totals(want)  # no bucket twice, none missing
@@ -397,7 +399,11 @@ async def test_buckets_not_yet_settled_are_left_for_a_later_run(tmp_path: Path) 
     assert sorted(later.fetched) == [
         (a, lo, hi)
         for a in ("btc", "eth")
-        for lo, hi in [(horizon, T0 + 2 * D), (T0 + 2 * D, T0 + 3 * D), (T0 + 3 * D, T0 + 4 * D)]
+        for lo, hi in [
+            (horizon, horizon + D),
+            (horizon + D, horizon + 2 * D),
+            (horizon + 2 * D, T0 + 4 * D),
+        ]
     ]
     assert summary.deferred_from is None and summary.deferred is None
     assert "not yet complete" not in str(summary)
