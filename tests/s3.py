@@ -11,6 +11,7 @@ one in ten of the rest, chosen by a seeded generator so a run is repeatable.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import random
 import socket
@@ -52,16 +53,18 @@ class S3Spot:
         return f"s3://{self.bucket}/{prefix}"
 
 
-def client(endpoint: str, **kwargs: Any) -> Any:
-    """A plain botocore client on ``endpoint``, to look behind the code under test."""
+@functools.cache
+def client(endpoint: str) -> Any:
+    """A plain botocore client on ``endpoint``, to look behind the code under test (one per
+    endpoint: a client costs a quarter of a second to build)."""
     import botocore.session
 
     return botocore.session.get_session().create_client(
         "s3",
         region_name="us-east-1",
         endpoint_url=endpoint,
-        aws_access_key_id=kwargs.get("key", ACCESS_KEY),
-        aws_secret_access_key=kwargs.get("secret", SECRET_KEY),
+        aws_access_key_id=ACCESS_KEY,
+        aws_secret_access_key=SECRET_KEY,
     )
 
 
