@@ -22,6 +22,8 @@ from aiohttp import web
 from kaiko_liq.emulator import EmulatorConfig, RunningEmulator, running_emulator
 from tests.mock_http import aioresponses
 
+pytest_plugins = ["tests.s3"]  # moto S3 server fixtures: s3, faulty_s3, moto_auth_endpoint
+
 EmulatorFactory = Callable[..., Awaitable[RunningEmulator]]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Serve = Callable[[Handler], Awaitable[str]]
