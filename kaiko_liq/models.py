@@ -12,7 +12,7 @@ Kaiko adds later does not break old clients.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -179,3 +179,17 @@ def decode_rows(raw: msgspec.Raw | bytes) -> list[LiquidationRow]:
 def encode_rows(rows: list[LiquidationRow]) -> bytes:
     """Encode rows back to the wire's JSON (used by the emulator and JSON Lines output)."""
     return _encoder.encode(rows)
+
+
+# TEMP until the events model lands
+class LiquidationEvent(msgspec.Struct, frozen=True, gc=False):
+    """One liquidation event (``/v2/data/liquidation.v1/trades/...``)."""
+
+    timestamp: int
+    trade_id: str
+    price: float
+    amount: float
+    amount_quote: float
+    amount_usd: float
+    rate: float | None
+    position_side: Literal["long", "short"]
