@@ -178,6 +178,8 @@ class TableSpec(Generic[Row]):
             main file (renamed into place last).
         stored: the shape a store keeps and :func:`rows_from_arrow` reads: not exploded,
             and holding every field of ``row``.
+        time: the stored shape's column of a row's time (``time`` or ``time_ms``): what
+            a store sorts by and reads a file's span from (its footer's statistics).
     """
 
     row: type[Row]
@@ -185,6 +187,7 @@ class TableSpec(Generic[Row]):
     shapes: tuple[Shape, ...]
     files: tuple[tuple[str, str], ...]
     stored: str
+    time: str
     _by_name: dict[str, Shape] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -200,6 +203,10 @@ class TableSpec(Generic[Row]):
             raise InvalidArgumentError(
                 f"stored shape {self.stored!r} must not explode and must hold every field of "
                 f"{self.row.__name__} (missing: {', '.join(missing) or 'none'})"
+            )
+        if not any(c.name == self.time and c.kind in ("time", "time_ms") for c in stored.columns):
+            raise InvalidArgumentError(
+                f"time column {self.time!r} is not a time column of shape {self.stored!r}"
             )
 
     @property

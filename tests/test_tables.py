@@ -283,6 +283,9 @@ def test_rows_from_arrow_refuses_a_table_it_cannot_give_back_exactly() -> None:
 def test_a_spec_whose_stored_shape_misses_a_field_is_refused() -> None:
     partial = Shape("partial", (plain("timestamp", "int64"), derived("t", "time_ms", int)))
     with pytest.raises(InvalidArgumentError, match="missing: trade_id, price"):
-        TableSpec(LiquidationEvent, ("exchange",), (partial,), (("partial", ""),), "partial")
+        TableSpec(LiquidationEvent, ("exchange",), (partial,), (("partial", ""),), "partial", "t")
+    events = EVENTS_TABLE.shape("events")
+    with pytest.raises(InvalidArgumentError, match="'price' is not a time column"):
+        TableSpec(LiquidationEvent, ("exchange",), (events,), (("events", ""),), "events", "price")
     with pytest.raises(InvalidArgumentError, match="missing: total_trades, total_amount"):
         nested("exchanges", ExchangeVolume, (plain("exchange", "string"),))

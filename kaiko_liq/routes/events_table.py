@@ -41,4 +41,5 @@ EVENTS_TABLE: TableSpec[LiquidationEvent] = TableSpec(
     ),
     files=(("events", ""),),
     stored="events",
+    time="time",
 )

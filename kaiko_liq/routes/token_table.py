@@ -50,4 +50,5 @@ TOKEN_TABLE: TableSpec[LiquidationRow] = TableSpec(
     ),
     files=(("totals", ""), ("exchanges", ".exchanges")),
     stored="nested",
+    time="interval_time",
 )
