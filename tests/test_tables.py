@@ -180,6 +180,16 @@ def test_events_jsonl_keys_first_then_the_wire_fields_as_sent() -> None:
     assert piped.getvalue().splitlines()[0].decode() == ",".join(EVENT_COLUMNS)
 
 
+@pytest.mark.parametrize("trade_id", ["a\rb", "a\nb", 'a,"b'])
+def test_a_line_break_in_a_string_stays_inside_its_csv_cell(trade_id: str) -> None:
+    text = io.StringIO(newline="")
+    outputs.write_csv(text, EVENTS_TABLE, {BINC: [event(1, trade_id, rate=None), event(2, "x")]})
+    cells = list(csv.DictReader(io.StringIO(text.getvalue(), newline="")))
+    assert [c["trade_id"] for c in cells] == [trade_id, "x"]
+    assert [c["timestamp"] for c in cells] == ["1", "2"]
+    assert pl.read_csv(io.StringIO(text.getvalue()))["trade_id"].to_list() == [trade_id, "x"]
+
+
 _EVENT = st.builds(
     LiquidationEvent,
     timestamp=st.integers(0, 9_000_000_000_000),  # to the year 2255: nanoseconds hold it
@@ -200,9 +210,10 @@ def test_any_events_come_back_exactly(first: list[Any], second: list[Any]) -> No
     table = tables.to_arrow(EVENTS_TABLE, data)
     assert tables.rows_from_arrow(EVENTS_TABLE, table) == first + second
     assert tables.to_polars(EVENTS_TABLE, data).to_arrow().cast(table.schema).equals(table)
-    text = io.StringIO()
+    text = io.StringIO(newline="")
     outputs.write_csv(text, EVENTS_TABLE, data)
-    cells = list(csv.DictReader(io.StringIO(text.getvalue())))
+    cells = list(csv.DictReader(io.StringIO(text.getvalue(), newline="")))
+    assert [c["trade_id"] for c in cells] == [e.trade_id for e in first + second]
     assert [float(c["price"]) for c in cells] == [e.price for e in first + second]
     assert [c["rate"] or None for c in cells] == [
         None if e.rate is None else str(e.rate) for e in first + second
