@@ -268,8 +268,10 @@ def _write_csv(stream: TextIO, spec: TableSpec[Any], data: Grouped, shape: Shape
     # "\n" alone: a bare "\r" in a string would go out unquoted and split the row for
     # every reader. Such a table (rare: names and ids from the server) is quoted whole.
     carriage = any("\r" in "".join(values) for column, values in columns if column.kind == "string")
-    quoting = csv.QUOTE_ALL if carriage else csv.QUOTE_MINIMAL
-    writer = csv.writer(stream, lineterminator="\n", quoting=quoting)
+    if carriage:
+        writer = csv.writer(stream, lineterminator="\n", quoting=csv.QUOTE_ALL)
+    else:
+        writer = csv.writer(stream, lineterminator="\n")
     writer.writerow([column.name for column, _ in columns])
     # Times as ISO 8601 with Z; str(float) is the shortest form that reads back as the
     # same float, which is what csv writes for a float (and "" for None).
