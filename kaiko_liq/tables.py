@@ -69,6 +69,7 @@ __all__ = [
     "TableSpec",
     "arrow_table",
     "column_values",
+    "datetime_from_ms",
     "datetime_from_ns",
     "derived",
     "group_rows",
@@ -101,6 +102,11 @@ def datetime_from_ns(ns: int) -> datetime:
     datetime's resolution; times built from datetimes are whole microseconds). The one
     conversion from a table's nanoseconds back to Python."""
     return _EPOCH + timedelta(microseconds=ns // 1000)
+
+
+def datetime_from_ms(ms: int) -> datetime:
+    """The UTC datetime of ``ms`` milliseconds since the epoch (exact)."""
+    return datetime_from_ns(ms * _NANOS_PER_MS)
 
 
 # --- the spec ---------------------------------------------------------------------------------
