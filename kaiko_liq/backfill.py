@@ -92,7 +92,8 @@ from .errors import (
     NotFoundError,
     is_fatal,
 )
-from .export import atomic_write, require_optional
+from .optional import require_optional
+from .outputs import atomic_write
 from .plan import SubRange
 from .progress import empty_reason, format_duration, plural
 from .query import (

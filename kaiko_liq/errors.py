@@ -23,7 +23,7 @@
     ├── backfill.BackfillIncompleteError           some shards failed; the rest is on disk
     ├── store.StorageError                         the filesystem refused (path, cause)
     ├── store.NotStoredError (also LookupError)    a store lacks buckets asked of it
-    └── export.MissingDependencyError (also ImportError)   an optional extra is missing
+    └── optional.MissingDependencyError (also ImportError) an optional extra is missing
 
 ``APIError`` carries ``status``, Kaiko's ``message`` and the request ``url``. Messages
 never carry the API key: it travels in the ``X-Api-Key`` header only, but a server or a

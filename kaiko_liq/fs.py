@@ -315,7 +315,7 @@ class LocalStorage(Storage):
         return self._path(key).read_bytes()
 
     def write_atomic(self, key: str, data: bytes | bytearray | memoryview) -> None:
-        from .export import atomic_write  # the one home of the local temp+fsync+rename
+        from .outputs import atomic_write  # the one home of the local temp+fsync+rename
 
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -358,7 +358,7 @@ class LocalStorage(Storage):
         return _FlockLock(path)
 
     def arrow(self, key: str = "") -> tuple[Any, str]:
-        from .export import import_optional
+        from .optional import import_optional
 
         pafs = import_optional("pyarrow.fs", "reading a store with pyarrow", extra="parquet")
         return pafs.LocalFileSystem(), os.fspath(self._path(key).absolute())
@@ -448,7 +448,7 @@ class S3Storage(Storage):
         return self._client_
 
     def _make_client(self) -> Any:
-        from .export import import_optional
+        from .optional import import_optional
 
         session_mod = import_optional("botocore.session", "storing on s3://", extra="s3")
         config_mod = import_optional("botocore.config", "storing on s3://", extra="s3")
@@ -523,7 +523,7 @@ class S3Storage(Storage):
 
     @contextmanager
     def _calling(self, key: str) -> Iterator[None]:
-        from .export import import_optional
+        from .optional import import_optional
 
         exceptions = import_optional("botocore.exceptions", "storing on s3://", extra="s3")
         try:
@@ -534,7 +534,7 @@ class S3Storage(Storage):
     # -- the interface
 
     def check(self) -> None:
-        from .export import import_optional
+        from .optional import import_optional
 
         exceptions = import_optional("botocore.exceptions", "storing on s3://", extra="s3")
         client = self._client
@@ -641,7 +641,7 @@ class S3Storage(Storage):
         return _S3Lock(self, key, ttl)
 
     def arrow(self, key: str = "") -> tuple[Any, str]:
-        from .export import import_optional
+        from .optional import import_optional
 
         pafs = import_optional("pyarrow.fs", "reading a store with pyarrow", extra="parquet")
         client = self._client
