@@ -34,7 +34,7 @@ from kaiko_liq.models import LiquidationRow
 from kaiko_liq.plan import buckets_in
 from kaiko_liq.query import DEFAULT_SERVER_PAGE_SIZE, format_time, parse_interval
 
-from . import baselines
+from . import baselines, jobs
 from .cli_proc import CliRun, run_command, run_instrumented
 from .config import Settings
 from .emulator_proc import Emulator
@@ -584,7 +584,9 @@ def run(settings: Settings) -> Outcome:
         "same_rows": {"backfill_files": cli_match, "sequential": seq_match, "per_day": day_match},
         "kaiko_liq_descending": kl_ordered,
     }
-    return Outcome(data=data, tables=[table], targets=targets)
+    sizes = jobs.run(settings)
+    data["job_sizes"] = sizes.data
+    return Outcome(data=data, tables=[table, *sizes.tables], targets=targets + sizes.targets)
 
 
 def _yes(ok: bool) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
-__all__ = ["BackfillMemoryRun", "MemoryWindow", "Settings", "settings_for"]
+__all__ = ["BackfillJob", "BackfillMemoryRun", "MemoryWindow", "Settings", "settings_for"]
 
 
 def _utc(year: int, month: int, day: int) -> datetime:
@@ -40,6 +40,10 @@ class BackfillMemoryRun:
         }
 
 
+#: A job size of the backfill scenario (issue 20) is the same shape: assets x a window.
+BackfillJob = BackfillMemoryRun
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     quick: bool
@@ -50,6 +54,8 @@ class Settings:
     start: datetime
     end: datetime
     interval: str
+    #: The backfill scenario's job sizes, each the real command beside its bound.
+    backfill_jobs: tuple[BackfillJob, ...]
     #: The emulator of the backfill and fault scenarios, and the key's limit.
     latency: float
     jitter: float
@@ -96,6 +102,7 @@ class Settings:
             for w in self.memory_windows
         ]
         out["memory_backfills"] = [run.to_json() for run in self.memory_backfills]
+        out["backfill_jobs"] = [job.to_json() for job in self.backfill_jobs]
         return out
 
 
@@ -114,6 +121,22 @@ _MEMORY_BACKFILLS = (
     BackfillMemoryRun("8 assets x 1 month", _EIGHT, *_MONTH),
     BackfillMemoryRun("8 assets x 22 months", _EIGHT, *_ALL_DATA),
 )
+#: The emulator's nine assets and the eleven benchmarks.emulator_many adds.
+_TWENTY = (
+    *_EIGHT,
+    "pepe",
+    *("avax", "dot", "bnb", "trx", "atom", "near", "apt", "arb", "op", "sui", "uni"),
+)
+_FIVE = ("btc", "eth", "sol", "xrp", "doge")
+_JOBS = (
+    BackfillJob("1 asset x 1 month", ("btc",), *_MONTH),
+    BackfillJob("5 assets x 22 months", _FIVE, *_ALL_DATA),
+    BackfillJob("20 assets x 22 months", _TWENTY, *_ALL_DATA),
+)
+_QUICK_JOBS = (
+    BackfillJob("1 asset x 1 month", ("btc",), *_MONTH),
+    BackfillJob("2 assets x 6 months", ("btc", "eth"), _utc(2025, 1, 8), _utc(2025, 7, 8)),
+)
 _QUICK_MEMORY_BACKFILLS = (
     BackfillMemoryRun("1 asset x 1 month", ("btc",), *_MONTH),
     BackfillMemoryRun("2 assets x 6 months", ("btc", "eth"), _utc(2025, 1, 8), _utc(2025, 7, 8)),
@@ -124,7 +147,7 @@ def settings_for(
     *, quick: bool, sequential_assets: int | None = None, warm_up: bool = True
 ) -> Settings:
     """The full run, or the quick one; ``sequential_assets=0`` measures every asset."""
-    assets = ("btc", "eth") if quick else ("btc", "eth", "sol", "xrp", "doge")
+    assets = ("btc", "eth") if quick else _FIVE
     seq = len(assets) if quick else 1
     if sequential_assets is not None:
         seq = len(assets) if sequential_assets <= 0 else min(sequential_assets, len(assets))
@@ -134,6 +157,7 @@ def settings_for(
         start=_utc(2025, 1, 8),
         end=_utc(2025, 7, 8) if quick else _utc(2026, 11, 1),
         interval="1h",
+        backfill_jobs=_QUICK_JOBS if quick else _JOBS,
         latency=0.1,
         jitter=0.0,
         rate_limit=100.0,

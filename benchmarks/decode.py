@@ -4,7 +4,7 @@ The steps, in the order a backfill runs them, each timed alone on the same real 
 (best of ``repeat`` passes, ms per page): gzip inflate (zlib, as aiohttp does by default;
 ISA-L and zlib-ng, which ``aiohttp.set_zlib_backend`` can use), msgspec decode to
 :class:`~kaiko_liq.models.LiquidationRow`, the client's row checks
-(:func:`kaiko_liq.shard.check_rows`), the Arrow conversion in each shape
+(:func:`kaiko_liq.the token route's row checks`), the Arrow conversion in each shape
 (:func:`kaiko_liq.export.to_arrow`; ``nested`` is what a backfill file holds) and the
 Parquet write of the nested table. The target: the Arrow conversion no slower than the
 decode.
@@ -181,11 +181,11 @@ def _each(fn: Callable[[Any], object], items: Sequence[Any]) -> None:
 
 
 def _check_all(pages: Sequence[Page], rows: Sequence[list[LiquidationRow]]) -> None:
-    from kaiko_liq.shard import ShardQuery, check_rows
+    from kaiko_liq.routes.token import TOKEN, Token
 
     for page, page_rows in zip(pages, rows, strict=True):
-        query = ShardQuery(page.asset, parse_interval("1h"), "desc", len(page_rows) or 1)
-        check_rows(None, page_rows, page.start, page.end, query, "bench")
+        target = Token(page.asset, parse_interval("1h"))
+        TOKEN.page_check(target, page.start, page.end, "desc")(page_rows, "bench")
 
 
 def measure_steps(pages: Sequence[Page], repeat: int) -> list[StepResult]:
@@ -206,7 +206,9 @@ def measure_steps(pages: Sequence[Page], repeat: int) -> list[StepResult]:
     rows = [decode_page(b).data or [] for b in bodies]
     results.append(
         StepResult(
-            "row checks (shard.check_rows)", n, _best(lambda: _check_all(pages, rows), repeat)
+            "row checks (token route)",
+            n,
+            _best(lambda: _check_all(pages, rows), repeat),
         )
     )
     shape: Shape
@@ -316,8 +318,9 @@ def run(settings: Settings) -> Outcome:
         f"{len(pages)} real pages from the emulator ({baseline.rows / len(pages):,.0f} rows, "
         f"{baseline.bytes / len(pages) / 1e6:.2f} MB of JSON, {gz_mb:.2f} MB gzipped, each); "
         f"each step alone over every page, best of {settings.decode_step_repeat} passes.",
-        "A backfill runs them all for every page: inflate (inside aiohttp), decode and "
-        "checks on the event loop's thread; the Arrow conversion and Parquet write in a "
+        "A backfill runs them all for every page: inflate and decode in a worker thread "
+        "(on the event loop's thread for a body under 64 kB), the row checks on the loop; "
+        "the Arrow conversion and Parquet write in a "
         "worker thread (the conversion holds the GIL, so it still competes with the loop; "
         "Parquet encoding and inflate in C release it).",
     ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 import time
 import traceback
 from collections.abc import Callable
@@ -41,14 +42,16 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="2 assets x 6 months, fewer repeats (~1 min); writes results/quick.* by default",
+        help="2 assets x 6 months, fewer repeats (~1 min); writes to the temporary "
+        "directory by default, never over the tracked results",
     )
     parser.add_argument(
         "--out",
         type=Path,
         default=None,
         help="JSON results path; the Markdown table goes next to it as .md "
-        "(default: benchmarks/results/latest.json, or quick.json with --quick)",
+        "(default: benchmarks/results/latest.json; with --quick, "
+        "kaiko-liq-benchmarks/quick.json in the temporary directory)",
     )
     parser.add_argument(
         "--only",
@@ -81,7 +84,10 @@ def main(argv: list[str] | None = None) -> int:
     settings = settings_for(
         quick=args.quick, sequential_assets=args.sequential_assets, warm_up=not args.cold
     )
-    out: Path = args.out or _RESULTS / ("quick.json" if args.quick else "latest.json")
+    # A smoke run's numbers are not the published ones: kept out of the tracked results.
+    quick_out = Path(tempfile.gettempdir()) / "kaiko-liq-benchmarks" / "quick.json"
+    out: Path = args.out or (quick_out if args.quick else _RESULTS / "latest.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
 
     info = machine_info()
     tables: list[Table] = []

@@ -1,5 +1,7 @@
 """kaiko-liq: Kaiko token-level liquidation volumes, fetched fast, completely and safely."""
 
+import importlib.metadata as _metadata
+
 from .client import (
     DEFAULT_MAX_CONCURRENCY,
     DEFAULT_RATE_LIMIT,
@@ -11,6 +13,7 @@ from .errors import (
     AuthenticationError,
     BadRequestError,
     ClientClosedError,
+    ConnectError,
     FetchManyIncompleteError,
     IncompleteFetchError,
     InconsistentDataError,
@@ -33,6 +36,11 @@ from .retry import RetryPolicy
 from .sync import fetch, fetch_frame
 from .transport import DEFAULT_MAX_RESPONSE_BYTES, ClientStats, Timeouts
 
+try:
+    __version__ = _metadata.version("kaiko-liq")
+except _metadata.PackageNotFoundError:  # run from a source tree that was never installed
+    __version__ = "0+unknown"
+
 __all__ = [
     "DEFAULT_MAX_CONCURRENCY",
     "DEFAULT_MAX_RESPONSE_BYTES",
@@ -42,6 +50,7 @@ __all__ = [
     "BadRequestError",
     "ClientClosedError",
     "ClientStats",
+    "ConnectError",
     "ExchangeVolume",
     "FetchManyIncompleteError",
     "Follow",
@@ -63,6 +72,7 @@ __all__ = [
     "TransportError",
     "UnexpectedResponseError",
     "UnsafeURLError",
+    "__version__",
     "fetch",
     "fetch_frame",
     "resolve_api_key",

@@ -68,6 +68,7 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
@@ -91,11 +92,13 @@ from .errors import (
     NotFoundError,
     is_fatal,
 )
-from .export import atomic_write, require_optional
+from .optional import require_optional
+from .outputs import atomic_write
 from .plan import SubRange
 from .progress import empty_reason, format_duration, plural
 from .query import (
     DATA_START,
+    MAX_PAGE_SIZE,
     Interval,
     TimeLike,
     format_time,
@@ -111,6 +114,7 @@ from .store import (
     Shard,
     ShardStore,
     StorageError,
+    check_store_dir,
     describe_backfill,
     gaps_in,
     open_dataset,
@@ -190,6 +194,7 @@ class Manifest(msgspec.Struct):
     interval: str
     shards: dict[str, list[ShardRecord]] = msgspec.field(default_factory=dict)
     runs: list[RunRecord] = msgspec.field(default_factory=list)
+    server: str | None = None  # the base URL whose data this is: one store, one server
     format: str = _FORMAT
     version: int = _VERSION
 
@@ -403,6 +408,12 @@ def _load_manifest(directory: Path, interval: Interval) -> tuple[Manifest, list[
         loose = msgspec.json.decode(raw)
     except msgspec.DecodeError:
         loose = None
+    if loose is not None and not (
+        isinstance(loose, dict) and ("format" in loose or "interval" in loose)
+    ):
+        raise InvalidArgumentError(
+            f"{path} is not a kaiko-liq manifest; left it untouched: use another directory"
+        )
     if isinstance(loose, dict) and isinstance(loose.get("format"), str):
         fmt, version = loose["format"], loose.get("version")
         if fmt != _FORMAT or version != _VERSION:
@@ -443,7 +454,8 @@ def _reconcile(
             validate_asset(asset)
         except InvalidArgumentError:
             continue  # not a partition of ours
-        store.remove_temporary(asset, older_than=0)  # we hold the lock: nobody is writing
+        # Only dead writers' files: a cache sharing the store may be writing right now.
+        store.remove_temporary(asset)
         records: list[ShardRecord] = []
         for shard in store.shards(asset):
             record = known.get(shard.relpath)
@@ -526,6 +538,12 @@ async def backfill(
     # Found, not imported: pyarrow loads (in a worker thread) when a file is read or written.
     require_optional("pyarrow.parquet", "backfill", extra="parquet")
     directory = Path(out_dir)
+    if not os.fspath(out_dir):
+        raise InvalidArgumentError("out_dir is empty; name a directory, e.g. 'liq'")
+    # Another program's directory is refused before anything is written in it.
+    await anyio.to_thread.run_sync(
+        functools.partial(check_store_dir, directory, interval=grid, server=client.server)
+    )
     await anyio.to_thread.run_sync(_make_directory, directory)
     with _locked(directory):
         run = _Run(client, names, lo, hi, grid, directory, page_size, workers, clock)
@@ -567,7 +585,8 @@ class _Run:
         self.page_size = page_size
         self.workers = workers
         self.now = now
-        self.horizon = settled_horizon(interval, now)  # nothing after it is fetched
+        # Nothing after it is fetched; narrowed again by the server's clock as it answers.
+        self.horizon = settled_horizon(interval, now, settle=client.settle)
         self.manifest = Manifest(interval=interval.text)
         self.state: dict[str, _Asset] = {}
         self.warnings: list[str] = []
@@ -638,6 +657,8 @@ class _Run:
         self.manifest, notes = await anyio.to_thread.run_sync(
             _load_manifest, self.directory, self.interval
         )
+        if self.manifest.server is None:
+            self.manifest.server = self.client.server
         had_records = any(self.manifest.shards.values())
         on_disk, damaged = await anyio.to_thread.run_sync(_reconcile, self.store, self.manifest)
         self.warnings += notes + [str(d) for d in damaged]
@@ -661,8 +682,43 @@ class _Run:
         await self._save_manifest(force=True)
         return jobs
 
+    async def _recheck(self) -> None:
+        """Fetch the newest stored buckets of each asset again (one page) and replace
+        those the server changed since: figures revised after they were stored."""
+        grid, size = self.interval, self.page_size or MAX_PAGE_SIZE
+        window = min(self.client.recheck, grid.delta * size)
+        if not window:
+            return
+        for asset in self.assets:
+            state = self._asset(asset)
+            if not state.on_disk:
+                continue
+            newest = grid.ceil(max(r.end for r in state.on_disk))
+            lo, hi = max(self.start, newest - window), min(newest, self.end, self.horizon)
+            if not lo < hi:
+                continue  # this run does not touch the newest buckets
+            try:
+                rows = await self.client.fetch_shard(
+                    asset, SubRange(lo, hi), interval=grid.text, sort="asc", page_size=size
+                )
+            except KaikoLiqError as exc:
+                if is_fatal(exc):
+                    raise
+                logger.warning(
+                    "%s: %s: recheck failed, next run tries again: %s", self.directory, asset, exc
+                )
+                continue
+            changed = await anyio.to_thread.run_sync(self.store.revise, asset, lo, hi, rows)
+            if changed:
+                note = f"{asset}: {plural(len(changed), 'bucket')} revised by the server"
+                logger.warning("%s: %s", self.directory, note)
+                self.warnings.append(note)
+                shards = await anyio.to_thread.run_sync(self.store.shards, asset)
+                state.on_disk = [_record(shard) for shard in shards]
+
     async def run(self, on_progress: Callable[[BackfillProgress], None] | None) -> BackfillSummary:
         jobs = await self._start()
+        await self._recheck()
         requests0, retries0 = self.client.stats.requests, self.client.stats.retries
         clock0 = time.monotonic()
         if on_progress is not None:
@@ -787,10 +843,16 @@ class _Run:
                 state.stopped = _GaveUp(exc, state.left)
             return
         state.streak = 0
+        # Buckets the server's clock says may still change are not stored: the rest of
+        # the shard is left to a later run, like the unsettled tail.
+        end = min(shard.end, self.client.settled_before(self.interval.text))
+        if end < shard.end:
+            self.horizon = min(self.horizon, max(end, self.start))
+            rows = [r for r in rows if r.interval_time < end]
+            if end <= shard.start:
+                return
         # Not cancellable once started: the file lands whole, or (if killed) not at all.
-        written = await anyio.to_thread.run_sync(
-            self.store.write, asset, shard.start, shard.end, rows
-        )
+        written = await anyio.to_thread.run_sync(self.store.write, asset, shard.start, end, rows)
         for piece in written:
             insort(state.on_disk, _record(piece), key=lambda r: r.start)
         self.written += 1

@@ -28,12 +28,13 @@ import argparse
 import asyncio
 import errno
 import functools
-import importlib.metadata
 import logging
 import os
 import re
+import signal
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
@@ -44,6 +45,7 @@ from typing import Any, NoReturn, TypeVar
 
 import anyio
 
+from . import __version__
 from .backfill import (
     AssetOnDisk,
     BackfillIncompleteError,
@@ -73,7 +75,7 @@ from .export import (
 )
 from .keys import resolve_api_key
 from .models import LiquidationRow
-from .plan import SubRange
+from .plan import SubRange, buckets_in
 from .progress import (
     ProgressLine,
     backfill_line,
@@ -99,6 +101,7 @@ _KEY_ENV = "KAIKO_API_KEY"
 _EXIT_FAILED = 1
 _EXIT_USAGE = 2
 _EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+_EXIT_TERMINATED = 143  # 128 + SIGTERM
 # What a key could look like: a long run of letters, digits and a few symbols with at
 # least one digit. Dates (colons), ordinary words and short values stay readable; values
 # with a "/" are paths (the key never is one) and are shown as they are.
@@ -214,7 +217,18 @@ def _max_concurrency(text: str) -> int:
 def _common_options() -> _Parser:
     parent = _Parser(add_help=False)
     parent.add_argument(
-        "--debug", action="store_true", help="show the traceback of an error (see main())"
+        "--debug",
+        action="store_true",
+        help="on an error, also print its traceback (keys redacted), for a bug report",
+    )
+    return parent
+
+
+def _quiet_option() -> _Parser:
+    """Not a connection setting: its own parent, shared by fetch, backfill and plot."""
+    parent = _Parser(add_help=False)
+    parent.add_argument(
+        "--quiet", "-q", action="store_true", help="no progress line and no summary"
     )
     return parent
 
@@ -249,7 +263,6 @@ def _connection_options() -> _Parser:
         metavar="N",
         help="requests in flight (default: 16)",
     )
-    group.add_argument("--quiet", "-q", action="store_true", help="no progress line and no summary")
     return parent
 
 
@@ -265,20 +278,34 @@ def _window_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _cache_option(parser: argparse.ArgumentParser) -> None:
+def _directory(text: str) -> Path:
+    """A directory argument; '' is refused (it would mean the current directory)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must name a directory, not ''")
+    return Path(text)
+
+
+def _settle_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--cache",
-        type=Path,
-        metavar="DIR",
-        help="keep settled buckets in DIR and fetch only what it lacks",
+        "--settle",
+        metavar="DURATION",
+        help="a bucket is final this long after it closes, e.g. 90m (default: 1h)",
+    )
+    parser.add_argument(
+        "--recheck",
+        metavar="DURATION",
+        help="fetch again this far back from the newest stored bucket; 0: off (default: 24h)",
     )
 
 
-def _version() -> str:
-    try:
-        return importlib.metadata.version("kaiko-liq")
-    except importlib.metadata.PackageNotFoundError:  # run from a source tree
-        return "unknown"
+def _cache_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--cache",
+        type=_directory,
+        metavar="DIR",
+        help="keep settled buckets in DIR and fetch only what it lacks",
+    )
+    _settle_options(parser)
 
 
 def _build_parser() -> _Parser:
@@ -290,10 +317,10 @@ def _build_parser() -> _Parser:
         description="Kaiko token-level liquidation volumes: fetch, backfill, plot, emulate.",
         epilog=f"The API key is read from ${_KEY_ENV} or --api-key-file.",
     )
-    parser.add_argument("--version", action="version", version=f"{PROG} {_version()}")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     parser.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)  # see main()
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    common = [_common_options(), _connection_options()]
+    common = [_common_options(), _quiet_option(), _connection_options()]
 
     fetch = commands.add_parser(
         "fetch",
@@ -329,7 +356,14 @@ def _build_parser() -> _Parser:
         ),
     )
     _window_options(bulk)
-    bulk.add_argument("--out", required=True, type=Path, metavar="DIR", help="dataset dir")
+    bulk.add_argument(
+        "--out",
+        required=True,
+        type=_directory,
+        metavar="DIR",
+        help="the dataset's directory (created if missing; a rerun resumes it)",
+    )
+    _settle_options(bulk)
     bulk.set_defaults(handler=_run_backfill)
 
     chart = commands.add_parser(
@@ -343,7 +377,14 @@ def _build_parser() -> _Parser:
         ),
     )
     _window_options(chart)
-    chart.add_argument("-o", "--output", required=True, type=Path, metavar="FILE")
+    chart.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        type=Path,
+        metavar="FILE",
+        help="the chart to write: .png or .svg (the extension picks the format)",
+    )
     _cache_option(chart)
     chart.set_defaults(handler=_run_plot)
 
@@ -356,6 +397,43 @@ def _build_parser() -> _Parser:
     add_emulator_arguments(emulator)
     emulator.set_defaults(handler=functools.partial(run_emulator, prog=PROG))
     return parser
+
+
+class _Termination:
+    """SIGTERM (what ``timeout``, systemd, Kubernetes and cron send) handled as Ctrl-C:
+    it is turned into a SIGINT, so that asyncio.run cancels the command's task and every
+    ``finally`` runs (temporary files removed, manifests saved) before the one line."""
+
+    def __init__(self) -> None:
+        self.terminated = False
+
+    def install(self) -> Callable[[], None]:
+        """Install the handler; returns what restores the previous one."""
+        self.terminated = False
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None  # signals reach the main thread only
+        previous = signal.signal(signal.SIGTERM, self._on_term)
+
+        def restore() -> None:
+            signal.signal(signal.SIGTERM, previous)
+
+        return restore
+
+    def _on_term(self, signum: int, frame: object) -> None:
+        self.terminated = True
+        if signal.getsignal(signal.SIGINT) in (signal.SIG_IGN, signal.SIG_DFL, None):
+            # SIGINT ignored (a background job of a script): no handler would raise.
+            raise KeyboardInterrupt
+        signal.raise_signal(signal.SIGINT)
+
+    def word(self) -> str:
+        return "terminated" if self.terminated else "interrupted"
+
+    def code(self) -> int:
+        return _EXIT_TERMINATED if self.terminated else _EXIT_INTERRUPTED
+
+
+_TERM = _Termination()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -371,6 +449,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     library = logging.getLogger("kaiko_liq")
     library.addHandler(_WARNINGS)
     _WARNINGS.secrets = secrets
+    restore = _TERM.install()
     try:
         args = _build_parser().parse_args(arguments)
         handler: Callable[[argparse.Namespace], int] = args.handler
@@ -380,8 +459,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help and --version exit through argparse
         return 0 if exc.code is None else exc.code if isinstance(exc.code, int) else _EXIT_USAGE
     except KeyboardInterrupt:  # the commands that keep something say what themselves
-        _say("interrupted")
-        return _EXIT_INTERRUPTED
+        _say(_TERM.word())
+        return _TERM.code()
     except BrokenPipeError:
         # The reader went away (``| head``): not an error worth a message. Point stdout at
         # devnull so the interpreter's final flush does not raise again.
@@ -396,6 +475,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(redact(trace, secrets), file=sys.stderr, end="")
         return _fail(message, code, secrets)
     finally:
+        restore()
         library.removeHandler(_WARNINGS)
         _WARNINGS.line = None
 
@@ -562,6 +642,9 @@ async def _client(args: argparse.Namespace, key: str | None) -> AsyncIterator[Li
         options["page_size"] = args.page_size
     if getattr(args, "cache", None) is not None:
         options["cache_dir"] = args.cache
+    for name in ("settle", "recheck"):
+        if getattr(args, name, None) is not None:
+            options[name] = getattr(args, name)
     if not args.emulator:
         base_url: str | None = args.base_url
         async with LiquidationClient(key, region=args.region, base_url=base_url, **options) as c:
@@ -640,8 +723,8 @@ def _run_fetch(args: argparse.Namespace) -> int:
     try:
         rows, stats = asyncio.run(_fetch(args, requests, key, sort=args.sort))
     except KeyboardInterrupt:
-        _say("interrupted: nothing written")
-        return _EXIT_INTERRUPTED
+        _say(f"{_TERM.word()}: nothing written")
+        return _TERM.code()
     try:
         if output != STDOUT:
             where = ", ".join(str(p) for p in write_files(output, rows, fmt))
@@ -717,6 +800,15 @@ async def _fetch(
 
         with _storage_faults(client):
             results = await _with_progress(line, render, work)
+        grid = requests[0].interval
+        final = max(requests[0].start, client.settled_before(grid.text))
+        if final < requests[0].end:
+            n = buckets_in(final, requests[0].end, grid)
+            _say(
+                f"the last {plural(n, 'bucket')} are not final yet (they may still change)"
+                if n > 1
+                else "the last bucket is not final yet (it may still change)"
+            )
         return results, (client.stats.requests, client.stats.retries)
 
 
@@ -733,8 +825,8 @@ def _run_plot(args: argparse.Namespace) -> int:
     try:
         results, _ = asyncio.run(_fetch(args, requests, key, sort="asc"))
     except KeyboardInterrupt:
-        _say("interrupted: nothing written")
-        return _EXIT_INTERRUPTED
+        _say(f"{_TERM.word()}: nothing written")
+        return _TERM.code()
     figure = plot.plot_liquidations(
         results, interval=args.interval, start=args.start, end=args.end, synthetic=args.emulator
     )
@@ -775,9 +867,19 @@ class _BackfillWatch:
         self.latest = progress
 
 
+#: Extensions that say "a file" where ``backfill --out`` wants a directory.
+_FILE_SUFFIXES = (".csv", ".parquet", ".jsonl", ".json", ".pq")
+
+
 def _run_backfill(args: argparse.Namespace) -> int:
     assets = [r.asset for r in _check_arguments(args)]
     out: Path = args.out
+    if out.suffix.lower() in _FILE_SUFFIXES and not out.is_dir():
+        raise InvalidArgumentError(
+            f"--out {out} looks like a file, but a backfill writes a directory of Parquet "
+            f"files; name a directory (--out {out.with_suffix('')}), or write one file with "
+            f"fetch ... -o {out}"
+        )
     key = _api_key(args)
     watch = _BackfillWatch(_progress_line(args), args.quiet)
     try:
@@ -789,8 +891,8 @@ def _run_backfill(args: argparse.Namespace) -> int:
             if p is None
             else f"{p.shards_done} of {p.shards_total} shards saved"
         )
-        _say(f"interrupted: {saved} in {out}; run the same command to resume")
-        return _EXIT_INTERRUPTED
+        _say(f"{_TERM.word()}: {saved} in {out}; run the same command to resume")
+        return _TERM.code()
     except BackfillIncompleteError as exc:
         if not args.quiet:
             _print_disk_table(out, assets)

@@ -26,14 +26,15 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Awaitable, Callable, Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self
+from urllib.parse import urlsplit
 
 import anyio
 
-from .engine import Engine, Request, RowStream
-from .errors import ClientClosedError, InvalidArgumentError
+from .engine import Engine, Request, RowStream, Shelf
+from .errors import ClientClosedError, InvalidArgumentError, redact_url, register_secret
 from .keys import API_KEY_ENV, resolve_api_key
 from .models import LiquidationEvent, LiquidationRow
 from .optional import require_optional
@@ -44,6 +45,9 @@ from .query import (
     MAX_PAGE_SIZE,
     RATE_LIMIT_RANGE,
     TimeLike,
+    format_time,
+    parse_duration,
+    parse_interval,
     parse_rate_limit,
     parse_time,
     validate_asset,
@@ -57,6 +61,7 @@ from .retry import RetryPolicy
 from .routes import Grid, Route, Window
 from .routes.events import EVENTS, Instrument, parse_instrument
 from .routes.token import TOKEN, Token
+from .settle import CLOCK_MARGIN, RECHECK, SETTLE, settled_horizon
 from .transport import DEFAULT_MAX_RESPONSE_BYTES, ClientStats, Timeouts, Transport
 
 if TYPE_CHECKING:
@@ -94,6 +99,9 @@ _PLACEHOLDER_KEY = "kaiko-liq-anonymous"
 
 Backend = Literal["pandas", "polars", "arrow"]
 BACKENDS: tuple[Backend, ...] = ("pandas", "polars", "arrow")
+#: A clock difference with the server worth a warning (logged once per client).
+CLOCK_WARNING = timedelta(minutes=1)
+
 
 class LiquidationClient:
     """Async client of Kaiko's token-level liquidation volumes.
@@ -105,7 +113,8 @@ class LiquidationClient:
             none.
         region: ``"us"`` or ``"eu"`` (``https://{region}.market-api.kaiko.io``).
         base_url: overrides ``region``; plain http only to loopback unless
-            ``allow_insecure_http``.
+            ``allow_insecure_http``; no ``user:password@`` unless ``allow_credentials``
+            (they are sent, and cut out of every URL the client shows).
         rate_limit: requests per second shared by everything this client does, or a
             string such as ``"6000/min"`` or ``"100/s"``. Default 100/s (6000/min).
         max_concurrency: requests in flight at once.
@@ -117,8 +126,16 @@ class LiquidationClient:
             (one per origin and interval) and fetch only what it lacks.
         max_response_bytes: the largest decompressed body accepted; a larger answer is
             :class:`~kaiko_liq.errors.ResponseTooLargeError`.
-        now: the clock that says which buckets have settled (default: the system's,
-            UTC); tests inject one.
+        now: our clock (default: the system's, UTC); tests inject one. Which buckets
+            have settled is judged on the earlier of it and the server's clock (the
+            ``answer_time`` of its latest answer, or its ``Date`` header); see
+            :meth:`settled_before`.
+        settle: how long after a bucket closes its figures count as final (default
+            1 h; a ``timedelta`` or ``"90m"``, ``"2h"``). Only final buckets are
+            stored; later ones are fetched every time.
+        recheck: how far back from the newest stored bucket every fetch that touches
+            it fetches again and replaces what changed (default 24 h, at most one page;
+            ``0`` turns it off): figures a server revised after they were stored.
         cache_namespace: the name of this server's store under ``cache_dir`` (default:
             its origin). The built-in emulator gets a fixed one, since it listens on a
             new port each time but serves the same settled data.
@@ -137,10 +154,13 @@ class LiquidationClient:
         retry: RetryPolicy | None = None,
         adaptive_rate: bool = True,
         allow_insecure_http: bool = False,
+        allow_credentials: bool = False,
         cache_dir: str | os.PathLike[str] | None = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         now: Callable[[], datetime] | None = None,
         cache_namespace: str | None = None,
+        settle: timedelta | str = SETTLE,
+        recheck: timedelta | str = RECHECK,
     ) -> None:
         if region not in REGIONS:
             raise InvalidArgumentError(f"region {region!r} is not allowed; use 'us' or 'eu'")
@@ -150,7 +170,12 @@ class LiquidationClient:
         if base_url is None:
             base = region_base_url(region)
         else:
-            base = check_base_url(base_url, allow_insecure_http=allow_insecure_http)
+            base = check_base_url(
+                base_url,
+                allow_insecure_http=allow_insecure_http,
+                allow_credentials=allow_credentials,
+            )
+            register_secret(urlsplit(base).password)
         if cache_dir is not None and not isinstance(cache_dir, str | os.PathLike):
             raise InvalidArgumentError(
                 f"cache_dir must be a directory path, got {type(cache_dir).__name__}"
@@ -160,12 +185,16 @@ class LiquidationClient:
             require_optional("pyarrow.parquet", "cache_dir", extra="parquet")
         if now is not None and not callable(now):
             raise InvalidArgumentError("now must be a callable returning an aware datetime")
+        self.settle = parse_duration(settle, "settle")
+        self.recheck = parse_duration(recheck, "recheck")
         key = resolve_api_key(api_key, required=False)
         if key is None:
             if base_url is None:
                 raise InvalidArgumentError(
-                    f"no API key; pass api_key or set {API_KEY_ENV}, or pass base_url "
-                    "(the built-in emulator's, say) to try it without one"
+                    f"no API key; pass api_key or set {API_KEY_ENV}. To try it without one, "
+                    "use the built-in emulator (synthetic data): kaiko_liq.fetch(..., "
+                    "emulator=True), or base_url=emu.base_url inside "
+                    "'async with running_emulator() as emu'"
                 )
             key = _PLACEHOLDER_KEY
         self.rate_limit = rate
@@ -183,12 +212,16 @@ class LiquidationClient:
             adaptive_rate=adaptive_rate,
             max_response_bytes=max_response_bytes,
         )
+        # Cancelled by aclose: a follow waits under one, and wakes to raise.
+        self._wakers: set[anyio.CancelScope] = set()
         self._stores: dict[str, ShardStore] = {}
+        self._clock_warned = False
         self._engine = Engine(
             self._transport,
             store_for=self._store_for,
             horizon=self._horizon,
             check_open=self._check_open,
+            recheck=self.recheck,
         )
 
     def __repr__(self) -> str:
@@ -200,7 +233,21 @@ class LiquidationClient:
 
     @property
     def base_url(self) -> str:
-        return self._transport.base_url
+        """The base URL, without any ``user:password@``."""
+        return redact_url(self._transport.base_url)
+
+    @property
+    def server(self) -> str:
+        """Whose data a store of this client holds: the base URL, or the cache
+        namespace (the built-in emulator's, whose port changes from run to run)."""
+        ns = self._cache_namespace
+        return self.base_url if ns is None else f"namespace:{ns}"
+
+    @property
+    def revised(self) -> int:
+        """Stored rows this client found changed by the server and replaced (see
+        ``recheck``): buckets for volumes."""
+        return self._engine.revised
 
     @property
     def stats(self) -> ClientStats:
@@ -218,6 +265,32 @@ class LiquidationClient:
             raise InvalidArgumentError(f"now() must return an aware datetime, got {t!r}")
         return t.astimezone(UTC)
 
+    def settled_before(self, interval: str = "1h") -> datetime:
+        """Buckets starting before this are final: closed :attr:`settle` ago (plus a
+        small margin) on the earlier of our clock and the server's, as its latest
+        answer gave it. ``row.interval_time < client.settled_before(interval)`` tells a
+        final row from one the server may still change: the one test used by the cache,
+        ``backfill``, ``follow`` and the CLI."""
+        return settled_horizon(parse_interval(interval), self._judged_now(), settle=self.settle)
+
+    def _judged_now(self) -> datetime:
+        """The earlier of our clock and the server's; a difference over a minute is
+        logged once."""
+        ours = self.now()
+        theirs = self._transport.server_now()
+        if theirs is None:
+            return ours
+        if abs(ours - theirs) > CLOCK_WARNING and not self._clock_warned:
+            self._clock_warned = True
+            logger.warning(
+                "the server's clock (%s) and ours (%s) differ by %.0fs; settlement is "
+                "judged on the earlier",
+                format_time(theirs),
+                format_time(ours),
+                abs((ours - theirs).total_seconds()),
+            )
+        return min(ours, theirs)
+
     async def __aenter__(self) -> Self:
         self._check_open()
         return self
@@ -231,9 +304,12 @@ class LiquidationClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Cancel open streams and close the HTTP session. Safe to call twice."""
+        """Cancel open streams, wake waiting follows (they raise
+        :class:`ClientClosedError`) and close the HTTP session. Safe to call twice."""
         await self._engine.aclose()
         await self._transport.aclose()
+        for scope in list(self._wakers):
+            scope.cancel()
 
     def _check_open(self) -> None:
         if self._transport.closed:
@@ -298,8 +374,8 @@ class LiquidationClient:
         shard completes when every part of it has been read or fetched)."""
         return self._token(asset, start, end, interval, "asc", page_size).shards
 
-    def _store_for(self, route: Route[Any, Any], target: Any) -> ShardStore | None:
-        if self.cache_dir is None:
+    def _store_for(self, route: Route[Any, Any], target: Any) -> Shelf[Any] | None:
+        if self.cache_dir is None or not isinstance(target, Token):
             return None
         folder = route.store_folder(target)
         store = self._stores.get(folder)
@@ -307,15 +383,14 @@ class LiquidationClient:
             from .store import cache_store
 
             store = cache_store(
-                self.cache_dir, self.base_url, route, target, namespace=self._cache_namespace
+                self.cache_dir, self.base_url, target.interval, namespace=self._cache_namespace
             )
             self._stores[folder] = store
-        return store
+        return store.shelf(target.asset)
 
     def _horizon(self, route: Route[Any, Any], target: Any) -> datetime:
-        from .store import CLOCK_MARGIN, SETTLE
-
-        return route.horizon(target, self.now(), SETTLE + CLOCK_MARGIN)
+        """The end of what is final for ``target`` now (see :meth:`settled_before`)."""
+        return route.horizon(target, self._judged_now(), self.settle + CLOCK_MARGIN)
 
     # -- token volumes ----------------------------------------------------------------
 
@@ -393,7 +468,11 @@ class LiquidationClient:
             assets, start, end, interval=interval, sort=sort, page_size=page_size
         )
         # A year of several assets is a second of conversion: keep the loop responsive.
-        return await anyio.to_thread.run_sync(convert, {(a,): r for a, r in rows.items()})
+        # The asset column holds the codes as sent (lower case), however they were given.
+        by_key: dict[tuple[str, ...], list[Any]] = {
+            (validate_asset(a),): r for a, r in rows.items()
+        }
+        return await anyio.to_thread.run_sync(convert, by_key)
 
     async def fetch_shard(
         self,
@@ -509,7 +588,8 @@ class LiquidationClient:
         req = self._events(exchange, instrument_class, instrument, start, end, sort, page_size)
         rows = await self._engine.fetch(req)
         key = tuple(EVENTS.path_params(req.target).values())
-        return await anyio.to_thread.run_sync(convert, {key: rows})
+        by_key: dict[tuple[str, ...], list[Any]] = {key: rows}
+        return await anyio.to_thread.run_sync(convert, by_key)
 
     def follow(
         self,
@@ -565,7 +645,7 @@ def _converter(
     from . import tables
     from .optional import import_optional
 
-    chosen = tables.check_shape(spec, shape)
+    chosen = spec.shape(shape).name
     if backend == "arrow":
         import_optional("pyarrow", "backend='arrow'", extra="parquet")
         return lambda rows: tables.to_arrow(spec, rows, shape=chosen)

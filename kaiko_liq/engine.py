@@ -24,8 +24,8 @@ import itertools
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
+from datetime import datetime, timedelta
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
 import anyio
 
@@ -40,14 +40,13 @@ from .errors import (
     is_fatal,
 )
 from .plan import SubRange
+from .progress import plural
 from .query import format_time
 from .routes import PageSource, Route, Window
 from .rowiter import RowIterator
+from .spans import gaps_in
 
-if TYPE_CHECKING:
-    from .store import ShardStore
-
-__all__ = ["Engine", "Request", "RowStream"]
+__all__ = ["Engine", "Request", "RowStream", "Shelf"]
 
 logger = logging.getLogger("kaiko_liq")
 
@@ -55,8 +54,25 @@ Row = TypeVar("Row")
 Target = TypeVar("Target")
 
 #: Where a piece's rows come from: the network only, the network then into the store,
-#: or the store.
-_Source = Literal["net", "fill", "stored"]
+#: the store, or the network compared with the store (the recheck of its newest rows).
+_Source = Literal["net", "fill", "stored", "recheck"]
+
+
+class Shelf(Protocol[Row]):
+    """One target's part of a store, as the engine uses it (the methods block: they run
+    in a worker thread). Rows are ascending; spans are ``[start, end)``."""
+
+    def covered(self) -> list[tuple[datetime, datetime]]:
+        """The stored spans, merged, ascending."""
+        ...
+
+    def read_rows(self, start: datetime, end: datetime) -> list[Row]: ...
+
+    def write(self, start: datetime, end: datetime, rows: list[Row]) -> object: ...
+
+    def revise(self, start: datetime, end: datetime, rows: list[Row]) -> list[datetime]:
+        """Make the stored span hold ``rows``; the instants whose rows changed."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,23 +101,30 @@ class _Piece:
 class Engine:
     """Fetches requests through ``source`` (the transport).
 
-    ``store_for(route, target)`` gives the store that keeps ``target``'s settled rows,
-    or ``None`` (no cache); ``horizon(route, target)`` the end of what has settled now.
+    ``store_for(route, target)`` gives the shelf that keeps ``target``'s settled rows,
+    or ``None`` (no cache); ``horizon(route, target)`` the end of what has settled now,
+    asked again when a fetched piece is about to be stored (the server's clock may have
+    said more meanwhile); ``recheck`` how far back from the newest stored row every
+    request that reaches it fetches again, replacing what the server revised.
     """
 
     def __init__(
         self,
         source: PageSource,
         *,
-        store_for: Callable[[Route[Any, Any], Any], ShardStore | None],
+        store_for: Callable[[Route[Any, Any], Any], Shelf[Any] | None],
         horizon: Callable[[Route[Any, Any], Any], datetime],
         check_open: Callable[[], None],
+        recheck: timedelta = timedelta(0),
     ) -> None:
         self._source = source
         self._store_for = store_for
         self._horizon = horizon
+        self._recheck = recheck
         self.check_open = check_open
         self.streams: set[RowStream[Any]] = set()
+        #: Stored rows found changed by the server and replaced (by instant).
+        self.revised = 0
 
     def request(
         self, route: Route[Target, Row], target: Target, window: Window
@@ -125,11 +148,20 @@ class Engine:
         horizon = max(lo, min(hi, self._horizon(route, target)))
         spans: list[tuple[datetime, datetime, _Source]] = []
         if lo < horizon:
-            gaps = await anyio.to_thread.run_sync(store.gaps, target, lo, horizon)
+            covered = await anyio.to_thread.run_sync(store.covered)
+            gaps = gaps_in(lo, horizon, grid, covered)
+            # The newest stored rows are fetched again and compared (about a page).
+            newest = covered[-1][1] if covered else lo
+            span = route.recheck_span(target, self._recheck, window.page_size)
+            recheck_from = max(lo, grid.ceil(newest - span)) if span else newest
             cursor = lo
             for gap_start, gap_end in [*gaps, (horizon, horizon)]:
                 if cursor < gap_start:
-                    spans.append((cursor, gap_start, "stored"))
+                    cut = min(max(cursor, recheck_from), gap_start)
+                    if cursor < cut:
+                        spans.append((cursor, cut, "stored"))
+                    if cut < gap_start:
+                        spans.append((cut, gap_start, "recheck"))
                 if gap_start < gap_end:
                     spans.append((gap_start, gap_end, "fill"))
                 cursor = gap_end
@@ -139,7 +171,9 @@ class Engine:
         cuts = sorted({s.end for s in req.shards if grid.floor(s.end) == s.end})
         pieces: list[_Piece] = []
         for span_start, span_end, source in spans:
-            if source == "stored":
+            if source == "recheck":
+                parts = [SubRange(span_start, span_end)]  # about a page: one piece
+            elif source == "stored":
                 # Read a stored span one planned shard at a time: a stream then holds no
                 # more of it at once than it would of a fetched one.
                 bounds = [span_start, *(c for c in cuts if span_start < c < span_end), span_end]
@@ -163,20 +197,23 @@ class Engine:
         sort = req.window.sort
         if piece.source == "net":
             return await self._fetch_piece(req, piece.shard, sort)
-        store = self._store_for(req.route, req.target)
-        assert store is not None
+        shelf = self._store_for(req.route, req.target)
+        assert shelf is not None
         shard = piece.shard
         rows: list[Row] | None = None
         if piece.source == "stored":
-            rows = await self._read(store, req, shard)
+            rows = await self._read(shelf, req, shard)
         if rows is None:
             # Fetched ascending, as the store keeps them; reversed below for "desc".
             rows = await self._fetch_piece(req, shard, "asc")
-            await self._save(store, req, shard, rows)
+            if piece.source == "recheck":
+                await self._revise(shelf, req, shard, rows)
+            else:
+                await self._save(shelf, req, shard, rows)
         return rows if sort == "asc" else rows[::-1]
 
     async def _read(
-        self, store: ShardStore, req: Request[Any, Row], shard: SubRange
+        self, shelf: Shelf[Row], req: Request[Any, Row], shard: SubRange
     ) -> list[Row] | None:
         """A stored span's rows, or ``None`` when the store cannot give them after all (a
         file found damaged and moved aside, say): then the span is fetched again."""
@@ -184,7 +221,7 @@ class Engine:
 
         try:
             rows: list[Row] = await anyio.to_thread.run_sync(
-                store.read_rows, req.target, shard.start, shard.end
+                shelf.read_rows, shard.start, shard.end
             )
         except (StorageError, NotStoredError) as exc:
             logger.warning("cache: %s %s fetched again: %s", req.label, _span(shard), exc)
@@ -192,19 +229,48 @@ class Engine:
         return rows
 
     async def _save(
-        self, store: ShardStore, req: Request[Any, Row], shard: SubRange, rows: list[Row]
+        self, shelf: Shelf[Row], req: Request[Any, Row], shard: SubRange, rows: list[Row]
     ) -> None:
         from .store import StorageError
 
+        # Judged again now that the server has answered: rows its clock says may still
+        # change are returned but not stored (they are fetched again next time).
+        end = min(shard.end, self._horizon(req.route, req.target))
+        if end <= shard.start:
+            return
+        if end < shard.end:
+            time_of = req.route.time_of
+            rows = [r for r in rows if time_of(r) < end]
         # Shielded: once fetched, a shard lands in the store whole, or not at all.
         with anyio.CancelScope(shield=True):
             try:
-                await anyio.to_thread.run_sync(
-                    store.write, req.target, shard.start, shard.end, rows
-                )
+                await anyio.to_thread.run_sync(shelf.write, shard.start, end, rows)
             except StorageError as exc:
                 # The answer is still complete and right; only the cache missed out.
                 logger.warning("cache: could not store %s %s: %s", req.label, _span(shard), exc)
+
+    async def _revise(
+        self, shelf: Shelf[Row], req: Request[Any, Row], shard: SubRange, rows: list[Row]
+    ) -> None:
+        """Replace the stored rows of a rechecked span that the server changed."""
+        from .store import StorageError
+
+        with anyio.CancelScope(shield=True):
+            try:
+                changed = await anyio.to_thread.run_sync(shelf.revise, shard.start, shard.end, rows)
+            except StorageError as exc:
+                logger.warning("cache: could not revise %s %s: %s", req.label, _span(shard), exc)
+                return
+        self.revised += len(changed)
+        if changed:
+            shown = ", ".join(format_time(t) for t in changed[:3])
+            logger.warning(
+                "cache: %s: %s revised by the server since stored (%s%s)",
+                req.label,
+                plural(len(changed), req.route.row_name),
+                shown,
+                ", ..." if len(changed) > 3 else "",
+            )
 
     # -- fetching ---------------------------------------------------------------------
 

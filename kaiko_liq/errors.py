@@ -10,7 +10,8 @@
     │   ├── RateLimitedError         429 (after retries ran out)
     │   └── ServerError              5xx (after retries ran out)
     ├── TransportError                             no usable answer came back
-    │   └── RequestTimeoutError                    connect or read timed out
+    │   ├── RequestTimeoutError                    connect or read timed out
+    │   └── ConnectError                           no connection at all (DNS, refused)
     ├── UnexpectedResponseError                    an answer we cannot trust
     │   ├── MalformedBodyError                     not JSON, or gzip cut short; retried
     │   ├── ResponseTooLargeError                  a body over max_response_bytes
@@ -22,7 +23,7 @@
     ├── backfill.BackfillIncompleteError           some shards failed; the rest is on disk
     ├── store.StorageError                         the filesystem refused (path, cause)
     ├── store.NotStoredError (also LookupError)    a store lacks buckets asked of it
-    └── export.MissingDependencyError (also ImportError)   an optional extra is missing
+    └── optional.MissingDependencyError (also ImportError) an optional extra is missing
 
 ``APIError`` carries ``status``, Kaiko's ``message`` and the request ``url``. Messages
 never carry the API key: it travels in the ``X-Api-Key`` header only, but a server or a
@@ -34,6 +35,8 @@ message is passed through :func:`redact` *before* it is shortened, and every
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -46,6 +49,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "ClientClosedError",
+    "ConnectError",
     "FailedRange",
     "FetchManyIncompleteError",
     "IncompleteFetchError",
@@ -98,6 +102,8 @@ _SECRET_PARAM_RE = re.compile(
     r"([^\s&#\"',;<>]+)",
     re.IGNORECASE,
 )
+# A URL's ``user:password@``: never shown, wherever the URL appears.
+_USERINFO_RE = re.compile(r"(?<=://)[^/\s@?#\"'<>]*@")
 # Continuation tokens are opaque and long: shortened, they keep a message readable.
 _TOKEN_RE = re.compile(r"(continuation_token\"?\s*[=:]\s*\"?)([^\s&#\"',;<>]{17,})")
 _TOKEN_KEPT = 12
@@ -117,7 +123,8 @@ def register_secret(secret: str | None) -> None:
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
     """``text`` with every secret (and each registered one) replaced by ``***``, wherever
-    it appears (a URL's path or query, a server's error page), also percent-encoded;
+    it appears (a URL's path or query, a server's error page), in every form a server
+    may echo it (percent-encoded, JSON-escaped, base64); URLs' ``user:password@`` cut;
     values of key-like parameters (``api_key=``, ``sig=``, ``X-Api-Key:``, ...) hidden;
     long continuation tokens shortened. Call it before shortening a text: a cut through
     a key would leave half of it for this function to miss. Secrets shorter than
@@ -126,11 +133,24 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     for secret in sorted({*secrets, *_registered}, key=len, reverse=True):
         if len(secret) < MIN_SECRET_CHARS:
             continue
-        for form in {secret, quote(secret, safe=""), quote_plus(secret)}:
+        for form in _forms(secret):
             # Any case: a path segment may come back lower-cased (an asset is).
             text = re.sub(re.escape(form), "***", text, flags=re.IGNORECASE)
+    text = _USERINFO_RE.sub("", text)
     text = _SECRET_PARAM_RE.sub(lambda m: m.group(1) + m.group(2) + "***", text)
     return _TOKEN_RE.sub(lambda m: m.group(1) + m.group(2)[:_TOKEN_KEPT] + "…", text)
+
+
+def _forms(secret: str) -> set[str]:
+    """Each way ``secret`` can come back: as sent, percent-encoded, JSON-escaped (``/`` as
+    ``\\/`` too), and base64-encoded (standard or URL-safe, padded or not)."""
+    forms = {secret, quote(secret, safe=""), quote_plus(secret)}
+    escaped = json.dumps(secret, ensure_ascii=False)[1:-1]
+    forms |= {escaped, escaped.replace("/", "\\/"), secret.replace("/", "\\/")}
+    for encode in (base64.b64encode, base64.urlsafe_b64encode):
+        encoded = encode(secret.encode()).decode("ascii")
+        forms |= {encoded, encoded.rstrip("=")}
+    return forms
 
 
 def redact_url(url: str, secrets: Iterable[str] = ()) -> str:
@@ -228,6 +248,16 @@ class RequestTimeoutError(TransportError):
     """Connecting or reading took longer than the configured timeout."""
 
 
+class ConnectError(TransportError):
+    """No connection could be made at all: the host name did not resolve, or nothing
+    answered on its port. Retried briefly, then final: offline, or a wrong address, is
+    not something the next shard can escape. ``host`` is the host as written."""
+
+    def __init__(self, message: str, url: str, *, host: str) -> None:
+        self.host = host
+        super().__init__(message, url)
+
+
 class UnexpectedResponseError(KaikoLiqError):
     """The answer was not what the API documents: bad JSON, wrong shape, broken paging."""
 
@@ -302,12 +332,13 @@ class IncompleteFetchError(KaikoLiqError):
 def is_fatal(error: BaseException) -> bool:
     """Whether no other sub-range can escape this error, so a fetch should stop at once.
 
-    Fatal: a bad argument, key, asset or parameter (400/401/403/404 and other 4xx), and an
+    Fatal: a bad argument, key, asset or parameter (400/401/403/404 and other 4xx), a host
+    that cannot be reached at all (after its brief retries), and an
     answer we cannot trust (wrong shape, rows out of order, a token loop, a ``next_url``
     elsewhere). Not fatal: transient failures that outlived their retries (429, 5xx,
     transport, a body cut short); the other sub-ranges may still succeed.
     """
-    if isinstance(error, InvalidArgumentError):
+    if isinstance(error, InvalidArgumentError | ConnectError):
         return True
     if isinstance(error, UnexpectedResponseError):
         return not isinstance(error, MalformedBodyError)

@@ -23,14 +23,21 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import anyio
 
-from .errors import ClientClosedError, InvalidArgumentError, KaikoLiqError, is_fatal
+from .errors import (
+    ClientClosedError,
+    ConnectError,
+    InvalidArgumentError,
+    KaikoLiqError,
+    is_fatal,
+)
 from .models import LiquidationRow
 from .query import TimeLike, format_time, parse_interval, parse_time, validate_asset
 from .rowiter import RowIterator
@@ -42,6 +49,7 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_LOOKBACK", "MAX_BACKOFF", "POLL_MARGIN", "Follow", "backoff"]
 
 logger = logging.getLogger("kaiko_liq")
+T = TypeVar("T")
 
 #: How far back a follow starts when ``since`` is not given.
 DEFAULT_LOOKBACK = timedelta(days=1)
@@ -60,10 +68,12 @@ def backoff(failures: int) -> float:
 def _transient(error: KaikoLiqError) -> bool:
     """Whether waiting and trying again can fix it: not a bad key, asset or answer
     (:func:`~kaiko_liq.errors.is_fatal`), a closed client or a filesystem refusing."""
+    if isinstance(error, ConnectError):
+        return True  # offline for a while (a laptop asleep): a follow waits it out
     return not (is_fatal(error) or isinstance(error, ClientClosedError | StorageError))
 
 
-class Follow(RowIterator):
+class Follow(RowIterator[LiquidationRow]):
     """Rows of one asset from ``since`` on, then each bucket as it settles; never ends.
 
     An async iterator (``async for row in client.follow("btc")``) and an async context
@@ -83,7 +93,14 @@ class Follow(RowIterator):
         self._client = client
         self._asset = validate_asset(asset)
         self._interval = parse_interval(interval)
-        start = client.now() - DEFAULT_LOOKBACK if since is None else parse_time(since, "since")
+        now = client.now()
+        start = now - DEFAULT_LOOKBACK if since is None else parse_time(since, "since")
+        if start > now:
+            # A typo'd year would otherwise wait, silently, for years.
+            raise InvalidArgumentError(
+                f"since {format_time(start)} is in the future (now is {format_time(now)}); "
+                "a follow starts in the past, e.g. since='-1d' or an earlier date"
+            )
         self._cursor = self._interval.floor(start)
         self._sleep = sleep or anyio.sleep
         self._started = False
@@ -105,6 +122,21 @@ class Follow(RowIterator):
         if iterator is not None:
             await iterator.aclose()  # type: ignore[attr-defined]
 
+    async def _until_closed(self, work: Callable[[], Awaitable[T]]) -> T:
+        """``work()``, cut short when the client closes (its ``aclose`` cancels the
+        scopes it was given): then :class:`ClientClosedError`, not a wait for the next
+        poll."""
+        with anyio.CancelScope() as scope:
+            self._client._wakers.add(scope)
+            try:
+                self._client._check_open()
+                return await work()
+            finally:
+                self._client._wakers.discard(scope)
+        # Only a cancel from aclose ends the scope without a result or an error.
+        self._client._check_open()
+        raise ClientClosedError(ClientClosedError.CLIENT_CLOSED)
+
     async def _rows(self) -> AsyncIterator[LiquidationRow]:
         if self._started:
             raise InvalidArgumentError("a follow can be iterated once; call follow() again")
@@ -115,13 +147,26 @@ class Follow(RowIterator):
             horizon = settled_horizon(grid, self._client.now())
             if horizon <= self._cursor:
                 settles = self._cursor + grid.delta + SETTLE + POLL_MARGIN
-                wait = (settles - self._client.now()).total_seconds()
-                await self._sleep(max(wait, 0.0))
+                wait = max((settles - self._client.now()).total_seconds(), 0.0)
+                logger.debug(
+                    "follow %s: sleeping %.0fs until %s, when the bucket %s settles",
+                    self._asset,
+                    wait,
+                    format_time(settles),
+                    format_time(self._cursor),
+                )
+                await self._until_closed(functools.partial(self._sleep, wait))
                 continue
             try:
-                rows = await self._client.fetch(
-                    self._asset, self._cursor, horizon, interval=grid.text, sort="asc"
+                fetch = functools.partial(
+                    self._client.fetch,
+                    self._asset,
+                    self._cursor,
+                    horizon,
+                    interval=grid.text,
+                    sort="asc",
                 )
+                rows = await self._until_closed(fetch)
             except KaikoLiqError as exc:
                 if not _transient(exc):
                     raise
@@ -135,7 +180,7 @@ class Follow(RowIterator):
                     delay,
                     exc,
                 )
-                await self._sleep(delay)
+                await self._until_closed(functools.partial(self._sleep, delay))
                 continue
             failures = 0
             for row in rows:

@@ -69,7 +69,7 @@ class LiquidationRow(msgspec.Struct, frozen=True, gc=False):
     ``interval_time`` is a timezone-aware UTC datetime; ``interval_timestamp`` is the
     integer exactly as sent, which is nanoseconds although the doc says milliseconds.
     The two must name the same instant, in nanoseconds (the doc's example) or in
-    milliseconds (the doc's label): :func:`kaiko_liq.shard.check_rows` refuses a page
+    milliseconds (the doc's label): :mod:`kaiko_liq.routes.token`'s page check refuses a page
     where they do not, in the loop that checks every row's place anyway.
     """
 

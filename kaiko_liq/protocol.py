@@ -22,9 +22,12 @@ marked **Assumption**:
 from __future__ import annotations
 
 import importlib
+import re
 import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from ipaddress import ip_address
 from types import ModuleType
 from typing import Any, Generic, TypeVar
@@ -67,6 +70,7 @@ Row = TypeVar("Row")
 __all__ = [
     "ERROR_EXCERPT_CHARS",
     "REGIONS",
+    "InflateStopped",
     "Page",
     "Retry",
     "check_base_url",
@@ -76,16 +80,26 @@ __all__ = [
     "inflate",
     "origin",
     "region_base_url",
+    "server_time",
 ]
 
 REGIONS = ("us", "eu")
 #: How much of a server's error text goes into a message (after redaction).
 ERROR_EXCERPT_CHARS = 200
 _LOOPBACK_NAMES = frozenset({"localhost"})
+_BLANK = re.compile(r"[\s\x00-\x1f\x7f]")
 # Inflate in steps, so that memory grows only as far as the cap before a bomb is stopped.
 _INFLATE_STEP = 1 << 20
+# Compressed input per step: small at a member's start (zlib copies what a member leaves
+# over), growing to the last size within it.
+_FEED_FIRST = 512
+_FEED_LAST = 64 * 1024
 # The codecs' errors: zlib's, and ISA-L's or zlib-ng's own when one of those is used.
 _INFLATE_ERRORS: tuple[type[Exception], ...] = (zlib.error, _zlib.error)
+
+
+class InflateStopped(Exception):
+    """Inflating was stopped because its caller no longer waits for it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +110,8 @@ class Page(Generic[Row]):
     rows: list[Row]
     next_url: str | None
     continuation_token: str | None
+    #: The server's clock when it answered (:func:`server_time`), if it said.
+    server_time: datetime | None = None
 
     @property
     def is_last(self) -> bool:
@@ -137,22 +153,50 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def check_base_url(base_url: str, *, allow_insecure_http: bool = False) -> str:
-    """Validate a base URL; plain http only to loopback (the emulator) unless allowed.
+def check_base_url(
+    base_url: str, *, allow_insecure_http: bool = False, allow_credentials: bool = False
+) -> str:
+    """Validate a base URL whole (scheme, host, port, brackets); plain http only to
+    loopback (the emulator) unless allowed; no ``user:password@`` unless allowed.
 
     Returns it without a trailing slash. The API key travels in a header, so http to any
-    other host would send it in clear text.
+    other host would send it in clear text. Credentials in a URL end up in every message
+    that names it (they are cut out of messages, but a proxy is better given them by
+    header), so they take ``allow_credentials=True``.
     """
-    parts = urlsplit(base_url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    if not isinstance(base_url, str):
         raise InvalidArgumentError(
-            f"base_url {base_url!r} is not an http(s) URL like 'https://us.market-api.kaiko.io'"
+            f"base_url must be a string like 'https://us.market-api.kaiko.io', got "
+            f"{type(base_url).__name__}"
         )
+    shown = redact_url(base_url)
+    try:
+        parts = urlsplit(base_url)
+        port = parts.port  # range-checked by urllib
+        URL(base_url)  # and parsed by yarl, which sends the request
+    except ValueError as exc:
+        raise InvalidArgumentError(
+            f"base_url {shown!r} is not a valid URL ({exc}); write it like "
+            "'https://us.market-api.kaiko.io' or 'http://127.0.0.1:8080' (IPv6: "
+            "'http://[::1]:8080')"
+        ) from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or _BLANK.search(base_url):
+        raise InvalidArgumentError(
+            f"base_url {shown!r} is not an http(s) URL like 'https://us.market-api.kaiko.io'"
+        )
+    if port == 0:
+        raise InvalidArgumentError(f"base_url {shown!r} has port 0; a port is 1 to 65535")
     if parts.query or parts.fragment:
-        raise InvalidArgumentError(f"base_url {base_url!r} must not have a query or fragment")
+        raise InvalidArgumentError(f"base_url {shown!r} must not have a query or fragment")
+    if (parts.username is not None or parts.password is not None) and not allow_credentials:
+        raise InvalidArgumentError(
+            f"base_url {shown!r} carries credentials (user:password@), which would travel "
+            "in every message that names the URL; drop them (a proxy's belong in its own "
+            "configuration), or pass allow_credentials=True to send them anyway"
+        )
     if parts.scheme == "http" and not allow_insecure_http and not _is_loopback(parts.hostname):
         raise InvalidArgumentError(
-            f"base_url {base_url!r} is plain http to a non-loopback host, which would send "
+            f"base_url {shown!r} is plain http to a non-loopback host, which would send "
             "the API key in clear text; use https:// (or allow_insecure_http=True)"
         )
     return base_url.rstrip("/")
@@ -215,9 +259,19 @@ def _wbits(encoding: str, raw: bytes) -> int | None:
     return -15
 
 
-def inflate(raw: bytes, content_encoding: str | None, limit: int, url: str) -> bytes:
+def inflate(
+    raw: bytes,
+    content_encoding: str | None,
+    limit: int,
+    url: str,
+    *,
+    stopped: Callable[[], bool] | None = None,
+) -> bytes:
     """The body as sent before ``content_encoding`` (gzip, deflate or identity), at most
     ``limit`` bytes of it. Pure and GIL-free where it counts: run it in a worker thread.
+    Linear in the body's size however many gzip members it has; ``stopped`` is asked
+    between steps, and :class:`InflateStopped` raised once it says yes (a caller that was
+    cancelled need not wait for the thread).
 
     Raises :class:`ResponseTooLargeError` past ``limit`` (memory never grows much beyond
     it), :class:`MalformedBodyError` for a stream cut short or corrupt (retried: usually
@@ -238,29 +292,38 @@ def inflate(raw: bytes, content_encoding: str | None, limit: int, url: str) -> b
     # memory would peak at twice the cap.
     out: list[bytes] = []
     size = 0
-    data = raw
+    view = memoryview(raw)
+    pos = 0
     try:
         while True:  # one pass per gzip member: concatenated members are one body
             decoder = _zlib.decompressobj(wbits)
+            # Input goes in small slices that grow within a member: zlib copies what a
+            # member leaves over, so whole-body feeds would make many tiny members
+            # quadratic; this way each member costs at most its size plus one slice.
+            feed = _FEED_FIRST
             while not decoder.eof:
-                chunk = decoder.decompress(data, _INFLATE_STEP)
-                data = decoder.unconsumed_tail
-                if not chunk and not data:
-                    break
-                out.append(chunk)
-                size += len(chunk)
-                if size > limit:
-                    # Freed now: the error's traceback keeps this frame, and its locals.
-                    out.clear()
-                    raise _too_large(limit, url)
-            if not decoder.eof:
-                raise MalformedBodyError(
-                    f"the {encoding} body ends before its stream does ({len(raw)} bytes "
-                    "received); cut short?",
-                    url,
-                )
-            data = decoder.unused_data
-            if not data:
+                if stopped is not None and stopped():
+                    raise InflateStopped
+                piece = view[pos : pos + feed]
+                # An empty piece still drains what zlib holds back past _INFLATE_STEP.
+                chunk = decoder.decompress(piece, _INFLATE_STEP)
+                if not piece and not chunk and not decoder.eof:
+                    raise MalformedBodyError(
+                        f"the {encoding} body ends before its stream does ({len(raw)} "
+                        "bytes received); cut short?",
+                        url,
+                    )
+                left = len(decoder.unconsumed_tail) + len(decoder.unused_data)
+                pos += len(piece) - left
+                feed = min(feed * 2, _FEED_LAST)
+                if chunk:
+                    out.append(chunk)
+                    size += len(chunk)
+                    if size > limit:
+                        # Freed now: the error's traceback keeps this frame, and its locals.
+                        out.clear()
+                        raise _too_large(limit, url)
+            if pos >= len(raw):
                 return out[0] if len(out) == 1 else b"".join(out)
     except _INFLATE_ERRORS as exc:
         raise MalformedBodyError(f"the {encoding} body is corrupt: {exc}", url) from exc
@@ -283,11 +346,13 @@ def decipher(
     decode: Callable[[bytes], Any] = decode_page,
     max_bytes: int,
     secrets: Iterable[str] = (),
+    stopped: Callable[[], bool] | None = None,
 ) -> Page[Any] | Retry:
     """What an answer means: a :class:`Page`, a :class:`Retry`, or a final error raised.
 
     ``body`` is the body as received (still gzip-encoded if it was sent so), read at
-    most ``max_bytes`` of it; ``secrets`` are cut out of anything quoted from it.
+    most ``max_bytes`` of it; ``secrets`` are cut out of anything quoted from it;
+    ``stopped`` is passed to :func:`inflate`.
     """
     if 300 <= status < 400:
         location = redact_url(headers.get("Location", "(no Location)"), secrets)
@@ -297,7 +362,7 @@ def decipher(
             url,
         )
     try:
-        text = inflate(body, headers.get("Content-Encoding"), max_bytes, url)
+        text = inflate(body, headers.get("Content-Encoding"), max_bytes, url, stopped=stopped)
     except MalformedBodyError as exc:
         if status != 200:
             text = f"(an error page that could not be decoded: {exc})".encode()
@@ -322,4 +387,32 @@ def decipher(
         raise APIError(status, _shorten(redact(page.message or "(no message)", secrets)), url)
     if page.data is None:
         raise UnexpectedResponseError("the body has no 'data' array", url)
-    return Page(page.data, page.next_url or None, page.continuation_token or None)
+    clock = server_time(page.answer_time, page.answer_timestamp, headers.get("Date"))
+    return Page(page.data, page.next_url or None, page.continuation_token or None, clock)
+
+
+def server_time(
+    answer_time: str | None, answer_timestamp: int | None, date_header: str | None
+) -> datetime | None:
+    """The server's clock when it answered: the earliest of the envelope's ``answer_time``
+    and ``answer_timestamp`` (ms) and the HTTP ``Date`` header, whichever it sent and
+    reads; ``None`` when none does. The earliest, because settlement is judged on the
+    clock that is behind."""
+    seen: list[datetime] = []
+    if answer_time:
+        try:
+            parsed = datetime.fromisoformat(answer_time)
+        except ValueError:
+            parsed = None
+        if parsed is not None and parsed.tzinfo is not None:
+            seen.append(parsed.astimezone(UTC))
+    if isinstance(answer_timestamp, int) and 0 < answer_timestamp < 10**14:
+        seen.append(datetime.fromtimestamp(answer_timestamp / 1000, UTC))
+    if date_header:
+        try:
+            date = parsedate_to_datetime(date_header)
+        except (TypeError, ValueError, IndexError):
+            date = None  # an unreadable Date says nothing
+        if date is not None:
+            seen.append((date if date.tzinfo else date.replace(tzinfo=UTC)).astimezone(UTC))
+    return min(seen, default=None)

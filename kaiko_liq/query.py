@@ -44,6 +44,7 @@ __all__ = [
     "Request",
     "TimeLike",
     "format_time",
+    "parse_duration",
     "parse_interval",
     "parse_rate_limit",
     "parse_time",
@@ -138,6 +139,25 @@ def parse_interval(value: str) -> Interval:
             f"interval {value!r} is longer than one day; allowed: 1h to 24h, or 1d"
         )
     return Interval(text=value.strip(), seconds=seconds)
+
+
+_DURATION_RE = re.compile(r"\s*(\d+)\s*([smhd]?)\s*")
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400}
+
+
+def parse_duration(value: timedelta | str, name: str) -> timedelta:
+    """A non-negative span from a ``timedelta`` or text such as ``"90m"``, ``"2h"``,
+    ``"1d"`` or ``"0"`` (a bare number is seconds)."""
+    if isinstance(value, timedelta):
+        if value < timedelta(0):
+            raise InvalidArgumentError(f"{name} must not be negative, got {value}")
+        return value
+    match = _DURATION_RE.fullmatch(value) if isinstance(value, str) else None
+    if match is None:
+        raise InvalidArgumentError(
+            f"{name} must be a duration such as '90m', '2h', '1d' or '0', got {value!r}"
+        )
+    return timedelta(seconds=int(match.group(1)) * _DURATION_UNITS[match.group(2)])
 
 
 def parse_time(value: TimeLike, name: str = "time") -> datetime:
@@ -259,8 +279,19 @@ def validate_page_size(value: int) -> int:
 
 def validate_asset(value: str) -> str:
     """An asset becomes one URL path segment: letters, digits, '-' and '_' only."""
+    if isinstance(value, list | tuple | set | frozenset):
+        raise InvalidArgumentError(
+            f"asset must be one code such as 'btc', got a {type(value).__name__}; for "
+            "several assets use fetch_many(...) (a dict of rows) or fetch_frame(...) (one "
+            "table)"
+        )
     if not isinstance(value, str) or not value:
         raise InvalidArgumentError("asset must be a non-empty string such as 'eth' or 'btc'")
+    if "," in value:
+        raise InvalidArgumentError(
+            f"asset {value!r} looks like several assets; give each on its own (on the "
+            "command line separated by spaces: btc eth; in Python a list to fetch_many)"
+        )
     if _ASSET_RE.fullmatch(value) is None:
         raise InvalidArgumentError(
             f"asset {value!r} has characters other than letters, digits, '-' and '_'"

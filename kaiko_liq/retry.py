@@ -98,6 +98,10 @@ class RetryPolicy:
     max_retry_after: float = 60.0
     #: Budget for one request across all its attempts and sleeps.
     deadline: float = 180.0
+    #: Budget while no connection can be made at all (a name that does not resolve,
+    #: a port where nothing listens): a restarting proxy is back within it; offline or a
+    #: wrong address is not, and is better said at once than after the whole deadline.
+    connect_deadline: float = 3.0
 
     def __post_init__(self) -> None:
         if isinstance(self.max_attempts, bool) or not isinstance(self.max_attempts, int):
@@ -109,7 +113,7 @@ class RetryPolicy:
                 f"RetryPolicy.max_attempts must be at least 1 (1 means no retries), "
                 f"got {self.max_attempts}"
             )
-        for name in ("base_delay", "max_delay", "max_retry_after", "deadline"):
+        for name in ("base_delay", "max_delay", "max_retry_after", "deadline", "connect_deadline"):
             _require_positive(f"RetryPolicy.{name}", getattr(self, name))
 
 

@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import Generic, Self, TypeVar
 
-
 __all__ = ["RowIterator"]
 
 Row = TypeVar("Row")
@@ -52,7 +51,7 @@ class RowIterator(ABC, Generic[Row]):
             self._iterator = self._rows()
         return await self._iterator.__anext__()
 
-    def _before_next(self) -> None:  # noqa: B027 - a hook; most iterators need none
+    def _before_next(self) -> None:
         """Checked before every row handed out through :meth:`__anext__`."""
 
     @abstractmethod

@@ -53,7 +53,7 @@ class Chain(Generic[Row]):
         lo, hi = grid.floor(shard.start), grid.ceil(shard.end)
         self._check = route.page_check(target, lo, hi, sort)
         self._shard = shard
-        self._most_empty = route.max_empty_pages(target, lo, hi)
+        self._most_empty, self._empty_unit = route.max_empty_pages(target, lo, hi)
         self._seen: set[str] = set()
         self._empty_run = 0
         self.done = False
@@ -76,9 +76,9 @@ class Chain(Generic[Row]):
         self._empty_run = 0 if rows else self._empty_run + 1
         if self._empty_run > self._most_empty:
             raise InconsistentDataError(
-                f"{self._empty_run} empty pages in a row, more than "
-                f"[{format_time(self._shard.start)}, {format_time(self._shard.end)}) can "
-                "hold: the server's cursor does not advance; stopping instead of looping",
+                f"{self._empty_run} empty pages in a row, more than the {self._most_empty} "
+                f"{self._empty_unit} of {window_text(self._shard.start, self._shard.end)}: "
+                "the server's cursor does not advance; stopping instead of looping",
                 url,
             )
         # next_url when given (Kaiko: it "can be called directly"); else the token alone

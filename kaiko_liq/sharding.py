@@ -94,7 +94,7 @@ def day_windows(start: datetime, end: datetime) -> list[SubRange]:
         cuts.append(midnight)
         midnight += _DAY
     bounds = [start, *cuts, end]
-    return [SubRange(a, b, i) for i, (a, b) in enumerate(zip(bounds, bounds[1:], strict=False))]
+    return [SubRange(a, b, i) for i, (a, b) in enumerate(itertools.pairwise(bounds))]
 
 
 def split_window(lo: datetime, hi: datetime, parts: int) -> list[SubRange]:
@@ -204,7 +204,8 @@ class _Split(Generic[Row]):
                 fan = FIRST_FANOUT if first_split else MAX_SPLIT
                 first_split = False
                 count = min(fan, math.ceil(expected_pages / SPLIT_PAGES))
-                cuts = split_window(*sorted((start, far)), count)
+                low, high = (start, far) if ascending else (far, start)
+                cuts = split_window(low, high, count)
                 # The part next to the chain stays the chain's; the rest go concurrently.
                 mine, theirs = (cuts[0], cuts[1:]) if ascending else (cuts[-1], cuts[:-1])
                 far = mine.end if ascending else mine.start

@@ -54,6 +54,7 @@ Example::
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -81,6 +82,8 @@ from .export import (
 )
 from .models import ExchangeVolume, LiquidationRow
 from .query import Interval, TimeLike, format_time, parse_interval, parse_time, validate_asset
+from .settle import CLOCK_MARGIN, RECHECK, SETTLE, settled_horizon
+from .spans import gaps_in, merge_spans
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -89,6 +92,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CLOCK_MARGIN",
     "PARTITION",
+    "RECHECK",
     "SETTLE",
     "AssetOnDisk",
     "Damaged",
@@ -97,6 +101,7 @@ __all__ = [
     "ShardStore",
     "StorageError",
     "cache_store",
+    "check_store_dir",
     "describe_backfill",
     "gaps_in",
     "is_temporary",
@@ -105,18 +110,13 @@ __all__ = [
     "origin_slug",
     "parse_shard_filename",
     "read_backfill",
+    "server_slug",
     "settled_horizon",
     "shard_filename",
 ]
 
 logger = logging.getLogger("kaiko_liq")
 
-#: How long after a bucket closes before it counts as settled: time for the provider to
-#: finish aggregating it. Kaiko's docs do not say; an hour is what the emulator models.
-SETTLE = timedelta(hours=1)
-#: How far our clock may run ahead of the server's. A bucket stored as settled is kept
-#: for ever, so one stored by a clock a few seconds fast would stay short for ever.
-CLOCK_MARGIN = timedelta(seconds=30)
 PARTITION = "asset="
 #: A temporary file this old was left by a killed writer; younger ones may be in flight
 #: in another process sharing the store.
@@ -124,20 +124,13 @@ _STALE_TEMPORARY = 3600.0
 _STAMP = "%Y%m%dT%H%M%S"
 _STAMP_RE = r"\d{8}T\d{6}(?:\.\d{6})?Z"
 _SHARD_RE = re.compile(rf"^({_STAMP_RE})_({_STAMP_RE})\.parquet$")
-# atomic_write's temporary names: ".<final name>.<hex>.tmp"
+# atomic_write's temporary names: ".<final name>.<pid>.<hex>.tmp" (older: no pid)
 _TEMP_RE = re.compile(r"^\..+\.[0-9a-f]+\.tmp$")
+_TEMP_PID_RE = re.compile(r"\.(\d+)\.[0-9a-f]{12}\.tmp$")
 #: The footer's key-value entry that records the grid a file was written on, so that a
 #: directory whose manifest is lost still knows its interval.
 _META_KEY = b"kaiko_liq"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def settled_horizon(interval: Interval | str, now: datetime) -> datetime:
-    """The end of the last bucket that closed at least :data:`SETTLE` (plus
-    :data:`CLOCK_MARGIN`) before ``now``: every bucket before it is final; the one
-    starting at it may still be filling."""
-    grid = parse_interval(interval) if isinstance(interval, str) else interval
-    return grid.floor(now - SETTLE - CLOCK_MARGIN)
 
 
 # --- errors -----------------------------------------------------------------------------------
@@ -257,6 +250,20 @@ def parse_shard_filename(name: str) -> tuple[datetime, datetime] | None:
     return (start, end) if start < end else None
 
 
+def _alive(pid: int) -> bool:
+    """Whether a process with this pid exists on this machine (one we may not signal
+    counts: it is someone's)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True
+    return True
+
+
 def is_temporary(name: str) -> bool:
     """Whether ``name`` is an :func:`~kaiko_liq.export.atomic_write` temporary file."""
     return _TEMP_RE.match(name) is not None
@@ -368,6 +375,8 @@ class ShardStore:
         # Footer checks are remembered by (name, size, mtime, inode): a file is read once.
         self._checked: dict[Path, tuple[tuple[int, int, int], int]] = {}
         self._lock = threading.Lock()
+        # Assets whose dead writers' temporary files this store has removed (once each).
+        self._swept: set[str] = set()
 
     def __repr__(self) -> str:
         return f"ShardStore({os.fspath(self.directory)!r}, {self.interval.text!r})"
@@ -482,23 +491,9 @@ class ShardStore:
             )
 
     def _check_stray(self, path: Path) -> None:
-        """A ``.parquet`` file not named as a shard: readers would read it as data, so an
-        unreadable one (which would crash them) is moved aside; a readable one is left."""
-        try:
-            with _os_errors(path, "read"):
-                if path.stat().st_size == 0:
-                    raise _Unreadable("empty (0 bytes), and not named as a shard")
-            pq = import_optional("pyarrow.parquet", "reading a shard store", extra="parquet")
-            try:
-                pq.read_metadata(path)
-            except FileNotFoundError:
-                return
-            except PermissionError as exc:
-                raise StorageError.from_os_error(exc, path, doing="read") from exc
-            except (OSError, ValueError) as exc:
-                raise _Unreadable(f"not a readable Parquet file ({exc})") from None
-        except _Unreadable as why:
-            self.quarantine(path, str(why))
+        """A ``.parquet`` file not named as a shard (a copy, another program's): every
+        reader would read it as data, doubling buckets or crashing, so it is moved aside."""
+        self.quarantine(path, "not a shard of this store (its name is not a window)")
 
     def quarantine(self, path: Path, reason: str) -> Damaged | None:
         """Move ``path`` aside to a dot-name readers skip, and say so (logged, and in
@@ -517,9 +512,11 @@ class ShardStore:
             self._checked.pop(path, None)
         return damaged
 
-    def remove_temporary(self, asset: str, *, older_than: float = _STALE_TEMPORARY) -> None:
-        """Remove the asset's leftover temporary files at least ``older_than`` seconds old
-        (a killed writer's). ``older_than=0`` only when nobody else can be writing here."""
+    def remove_temporary(self, asset: str) -> None:
+        """Remove the asset's temporary files left by killed writers: those whose writer
+        (the pid in the name) is gone; never a live writer's, in this process or another
+        sharing the store (a cache beside a backfill). A name without a pid (an older
+        version's) is taken as left over once :data:`_STALE_TEMPORARY` old."""
         part = self.partition(asset)
         now = time.time()
         with _os_errors(part, "clean up"):
@@ -528,12 +525,22 @@ class ShardStore:
             except FileNotFoundError:
                 return
             for entry in entries:
-                if is_temporary(entry.name):
-                    try:
-                        if now - entry.stat().st_mtime >= older_than:
-                            os.unlink(entry.path)
-                    except FileNotFoundError:
+                if not is_temporary(entry.name):
+                    continue
+                owner = _TEMP_PID_RE.search(entry.name)
+                try:
+                    if owner is not None:
+                        if _alive(int(owner.group(1))):
+                            continue
+                    elif now - entry.stat().st_mtime < _STALE_TEMPORARY:
                         continue
+                    os.unlink(entry.path)
+                except FileNotFoundError:
+                    continue
+
+    def shelf(self, asset: str) -> AssetShelf:
+        """The store as one asset's shelf (what the fetch engine reads and fills)."""
+        return AssetShelf(self, validate_asset(asset))
 
     def covered(self, asset: str) -> list[tuple[datetime, datetime]]:
         """The buckets on disk as merged ``[start, end)`` runs on the grid, ascending."""
@@ -612,6 +619,9 @@ class ShardStore:
         table = _table_of(rows, self.interval)
         with _os_errors(part, "create"):
             part.mkdir(parents=True, exist_ok=True)
+        if asset not in self._swept:
+            self._swept.add(asset)
+            self.remove_temporary(asset)  # a killed cache writer's, left in the partition
         written: list[Shard] = []
         with self._locked(part):
             segments = gaps_in(lo, hi, self.interval, self.covered(asset))
@@ -628,6 +638,45 @@ class ShardStore:
                 self._remember(path, len(part_rows))
                 written.append(Shard(asset, seg_lo, seg_hi, len(part_rows), path))
         return written
+
+    def revise(
+        self, asset: str, start: TimeLike, end: TimeLike, rows: Sequence[LiquidationRow]
+    ) -> list[datetime]:
+        """Make the stored buckets of ``[start, end)`` hold ``rows`` (that window's rows
+        as the server gives them now, ascending), and return the buckets that changed.
+
+        Each file holding a changed bucket is rewritten whole under its own name by one
+        atomic rename, so a reader sees it before or after, never half; buckets no file
+        holds are left alone (:meth:`write` is for those)."""
+        asset = validate_asset(asset)
+        lo, hi = parse_time(start, "start"), parse_time(end, "end")
+        grid = self.interval
+        _check_rows(rows, grid.floor(lo), grid.ceil(hi))
+        pq = import_optional("pyarrow.parquet", "revising a shard store", extra="parquet")
+        fresh = {r.interval_time: r for r in rows}
+        changed: list[datetime] = []
+        part = self.partition(asset)
+        with self._locked(part):
+            for shard in self.shards(asset):
+                s_lo, s_hi = grid.floor(shard.start), grid.ceil(shard.end)
+                seg_lo, seg_hi = max(s_lo, grid.floor(lo)), min(s_hi, grid.ceil(hi))
+                if seg_lo >= seg_hi:
+                    continue
+                old = _rows_of(_read_table(pq, shard.path)) if shard.rows else []
+                inside = {r.interval_time: r for r in old if seg_lo <= r.interval_time < seg_hi}
+                new = {t: r for t, r in fresh.items() if seg_lo <= t < seg_hi}
+                differ = sorted(
+                    t for t in inside.keys() | new.keys() if inside.get(t) != new.get(t)
+                )
+                if not differ:
+                    continue
+                kept = [r for r in old if not seg_lo <= r.interval_time < seg_hi]
+                merged = sorted([*kept, *new.values()], key=lambda r: r.interval_time)
+                with _os_errors(shard.path, "write"), atomic_write(shard.path) as stream:
+                    pq.write_table(_table_of(merged, grid), stream)
+                self._remember(shard.path, len(merged))
+                changed += differ
+        return changed
 
     def _remember(self, path: Path, rows: int) -> None:
         """A file we just wrote needs no footer read to be trusted by this store."""
@@ -656,6 +705,26 @@ class ShardStore:
             yield
         finally:
             os.close(fd)  # closing releases the lock
+
+
+@dataclass(frozen=True, slots=True)
+class AssetShelf:
+    """One asset's part of a :class:`ShardStore` (the engine's :class:`~kaiko_liq.engine.Shelf`)."""
+
+    store: ShardStore
+    asset: str
+
+    def covered(self) -> list[tuple[datetime, datetime]]:
+        return self.store.covered(self.asset)
+
+    def read_rows(self, start: datetime, end: datetime) -> list[LiquidationRow]:
+        return self.store.read_rows(self.asset, start, end)
+
+    def write(self, start: datetime, end: datetime, rows: list[LiquidationRow]) -> list[Shard]:
+        return self.store.write(self.asset, start, end, rows)
+
+    def revise(self, start: datetime, end: datetime, rows: list[LiquidationRow]) -> list[datetime]:
+        return self.store.revise(self.asset, start, end, rows)
 
 
 def _check_rows(rows: Sequence[LiquidationRow], lo: datetime, hi: datetime) -> None:
@@ -695,44 +764,6 @@ def _as_datetime(value: Any) -> datetime:
     return result.astimezone(UTC)
 
 
-def merge_spans(spans: Sequence[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
-    """``spans`` sorted, with overlapping or touching ones joined."""
-    merged: list[tuple[datetime, datetime]] = []
-    for lo, hi in sorted(spans):
-        if merged and lo <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(merged[-1][1], hi))
-        else:
-            merged.append((lo, hi))
-    return merged
-
-
-def gaps_in(
-    start: datetime,
-    end: datetime,
-    interval: Interval,
-    covered: Sequence[tuple[datetime, datetime]],
-) -> list[tuple[datetime, datetime]]:
-    """The parts of ``[start, end)`` that no span of ``covered`` holds (spans on the grid,
-    in any order): the rule behind :meth:`ShardStore.gaps`, pure."""
-    covered = merge_spans(covered)
-    lo, hi = interval.floor(start), interval.ceil(end)
-    gaps: list[tuple[datetime, datetime]] = []
-    cursor = lo
-    for c_lo, c_hi in covered:
-        if c_hi <= cursor:
-            continue
-        if c_lo >= hi:
-            break
-        if c_lo > cursor:
-            gaps.append((cursor, c_lo))
-        cursor = max(cursor, c_hi)
-    if cursor < hi:
-        gaps.append((cursor, hi))
-    # The caller's own edges, not the snapped ones: same buckets, same shard names as a
-    # query that started with nothing on disk.
-    return [(max(a, start), min(b, end)) for a, b in gaps]
-
-
 def _interval_text(seconds: int) -> str:
     return f"{seconds // 86_400}d" if seconds % 86_400 == 0 else f"{seconds // 3600}h"
 
@@ -767,6 +798,103 @@ def origin_slug(base_url: str) -> str:
     return f"{scheme}_{safe}_{port}-{digest}"
 
 
+def server_slug(base_url: str) -> str:
+    """:func:`origin_slug`, plus a short hash of the path prefix when there is one: two
+    base URLs on one origin (``http://proxy/a``, ``http://proxy/b``) are two servers."""
+    prefix = urlsplit(base_url).path.rstrip("/")
+    slug = origin_slug(base_url)
+    if not prefix:
+        return slug
+    return f"{slug}-p{hashlib.sha256(prefix.encode()).hexdigest()[:10]}"
+
+
+#: The dataset record's name and format (written by :mod:`kaiko_liq.backfill`, and by
+#: the cache for the same layout).
+MANIFEST_NAME = "_manifest.json"
+MANIFEST_FORMAT = "kaiko-liq backfill"
+MANIFEST_VERSION = 1
+
+
+def check_store_dir(directory: Path, *, interval: Interval, server: str | None) -> bool:
+    """Refuse (:class:`InvalidArgumentError`, nothing touched) a directory that is not a
+    kaiko-liq store, or is one for another interval or server; ``True`` when it holds
+    our manifest, ``False`` when it is missing or empty of anything of ours.
+
+    Not ours: a ``_manifest.json`` that reads as JSON but is not kaiko-liq's, or
+    Parquet files outside the ``asset=`` partitions (another program's data)."""
+    path = directory / MANIFEST_NAME
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raw = None
+    except NotADirectoryError:
+        return False  # a file, or under one: creating it says so
+    except OSError as exc:
+        raise StorageError.from_os_error(exc, path, doing="read") from exc
+    if raw is not None:
+        try:
+            loose = json.loads(raw)
+        except ValueError:
+            loose = None  # ours, torn: rebuilt from the files
+        if loose is not None:
+            # Ours: our format, or an older or torn record of ours (an interval, no format).
+            ours = isinstance(loose, dict) and (
+                loose.get("format") == MANIFEST_FORMAT
+                or ("format" not in loose and "interval" in loose)
+            )
+            if not ours:
+                shown = loose.get("format") if isinstance(loose, dict) else None
+                raise InvalidArgumentError(
+                    f"{path} is not a kaiko-liq manifest (format {shown!r}); left it "
+                    "untouched: use another directory"
+                )
+            recorded = loose.get("server")
+            if server is not None and isinstance(recorded, str) and recorded != server:
+                raise InvalidArgumentError(
+                    f"{directory} holds data of {recorded}, not {server}: one store holds "
+                    "one server's data; use another directory"
+                )
+    with _os_errors(directory, "read"):
+        try:
+            entries = list(os.scandir(directory))
+        except (FileNotFoundError, NotADirectoryError):
+            entries = []
+        for entry in entries:
+            if entry.name.startswith((".", "_")):
+                continue
+            foreign = entry.name.endswith(".parquet") or (
+                entry.is_dir()
+                and not entry.name.startswith(PARTITION)
+                and any(p.suffix == ".parquet" for p in Path(entry.path).rglob("*.parquet"))
+            )
+            if foreign:
+                raise InvalidArgumentError(
+                    f"{directory} holds Parquet files kaiko-liq did not write "
+                    f"({entry.name}); left it untouched: use another directory"
+                )
+    return raw is not None
+
+
+def write_identity(directory: Path, *, interval: Interval, server: str) -> None:
+    """Give a new store root its manifest (interval and server), as a backfill has."""
+    body = json.dumps(
+        {
+            "interval": interval.text,
+            "server": server,
+            "shards": {},
+            "runs": [],
+            "format": MANIFEST_FORMAT,
+            "version": MANIFEST_VERSION,
+        },
+        indent=2,
+    )
+    path = directory / MANIFEST_NAME
+    with _os_errors(path, "write"):
+        directory.mkdir(parents=True, exist_ok=True)
+        with atomic_write(path) as stream:
+            stream.write(body.encode() + b"\n")
+
+
 def cache_store(
     cache_dir: str | os.PathLike[str],
     base_url: str,
@@ -774,19 +902,52 @@ def cache_store(
     *,
     namespace: str | None = None,
 ) -> ShardStore:
-    """The cache's store for one origin and interval:
-    ``cache_dir/<scheme>_<host>_<port>/<interval>/``, so the emulator's data never mixes
-    with Kaiko's, nor one granularity with another (``"24h"`` and ``"1d"`` share one).
-    ``namespace`` names the server's folder instead of its origin (the built-in
-    emulator, whose port changes from run to run)."""
+    """The cache's store for one server and interval. A ``cache_dir`` that is itself a
+    dataset (a backfill directory: it has a ``_manifest.json``) is used as it is, its
+    manifest and its files, when its interval and server match (else refused); any other
+    is a folder of stores, ``cache_dir/<server>/<interval>/``, each laid out as a
+    dataset, so one server's data never mixes with another's (``<server>`` is the whole
+    base URL: scheme, host, port and path prefix), nor one granularity with another
+    (``"24h"`` and ``"1d"`` share one). ``namespace`` names the server's folder instead
+    (the built-in emulator, whose port changes from run to run)."""
     grid = parse_interval(interval) if isinstance(interval, str) else interval
     if namespace is not None and _NAMESPACE_RE.fullmatch(namespace) is None:
         raise InvalidArgumentError(
             f"cache namespace {namespace!r} must be letters, digits, '.', '_' or '-'"
         )
-    folder = origin_slug(base_url) if namespace is None else f"ns_{namespace}"
-    root = Path(cache_dir) / folder / _interval_text(grid.seconds)
+    top = Path(cache_dir)
+    server = base_url if namespace is None else f"namespace:{namespace}"
+    if (top / MANIFEST_NAME).exists():
+        check_store_dir(top, interval=grid, server=server)
+        _check_dataset_interval(top, grid)
+        return ShardStore(top, grid)
+    if ShardStore(top, grid).assets():
+        raise InvalidArgumentError(
+            f"{top} holds asset= partitions but no {MANIFEST_NAME}: not a cache nor a "
+            "dataset of kaiko-liq's; use another directory"
+        )
+    folder = server_slug(base_url) if namespace is None else f"ns_{namespace}"
+    root = top / folder / _interval_text(grid.seconds)
+    if not check_store_dir(root, interval=grid, server=server):
+        write_identity(root, interval=grid, server=server)
     return ShardStore(root, grid)
+
+
+def _check_dataset_interval(directory: Path, interval: Interval) -> None:
+    try:
+        raw = json.loads((directory / MANIFEST_NAME).read_bytes())
+    except ValueError:
+        return  # torn: the files say what they hold
+    text = raw.get("interval") if isinstance(raw, dict) else None
+    try:
+        recorded = parse_interval(text) if isinstance(text, str) else None
+    except InvalidArgumentError:
+        recorded = None
+    if recorded is not None and recorded.seconds != interval.seconds:
+        raise InvalidArgumentError(
+            f"{directory} is a dataset at interval {text}, not {interval.text}; use "
+            f"--interval {text} or another directory"
+        )
 
 
 # --- reading a whole directory as one table -------------------------------------------------
@@ -881,6 +1042,33 @@ def _from_ns(ns: int | None) -> datetime | None:
     return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=ns // 1000)
 
 
+def _refuse_overlaps(root: Path) -> None:
+    """Raise if two files of one partition hold rows of the same bucket: every reader
+    would see those buckets twice. From the footers' statistics only."""
+    pq = import_optional("pyarrow.parquet", "read_backfill", extra="parquet")
+    with _os_errors(root, "read"):
+        parts = sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith(PARTITION))
+    for part in parts:
+        spans: list[tuple[int, int, str]] = []
+        with _os_errors(part, "read"):
+            paths = sorted(p for p in part.iterdir() if not p.name.startswith("."))
+        for path in paths:
+            if path.suffix != ".parquet":
+                continue
+            with _os_errors(path, "read"):
+                meta = pq.read_metadata(path)
+            column = meta.schema.names.index("interval_time")
+            for lo, hi in _time_span(pq, path, meta, column):
+                spans.append((lo, hi, path.name))
+        spans.sort()
+        for (_, a_hi, a), (b_lo, _, b) in itertools.pairwise(spans):
+            if b_lo <= a_hi and a != b:
+                raise InvalidArgumentError(
+                    f"{part}: {a} and {b} hold the same buckets, so every reader would see "
+                    "them twice; move one aside (a backfill or fetch --cache run does)"
+                )
+
+
 def read_backfill(
     out_dir: str | os.PathLike[str],
     *,
@@ -895,6 +1083,7 @@ def read_backfill(
     if shape not in SHAPES:
         raise InvalidArgumentError(f"shape {shape!r} is not one of {', '.join(map(repr, SHAPES))}")
     ds = import_optional("pyarrow.dataset", "read_backfill", extra="parquet")
+    _refuse_overlaps(Path(out_dir))
     dataset = open_dataset(out_dir)
     where: Any = None
     if assets is not None:

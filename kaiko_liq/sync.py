@@ -5,8 +5,11 @@ on an event loop of its own and closes everything before it returns, so calls ar
 independent (no loop or session outlives one). From a plain script that loop is
 ``asyncio.run``'s; where a loop is already running in this thread (a Jupyter cell, an
 async application calling blocking code), it runs in a worker thread while this one
-waits. Ctrl-C cancels the call either way: the client's session is closed, and
-``KeyboardInterrupt`` (or, inside a running loop's task, ``CancelledError``) comes out.
+waits; unless that running loop is the one serving ``base_url`` (an emulator started
+in the same thread), which could not answer while this thread waits: that call is
+refused at once, pointing to the async form. Ctrl-C cancels the call either way: the
+client's session is closed, and ``KeyboardInterrupt`` (or, inside a running loop's task,
+``CancelledError``) comes out.
 
 Example::
 
@@ -18,15 +21,18 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import os
+import socket
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import Any, Generic, TypeVar
+from urllib.parse import urlsplit
 
 from .client import DEFAULT_MAX_CONCURRENCY, DEFAULT_RATE_LIMIT, LiquidationClient
-from .errors import InvalidArgumentError
+from .errors import InvalidArgumentError, redact_url
 from .models import LiquidationEvent, LiquidationRow
 from .query import TimeLike
 from .retry import RetryPolicy
@@ -66,6 +72,7 @@ def fetch(
     retry: RetryPolicy | None = None,
     adaptive_rate: bool = True,
     allow_insecure_http: bool = False,
+    allow_credentials: bool = False,
     cache_dir: str | os.PathLike[str] | None = None,
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     emulator: bool = False,
@@ -80,6 +87,7 @@ def fetch(
             asset, start, end, interval=interval, sort=sort, page_size=page_size
         )
 
+    _refuse_self_served("fetch", options["base_url"])
     return _run(lambda: _with_client(options, emulator, call))
 
 
@@ -102,6 +110,7 @@ def fetch_frame(
     retry: RetryPolicy | None = None,
     adaptive_rate: bool = True,
     allow_insecure_http: bool = False,
+    allow_credentials: bool = False,
     cache_dir: str | os.PathLike[str] | None = None,
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     emulator: bool = False,
@@ -125,6 +134,7 @@ def fetch_frame(
             shape=shape,
         )
 
+    _refuse_self_served("fetch_frame", options["base_url"])
     return _run(lambda: _with_client(options, emulator, call))
 
 
@@ -173,6 +183,7 @@ _CLIENT_ARGUMENTS = (
     "retry",
     "adaptive_rate",
     "allow_insecure_http",
+    "allow_credentials",
     "cache_dir",
     "max_response_bytes",
 )
@@ -221,6 +232,60 @@ async def _with_client(
             "emulator=True: SYNTHETIC data from the built-in emulator at %s", client.base_url
         )
         return await call(client)
+
+
+def _refuse_self_served(name: str, base_url: object) -> None:
+    """Refuse a blocking call whose server listens on this thread's running loop (an
+    emulator started with ``async with running_emulator()``): that loop cannot answer
+    while this thread waits, so the call would only time out, minutes later."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    if not isinstance(base_url, str):
+        return
+    try:
+        url = urlsplit(base_url)
+        port = url.port
+    except ValueError:
+        return  # the client refuses it, with a better message
+    if port is None or not _is_local(url.hostname or "") or port not in _served_ports(loop):
+        return
+    raise InvalidArgumentError(
+        f"kaiko_liq.{name}() blocks this thread, but {redact_url(base_url)} is served by the "
+        f"event loop running on it, which could not answer until the call gave up; "
+        f"in async code use the async form: "
+        f"async with LiquidationClient(base_url=...) as client: await client.{name}(...)"
+    )
+
+
+def _is_local(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_unspecified
+
+
+def _served_ports(loop: asyncio.AbstractEventLoop) -> set[int]:
+    """Ports of the listening sockets a selector loop watches (empty for another kind of
+    loop: the call then takes the worker-thread path, as before)."""
+    selector = getattr(loop, "_selector", None)
+    if selector is None:
+        return set()
+    ports: set[int] = set()
+    for key in list(selector.get_map().values()):
+        fd = key.fileobj if isinstance(key.fileobj, int) else key.fileobj.fileno()
+        try:
+            # A duplicate of the descriptor: closing it leaves the loop's own alone.
+            with socket.socket(fileno=os.dup(fd)) as sock:
+                if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+                    ports.add(sock.getsockname()[1])
+        except (OSError, IndexError, TypeError):
+            continue  # not a socket (a pipe, the loop's self-pipe), or not an inet one
+    return ports
 
 
 def _run(make: Callable[[], Awaitable[T]]) -> T:

@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import random
+import threading
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -32,6 +35,7 @@ from yarl import URL
 from . import testing
 from .errors import (
     ClientClosedError,
+    ConnectError,
     InvalidArgumentError,
     KaikoLiqError,
     RequestTimeoutError,
@@ -118,6 +122,19 @@ class _Answer:
     body: bytes
 
 
+def _connect_error(exc: aiohttp.ClientConnectorError, url: str) -> ConnectError:
+    """One short line naming the host, for a connection that could not be made."""
+    host, cause = exc.host, exc.os_error
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        reason = cause.strerror or str(cause)
+        message = f"cannot resolve the host name {host!r} ({reason}); check it and the network"
+    else:
+        # asyncio words it "Connect call failed ('127.0.0.1', 1)"; the errno says why.
+        reason = os.strerror(cause.errno) if cause.errno else str(cause) or "no reason given"
+        message = f"cannot connect to {host} port {exc.port} ({reason}); is the server up?"
+    return ConnectError(message, url, host=host)
+
+
 class Transport:
     """Sends GETs with the key to one origin, under one limiter and one concurrency cap."""
 
@@ -165,9 +182,12 @@ class Transport:
         self._clock = clock
         self._session: aiohttp.ClientSession | None = None
         self._closed = False
+        #: The server's clock at its latest answer that gave one, and our monotonic
+        #: ``clock()`` when it came: the server's "now" is that plus the time since.
+        self.server_clock: tuple[datetime, float] | None = None
 
     def __repr__(self) -> str:
-        return f"Transport(base_url={self.base_url!r}, api_key=***)"
+        return f"Transport(base_url={redact_url(self.base_url)!r}, api_key=***)"
 
     @property
     def closed(self) -> bool:
@@ -193,6 +213,13 @@ class Transport:
         if self._session is not None:
             session, self._session = self._session, None
             await session.close()
+
+    def server_now(self) -> datetime | None:
+        """The server's clock now, as its latest answer gave it; ``None`` before one did."""
+        if self.server_clock is None:
+            return None
+        told, at = self.server_clock
+        return told + timedelta(seconds=max(0.0, self._clock() - at))
 
     def redact(self, text: str) -> str:
         """``text`` without this transport's key (see :func:`kaiko_liq.errors.redact`)."""
@@ -268,6 +295,7 @@ class Transport:
                 max_bytes=self.max_response_bytes,
                 secrets=self._secrets,
             )
+        stop = threading.Event()
         work = functools.partial(
             decipher,
             answer.status,
@@ -277,8 +305,15 @@ class Transport:
             decode=decode,
             max_bytes=self.max_response_bytes,
             secrets=self._secrets,
+            stopped=stop.is_set,
         )
-        return await anyio.to_thread.run_sync(work, limiter=self._decoders)
+        try:
+            # Abandoned on cancel (Ctrl-C), and told to stop: no one waits for the thread.
+            return await anyio.to_thread.run_sync(
+                work, limiter=self._decoders, abandon_on_cancel=True
+            )
+        finally:
+            stop.set()
 
     async def get_page(
         self,
@@ -303,6 +338,8 @@ class Transport:
                         url,
                     )
                 )
+            except aiohttp.ClientConnectorError as exc:
+                outcome = Retry(_connect_error(exc, url))
             except (aiohttp.ClientError, ConnectionError) as exc:
                 message = self.redact(f"connection failed: {type(exc).__name__}: {exc}")
                 outcome = Retry(TransportError(message, url))
@@ -314,6 +351,8 @@ class Transport:
                     self.adaptive.on_success()
                 self.stats.pages += 1
                 self.stats.rows += len(outcome.rows)
+                if outcome.server_time is not None:
+                    self.server_clock = (outcome.server_time, self._clock())
                 return outcome
             if outcome.rate_limited:
                 self.stats.rate_limited += 1
@@ -327,6 +366,8 @@ class Transport:
             )
             elapsed = self._policy.deadline - ((budget.ends or self._clock()) - self._clock())
             if not may_retry(attempt, self._policy, elapsed=elapsed, delay=delay):
+                raise error
+            if isinstance(error, ConnectError) and elapsed + delay > self._policy.connect_deadline:
                 raise error
             self.stats.retries += 1
             self.stats.last_error = str(error)

@@ -22,12 +22,17 @@ from aiohttp import web
 from kaiko_liq.emulator import EmulatorConfig, RunningEmulator, running_emulator
 from tests.mock_http import aioresponses
 
+pytest_plugins = ["tests.s3"]  # moto S3 server fixtures: s3, faulty_s3, moto_auth_endpoint
+
 EmulatorFactory = Callable[..., Awaitable[RunningEmulator]]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Serve = Callable[[Handler], Awaitable[str]]
 
 #: The emulators' clock in tests: the data ends here (exclusive) and is all settled.
 FIXED_NOW = datetime(2026, 11, 1, tzinfo=UTC)
+#: A pid no process has (above Linux's largest pid_max): a killed writer's, in the
+#: temporary file names of tests.
+DEAD_PID = 2**22 + 1
 
 
 @pytest.fixture

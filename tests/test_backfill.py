@@ -43,6 +43,7 @@ from kaiko_liq.models import ExchangeVolume, LiquidationRow
 from kaiko_liq.plan import SubRange, plan_subranges
 from kaiko_liq.query import Request, parse_interval, parse_time, validate_request
 from kaiko_liq.store import CLOCK_MARGIN, StorageError, gaps_in
+from tests.conftest import DEAD_PID
 
 H = timedelta(hours=1)
 D = timedelta(days=1)
@@ -109,12 +110,18 @@ class FakeClient:
         broken: set[str] | None = None,
     ) -> None:
         self.max_concurrency = 4
+        self.server = "http://127.0.0.1:1"
+        self.settle = SETTLE
+        self.recheck = timedelta(0)  # tests/test_settled.py has the recheck
         self.stats = Stats()
         self.fetched: list[tuple[str, datetime, datetime]] = []
         self.fail_at = fail_at or set()
         self.fatal = fatal
         self.unknown = unknown or set()  # 404 for every shard
         self.broken = broken or set()  # 503 for every shard, after its retries
+
+    def settled_before(self, interval: str) -> datetime:
+        return datetime.max.replace(tzinfo=UTC)  # the run's own ``now`` decides
 
     def plan(
         self, asset: str, start: Any, end: Any, *, interval: str, page_size: int | None
@@ -311,7 +318,11 @@ async def test_a_file_the_manifest_never_heard_of_still_counts(tmp_path: Path) -
 
 async def test_leftover_temporary_files_are_ignored_by_readers_and_removed(tmp_path: Path) -> None:
     await run(FakeClient(), tmp_path, "eth", end=T0 + D)
-    junk = tmp_path / "asset=eth" / f".{shard_filename(T0 + D, T0 + 2 * D)}.0123abcd.tmp"
+    junk = (
+        tmp_path
+        / "asset=eth"
+        / f".{shard_filename(T0 + D, T0 + 2 * D)}.{DEAD_PID}.0123abcdef01.tmp"
+    )
     junk.write_bytes(b"PAR1 half a file")
     assert read_backfill(tmp_path).num_rows > 0  # a reader skips it
     await run(FakeClient(), tmp_path, "eth", end=T0 + 2 * D)
@@ -325,7 +336,9 @@ async def test_extending_the_range_fetches_only_the_new_buckets(tmp_path: Path) 
     again = FakeClient()
     await run(again, tmp_path, "eth", "btc", end=T0 + 3 * D)
     eth = [(lo, hi) for a, lo, hi in again.fetched if a == "eth"]
-    assert eth == [(T0 + D + 11 * H, T0 + 2 * D), (T0 + 2 * D, T0 + 3 * D)]
+    # The gap is planned afresh: whole pages (24 buckets) from its first bucket.
+    gap = T0 + D + 11 * H
+    assert eth == [(gap, gap + D), (gap + D, T0 + 3 * D)]
     table = read_backfill(tmp_path)
     want = {a: expected_rows(a, T0, T0 + 3 * D) for a in ("btc", "eth")}
     assert table.to_pylist() == totals(want)  # no bucket twice, none missing
@@ -386,7 +399,11 @@ async def test_buckets_not_yet_settled_are_left_for_a_later_run(tmp_path: Path) 
     assert sorted(later.fetched) == [
         (a, lo, hi)
         for a in ("btc", "eth")
-        for lo, hi in [(horizon, T0 + 2 * D), (T0 + 2 * D, T0 + 3 * D), (T0 + 3 * D, T0 + 4 * D)]
+        for lo, hi in [
+            (horizon, horizon + D),
+            (horizon + D, horizon + 2 * D),
+            (horizon + 2 * D, T0 + 4 * D),
+        ]
     ]
     assert summary.deferred_from is None and summary.deferred is None
     assert "not yet complete" not in str(summary)
@@ -479,7 +496,9 @@ async def test_the_same_width_spelled_differently_is_the_same_grid(tmp_path: Pat
 
 async def test_another_programs_manifest_is_refused(tmp_path: Path) -> None:
     (tmp_path / MANIFEST_NAME).write_text('{"format": "something else", "version": 3}')
-    with pytest.raises(InvalidArgumentError, match="'something else' manifest, version 3"):
+    with pytest.raises(
+        InvalidArgumentError, match=r"not a kaiko-liq manifest \(format 'something else'\)"
+    ):
         await run(FakeClient(), tmp_path, "eth")
     assert (tmp_path / MANIFEST_NAME).read_text().startswith('{"format": "something')
 

@@ -29,11 +29,14 @@ from kaiko_liq.store import cache_store, settled_horizon
 from tests.conftest import FIXED_NOW, EmulatorFactory
 
 REPO = Path(__file__).resolve().parents[1]
-HORIZON = settled_horizon("1h", FIXED_NOW)
+HORIZON = settled_horizon(parse_interval("1h"), FIXED_NOW)
 
 
 def cached(emu: RunningEmulator, cache_dir: str | os.PathLike[str]) -> LiquidationClient:
-    return LiquidationClient(base_url=emu.base_url, cache_dir=cache_dir, now=lambda: FIXED_NOW)
+    # No recheck: these tests count what gaps cost (tests/test_settled.py has the recheck).
+    return LiquidationClient(
+        base_url=emu.base_url, cache_dir=cache_dir, now=lambda: FIXED_NOW, recheck="0"
+    )
 
 
 def plain(emu: RunningEmulator) -> LiquidationClient:

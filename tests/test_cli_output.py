@@ -125,7 +125,10 @@ async def test_cache_makes_a_repeat_free(emulator: RunningEmulator, tmp_path: Pa
     first = await cli(*args, "-o", str(tmp_path / "a.jsonl"))
     assert first.code == 0, first.stderr
     assert "2 requests" in first.stderr
-    again = await cli(*args, "-o", str(tmp_path / "b.jsonl"))
+    # The recheck costs one page per asset; with it off a repeat is free.
+    rechecked = await cli(*args, "-o", str(tmp_path / "c.jsonl"))
+    assert "2 requests" in rechecked.stderr
+    again = await cli(*args, "--recheck", "0", "-o", str(tmp_path / "b.jsonl"))
     assert again.code == 0, again.stderr
     assert "0 requests" in again.stderr
     assert (tmp_path / "a.jsonl").read_bytes() == (tmp_path / "b.jsonl").read_bytes()
@@ -138,7 +141,7 @@ def test_the_builtin_emulators_cache_outlives_its_port(
     args = ["fetch", "eth", *WINDOW, "--emulator", "--cache", str(tmp_path / "cache")]
     assert main([*args, "-o", str(tmp_path / "a.jsonl")]) == 0
     assert "1 request" in capsys.readouterr().err
-    assert main([*args, "-o", str(tmp_path / "b.jsonl")]) == 0
+    assert main([*args, "--recheck", "0", "-o", str(tmp_path / "b.jsonl")]) == 0
     assert "0 requests" in capsys.readouterr().err
     assert (tmp_path / "a.jsonl").read_bytes() == (tmp_path / "b.jsonl").read_bytes()
     assert [p.name for p in (tmp_path / "cache").iterdir()] == ["ns_builtin-emulator"]

@@ -541,7 +541,7 @@ async def test_leaving_async_with_stream_cancels_it(slow_many_shards: FakeKaiko)
             asked = len(slow_many_shards.calls)
             await settle_and_check_quiet(slow_many_shards)
             assert len(slow_many_shards.calls) == asked
-            assert not client._streams
+            assert not client._engine.streams
         gc.collect()
     assert [str(w.message) for w in caught] == []
 

@@ -58,9 +58,7 @@ async def test_fetch_events_equals_one_plain_query(emulator_url: str) -> None:
     lo, hi = BUSY - timedelta(hours=7), BUSY + timedelta(hours=30)
     async with LiquidationClient(base_url=emulator_url, page_size=250) as client:
         target = parse_instrument(*DENSE)
-        plain = await fetch_chain(
-            client._transport, EVENTS, target, SubRange(lo, hi), "desc", 250
-        )
+        plain = await fetch_chain(client._transport, EVENTS, target, SubRange(lo, hi), "desc", 250)
         got = await client.fetch_events(*DENSE, lo, hi)
     assert got == plain and len(got) > 5000
 
@@ -86,10 +84,12 @@ async def test_bad_arguments_are_refused_before_anything_is_sent() -> None:
 
 
 async def test_an_unknown_instrument_is_a_not_found() -> None:
-    async with running_emulator(EmulatorConfig(now=NOW)) as emu:
-        async with LiquidationClient(base_url=emu.base_url) as client:
-            with pytest.raises(NotFoundError):
-                await client.fetch_events("binc", "future", "nope-usd", BUSY, BUSY + timedelta(1))
+    async with (
+        running_emulator(EmulatorConfig(now=NOW)) as emu,
+        LiquidationClient(base_url=emu.base_url) as client,
+    ):
+        with pytest.raises(NotFoundError):
+            await client.fetch_events("binc", "future", "nope-usd", BUSY, BUSY + timedelta(1))
 
 
 @settings(

@@ -21,6 +21,7 @@ from kaiko_liq import (
     NotFoundError,
 )
 from kaiko_liq.live import POLL_MARGIN, Follow
+from kaiko_liq.query import parse_interval
 from kaiko_liq.retry import RetryPolicy
 from kaiko_liq.store import SETTLE, settled_horizon
 from tests.conftest import EmulatorFactory
@@ -100,7 +101,7 @@ async def test_a_day_with_quiet_hours_a_fault_and_a_restart(
     async with LiquidationClient(**options) as client:  # type: ignore[arg-type]
         second = client.follow("pepe", since=cursor, sleep=clock.sleep)
         got += await collect(second, clock, day + 24 * HOUR)
-    end = settled_horizon("1h", clock.now)
+    end = settled_horizon(parse_interval("1h"), clock.now)
 
     rows = [row for row, _ in got]
     want = await reference(make_emulator, "pepe", since, end)

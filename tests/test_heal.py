@@ -18,6 +18,7 @@ import pytest
 from kaiko_liq.backfill import MANIFEST_NAME, describe_backfill, read_backfill, shard_filename
 from kaiko_liq.errors import InvalidArgumentError
 from kaiko_liq.export import to_arrow
+from tests.conftest import DEAD_PID
 from tests.test_backfill import T0, D, FakeClient, expected_rows, manifest, run, shard_files, totals
 
 SHARD = f"asset=eth/{shard_filename(T0 + D, T0 + 2 * D)}"
@@ -167,7 +168,9 @@ async def test_an_empty_partition_and_leftovers_do_not_disturb_a_run(
     dataset: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     (dataset / "asset=sol").mkdir()
-    (dataset / "asset=eth" / f".{Path(SHARD).name}.0123abcdef.tmp").write_bytes(b"PAR1 half")
+    (dataset / "asset=eth" / f".{Path(SHARD).name}.{DEAD_PID}.0123abcdef01.tmp").write_bytes(
+        b"PAR1 half"
+    )
     m = manifest(dataset)
     m["shards"]["ghost"] = [
         {"start": "2025-03-01T00:00:00Z", "end": "2025-03-02T00:00:00Z", "rows": 3,

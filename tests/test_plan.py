@@ -1,4 +1,8 @@
-"""Shard planning: whole days on the grid, caller's exact ends, near-minimal requests."""
+"""Shard planning: bucket boundaries on the grid, caller's exact ends, the fewest requests.
+
+Intervals that divide a day get shards of whole pages (N_min requests exactly); the others
+whole units of ``lcm(interval, 1 day)`` (near-minimal).
+"""
 
 from __future__ import annotations
 
@@ -24,15 +28,23 @@ def requests_needed(start: datetime, end: datetime, interval: str, page_size: in
     return sum(max(1, math.ceil(buckets_in(s.start, s.end, grid) / page_size)) for s in shards)
 
 
-def test_two_year_hourly_window_costs_about_the_minimum() -> None:
+def test_two_year_hourly_window_costs_the_minimum() -> None:
     grid = parse_interval("1h")
     start, end = datetime(2025, 1, 8, tzinfo=UTC), datetime(2027, 1, 8, tzinfo=UTC)
     shards = plan_subranges(start, end, grid, 1000)
     minimum = math.ceil(buckets_in(start, end, grid) / 1000)
     assert minimum == 18
-    assert len(shards) <= minimum * 1.1 + 1
-    # 41 days of 24 buckets: 984 rows, one page each.
-    assert shards[0].end - shards[0].start == timedelta(days=41)
+    assert len(shards) == minimum == requests_needed(start, end, "1h", 1000)
+    # 1000 buckets, one full page each; not whole days (41 days = 984 would cost 18.5).
+    assert shards[0].end - shards[0].start == timedelta(hours=1000)
+
+
+def test_the_issue_job_sends_n_min_not_whole_day_shards() -> None:
+    # 2025-01-08 -> 2026-11-01 hourly: 15,888 buckets, 16 pages per asset (80 for 5
+    # assets); 41-day shards cost 17 (85).
+    start, end = datetime(2025, 1, 8, tzinfo=UTC), datetime(2026, 11, 1, tzinfo=UTC)
+    assert buckets_in(start, end, parse_interval("1h")) == 15_888
+    assert requests_needed(start, end, "1h", 1000) == 16
 
 
 def test_shards_tile_the_window_exactly_and_keep_the_callers_ends() -> None:
@@ -43,8 +55,21 @@ def test_shards_tile_the_window_exactly_and_keep_the_callers_ends() -> None:
     assert shards[0].start == start and shards[-1].end == end
     for a, b in itertools.pairwise(shards):
         assert a.end == b.start
-        assert (b.start - EPOCH) % timedelta(days=1) == timedelta(0)
+        assert (b.start - EPOCH) % timedelta(hours=1) == timedelta(0)
+    # Pages counted from the bucket the server snaps the start to: 09:00.
+    assert shards[0].end == datetime(2025, 2, 4, 13, tzinfo=UTC)
+    assert {buckets_in(s.start, s.end, grid) for s in shards[:-1]} == {100}
     assert [s.index for s in shards] == list(range(len(shards)))
+
+
+@pytest.mark.parametrize(("interval", "unit_hours"), [("5h", 120), ("7h", 168)])
+def test_intervals_that_do_not_divide_a_day_keep_whole_unit_shards(
+    interval: str, unit_hours: int
+) -> None:
+    start = datetime(2025, 1, 8, 3, tzinfo=UTC)
+    shards = plan_subranges(start, start + timedelta(days=400), parse_interval(interval), 1000)
+    unit = timedelta(hours=unit_hours)
+    assert all((s.start - EPOCH) % unit == timedelta(0) for s in shards[1:])
 
 
 def test_an_empty_window_plans_nothing() -> None:
@@ -52,10 +77,12 @@ def test_an_empty_window_plans_nothing() -> None:
     assert plan_subranges(t, t, parse_interval("1h"), 1000) == []
 
 
-def test_a_day_that_does_not_fit_in_a_page_is_one_shard_paged_inside() -> None:
-    start, end = datetime(2025, 2, 1, tzinfo=UTC), datetime(2025, 2, 3, tzinfo=UTC)
+def test_a_page_smaller_than_a_day_gives_whole_page_shards_of_at_least_a_day() -> None:
+    # page_size=5 at 1h: 25 buckets (5 full pages), not a file per 5 hours.
+    start, end = datetime(2025, 2, 1, tzinfo=UTC), datetime(2025, 2, 5, tzinfo=UTC)
     shards = plan_subranges(start, end, parse_interval("1h"), 5)
-    assert all(s.end - s.start >= timedelta(days=1) for s in shards[:-1])
+    assert [s.end - s.start for s in shards] == [timedelta(hours=25)] * 3 + [timedelta(hours=21)]
+    assert requests_needed(start, end, "1h", 5) == math.ceil(96 / 5)
 
 
 @settings(max_examples=300, deadline=None)
@@ -73,14 +100,18 @@ def test_plans_are_aligned_and_near_minimal(
     end = start + timedelta(minutes=length_minutes)
     shards = plan_subranges(start, end, grid, page_size)
     assert shards[0].start == start and shards[-1].end == end
-    unit = timedelta(seconds=unit_seconds(grid))
+    divides_a_day = 86_400 % grid.seconds == 0
+    grain = grid.delta if divides_a_day else timedelta(seconds=unit_seconds(grid))
     for a, b in itertools.pairwise(shards):
         assert a.end == b.start and a.start < a.end
-        assert (b.start - EPOCH) % unit == timedelta(0), "inner boundaries on the unit grid"
+        assert (b.start - EPOCH) % grain == timedelta(0), "no bucket straddles two shards"
     # Together the shards snap to exactly the buckets of the whole window, none twice.
     assert sum(buckets_in(s.start, s.end, grid) for s in shards) == buckets_in(start, end, grid)
-    if page_size >= 100:
-        minimum = math.ceil(buckets_in(start, end, grid) / page_size)
+    minimum = math.ceil(buckets_in(start, end, grid) / page_size)
+    if divides_a_day:
+        assert requests_needed(start, end, interval, page_size) == minimum
+        assert all(s.end - s.start >= timedelta(days=1) for s in shards[1:-1])
+    elif page_size >= 100:
         assert requests_needed(start, end, interval, page_size) <= minimum / MIN_PAGE_FILL + 1
         assert requests_needed(start, end, interval, page_size) <= 1.1 * minimum + 1
 

@@ -27,6 +27,7 @@ from kaiko_liq.errors import (
     redact,
     redact_url,
 )
+from kaiko_liq.plan import SubRange
 from kaiko_liq.protocol import (
     ERROR_EXCERPT_CHARS,
     Page,
@@ -35,12 +36,11 @@ from kaiko_liq.protocol import (
     check_next_url,
     decipher,
     error_message,
-    first_page_params,
     inflate,
-    page_url,
     region_base_url,
 )
 from kaiko_liq.query import parse_interval
+from kaiko_liq.routes.token import TOKEN, Token
 from tests.seed import seed_response_json
 
 URL = "https://us.market-api.kaiko.io/v2/data/liquidation.v1/token/eth"
@@ -195,10 +195,10 @@ def test_error_text_is_redacted_before_it_is_shortened() -> None:
 
 
 def test_first_page_params_and_url() -> None:
-    params = first_page_params(
+    params = token_params(
         datetime(2025, 1, 31, 9, 0, 1, tzinfo=UTC),
         datetime(2025, 2, 28, tzinfo=UTC),
-        parse_interval("4h"),
+        "4h",
         "asc",
         1000,
     )
@@ -209,25 +209,25 @@ def test_first_page_params_and_url() -> None:
         "end_time": "2025-02-28T00:00:00Z",
         "page_size": "1000",
     }
-    assert page_url(region_base_url("eu"), "eth") == (
+    assert region_base_url("eu") + TOKEN.path(Token("eth", parse_interval("1h"))) == (
         "https://eu.market-api.kaiko.io/v2/data/liquidation.v1/token/eth"
     )
 
 
 def test_times_are_sent_to_the_millisecond_start_down_end_up() -> None:
-    params = first_page_params(
+    params = token_params(
         datetime(2025, 1, 31, 9, 0, 1, 123_999, tzinfo=UTC),
         datetime(2025, 2, 28, 0, 0, 0, 1, tzinfo=UTC),
-        parse_interval("1h"),
+        "1h",
         "desc",
         10,
     )
     assert params["start_time"] == "2025-01-31T09:00:01.123Z"
     assert params["end_time"] == "2025-02-28T00:00:00.001Z"
-    exact = first_page_params(
+    exact = token_params(
         datetime(2025, 1, 31, 9, 0, 1, 5000, tzinfo=UTC),
         datetime(2025, 2, 28, 0, 0, 0, 5000, tzinfo=UTC),
-        parse_interval("1h"),
+        "1h",
         "desc",
         10,
     )
@@ -294,3 +294,11 @@ def test_redact_finds_keys_in_every_form_a_server_echoes_them() -> None:
     assert redact("no API key: pass one, or a token: see docs") == (
         "no API key: pass one, or a token: see docs"
     )
+
+
+def token_params(
+    start: datetime, end: datetime, interval: str, sort: str, page_size: int
+) -> dict[str, str]:
+    """The token route's first-page parameters for ``[start, end)``."""
+    target = Token("eth", parse_interval(interval))
+    return TOKEN.first_params(target, SubRange(start, end), sort, page_size)

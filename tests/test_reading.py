@@ -99,6 +99,11 @@ async def test_every_reading_line_in_the_readme_reads_the_backfill(
     assert len(by_db) == exchange_rows
     assert list(by_db.columns) == list(long.column_names)
     assert by_db["total_amount"].tolist() == long.column("total_amount").to_pylist()
+    # UTC, as the README says: zoned in pandas, and days cut at midnight UTC.
+    assert str(by_db["interval_time"].dt.tz) in ("UTC", "Etc/UTC")
+    assert by_db["interval_time"].tolist() == long.column("interval_time").to_pylist()
+    assert str(daily.schema["day"].time_zone) in ("UTC", "Etc/UTC")
+    assert all(t.hour == 0 and t.tzinfo is not None for t in daily["day"].to_list())
 
 
 async def test_polars_on_the_bare_directory_fails_as_the_readme_says(

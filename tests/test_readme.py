@@ -95,7 +95,7 @@ def test_every_python_block_runs(
     elif "cache_dir=" in code:
         first, again, wider = (line.split() for line in lines)
         assert first == ["first:", "10", "requests"]  # 4,416 hours each: five pages
-        assert again == ["again:", "0", "requests"]
-        assert wider == ["wider:", "2", "requests"]  # Jan 8 to Mar 1: 1,248 hours
+        assert again == ["again:", "2", "requests"]  # the recheck: one page per asset
+        assert wider == ["wider:", "3", "requests"]  # 1,248 new hours, and the recheck
     elif ".follow(" in code:
         assert len(lines) >= 2 and lines[-1].startswith("resume with since = ")

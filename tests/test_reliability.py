@@ -42,8 +42,9 @@ from kaiko_liq.errors import (
     UnsafeURLError,
 )
 from kaiko_liq.models import LiquidationRow
-from kaiko_liq.protocol import page_url
+from kaiko_liq.query import parse_interval
 from kaiko_liq.retry import RETRY_AFTER_JITTER_FRACTION, RetryPolicy
+from kaiko_liq.routes.token import TOKEN, Token
 from kaiko_liq.testing import no_sleeps
 from kaiko_liq.transport import Timeouts
 from tests.conftest import FIXED_NOW
@@ -724,7 +725,8 @@ async def test_the_asset_is_sent_as_one_lower_case_path_segment(
     async with LiquidationClient(base_url=emu.base_url) as client:
         rows = await client.fetch("BTC", START, END, sort="asc")
     assert rows == rows_for("btc", START, END, now=FIXED_NOW)
-    assert page_url("http://h", "a-B_9") == "http://h/v2/data/liquidation.v1/token/a-B_9"
+    target = Token("a-B_9", parse_interval("1h"))
+    assert "http://h" + TOKEN.path(target) == "http://h/v2/data/liquidation.v1/token/a-B_9"
 
 
 # -- cancellation and cleanup ----------------------------------------------------------

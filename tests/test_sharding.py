@@ -9,6 +9,7 @@ emulator are in ``test_events_e2e.py``.
 
 from __future__ import annotations
 
+import itertools
 import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -24,8 +25,8 @@ from kaiko_liq.plan import SubRange
 from kaiko_liq.protocol import Page
 from kaiko_liq.routes import epoch_ms, from_epoch_ms
 from kaiko_liq.routes.events import EVENTS, Instrument
-from kaiko_liq.sharding import day_windows, split_window
 from kaiko_liq.shard import fetch_chain
+from kaiko_liq.sharding import day_windows, split_window
 
 BASE = "https://us.market-api.kaiko.io"
 TARGET = Instrument("binc", "perpetual-future", "btc-usdt")
@@ -134,7 +135,7 @@ def test_split_window_meets_exactly() -> None:
     parts = split_window(lo, hi, 14)
     assert len(parts) == 14
     assert parts[0].start == lo and parts[-1].end == hi
-    assert all(a.end == b.start for a, b in zip(parts, parts[1:], strict=False))
+    assert all(a.end == b.start for a, b in itertools.pairwise(parts))
     tiny = split_window(lo, lo + timedelta(milliseconds=3), 10)
     assert [(p.start, p.end) for p in tiny] == [
         (lo + timedelta(milliseconds=i), lo + timedelta(milliseconds=i + 1)) for i in range(3)
@@ -170,7 +171,9 @@ async def test_a_page_that_stops_inside_a_millisecond_loses_nothing(sort: str) -
 async def test_time_paging_with_empty_pages_is_followed() -> None:
     events = dense_day(2, 300)
     server = EventServer(events, span_ms=3_600_000)
-    truth = await plain(EventServer(events, span_ms=3_600_000), DAY, DAY + timedelta(days=1), "asc", 100)
+    truth = await plain(
+        EventServer(events, span_ms=3_600_000), DAY, DAY + timedelta(days=1), "asc", 100
+    )
     got = await adaptive(server, DAY, DAY + timedelta(days=1), "asc", 100)
     assert got == truth and len(got) == 300
 

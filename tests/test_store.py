@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from kaiko_liq.errors import InvalidArgumentError
 from kaiko_liq.export import to_arrow
 from kaiko_liq.models import ExchangeVolume, LiquidationRow
+from kaiko_liq.query import parse_interval
 from kaiko_liq.store import (
     CLOCK_MARGIN,
     SETTLE,
@@ -79,12 +80,12 @@ def test_shard_names_round_trip_and_other_names_are_not_shards() -> None:
 
 def test_the_settled_horizon_is_an_hour_and_a_margin_behind_on_the_grid() -> None:
     assert SETTLE == H and timedelta(seconds=30) == CLOCK_MARGIN
-    assert settled_horizon("1h", T0 + 5 * H + timedelta(minutes=59)) == T0 + 4 * H
-    assert settled_horizon("4h", T0 + 5 * H + CLOCK_MARGIN) == T0 + 4 * H
+    assert settled_horizon(parse_interval("1h"), T0 + 5 * H + timedelta(minutes=59)) == T0 + 4 * H
+    assert settled_horizon(parse_interval("4h"), T0 + 5 * H + CLOCK_MARGIN) == T0 + 4 * H
     # A clock up to the margin ahead of the server's does not take a bucket for settled.
-    assert settled_horizon("4h", T0 + 5 * H) == T0
-    assert settled_horizon("1h", T0 + 5 * H + timedelta(seconds=29)) == T0 + 3 * H
-    assert settled_horizon("1d", T0 + D + H + CLOCK_MARGIN) == T0 + D
+    assert settled_horizon(parse_interval("4h"), T0 + 5 * H) == T0
+    assert settled_horizon(parse_interval("1h"), T0 + 5 * H + timedelta(seconds=29)) == T0 + 3 * H
+    assert settled_horizon(parse_interval("1d"), T0 + D + H + CLOCK_MARGIN) == T0 + D
 
 
 def test_origin_slugs_keep_origins_apart_and_are_safe_names() -> None:

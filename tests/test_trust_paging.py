@@ -21,10 +21,11 @@ from kaiko_liq.client import LiquidationClient
 from kaiko_liq.errors import InconsistentDataError, UnsafeURLError
 from kaiko_liq.models import LiquidationRow
 from kaiko_liq.plan import SubRange
-from kaiko_liq.protocol import Page, Retry, decipher, first_page_params
+from kaiko_liq.protocol import Page, Retry, decipher
 from kaiko_liq.query import parse_interval
 from kaiko_liq.retry import RetryPolicy
-from kaiko_liq.shard import ShardQuery, fetch_shard
+from kaiko_liq.routes.token import TOKEN, Token
+from kaiko_liq.shard import fetch_chain
 from tests.mock_http import aioresponses
 
 BASE = "https://us.market-api.kaiko.io"
@@ -32,6 +33,7 @@ PATH = "/v2/data/liquidation.v1/token/eth"
 FIRST = BASE + PATH
 HOUR = timedelta(hours=1)
 DAY_START = datetime(2025, 2, 1, tzinfo=UTC)
+ETH = Token("eth", parse_interval("1h"))
 
 
 def wire_row(when: datetime, **changes: Any) -> dict[str, Any]:
@@ -85,7 +87,9 @@ class Canned:
         self.fallback = fallback
         self.sent: list[str] = []
 
-    async def get_page(self, url: str, params: dict[str, str] | None = None) -> Page:
+    async def get_page(
+        self, url: str, params: dict[str, str] | None = None, decode: Any = TOKEN.decode
+    ) -> Page[Any]:
         full = url if not params else f"{url}?{urlencode(params)}"
         self.sent.append(full)
         if full in self.answers:
@@ -94,22 +98,21 @@ class Canned:
             raw = self.fallback(full)
         else:
             raise AssertionError(f"the client asked for {full}, which nothing leads to")
-        outcome = decipher(200, {}, raw, url, max_bytes=1 << 24)
+        outcome = decipher(200, {}, raw, url, decode=decode, max_bytes=1 << 24)
         if isinstance(outcome, Retry):  # as the transport does once retries run out
             raise outcome.error
         return outcome
 
 
 def first_key(start: datetime, end: datetime, sort: str = "asc", page_size: int = 24) -> str:
-    params = first_page_params(start, end, parse_interval("1h"), sort, page_size)
+    params = TOKEN.first_params(ETH, SubRange(start, end), sort, page_size)
     return f"{FIRST}?{urlencode(params)}"
 
 
 async def walk(
     source: Canned, start: datetime, end: datetime, sort: str = "asc"
 ) -> list[LiquidationRow]:
-    query = ShardQuery("eth", parse_interval("1h"), sort, 24)
-    return await fetch_shard(source, query, SubRange(start, end))
+    return await fetch_chain(source, TOKEN, ETH, SubRange(start, end), sort, 24)
 
 
 def hours_of(rows: list[LiquidationRow]) -> list[datetime]:
@@ -243,7 +246,7 @@ async def test_a_next_url_to_another_path_or_host_keeps_nothing(elsewhere: str) 
 async def test_the_client_refuses_another_assets_next_url(mocked: aioresponses) -> None:
     start, end = "2025-02-01T00:00:00Z", "2025-02-01T04:00:00Z"
     btc = cont("x", "/v2/data/liquidation.v1/token/btc")
-    params = first_page_params(DAY_START, DAY_START + 4 * HOUR, parse_interval("1h"), "asc", 1000)
+    params = TOKEN.first_params(ETH, SubRange(DAY_START, DAY_START + 4 * HOUR), "asc", 1000)
     mocked.get(
         f"{FIRST}?{urlencode(params)}", body=body([wire_row(DAY_START)], btc, "x"), repeat=True
     )

@@ -28,6 +28,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
+from email.utils import format_datetime
 
 from aiohttp import web
 
@@ -111,6 +112,9 @@ class _Emulator:
         try:
             response = await handler(request)
             status = response.status
+            if not response.prepared:
+                # HTTP's Date is the server's clock (RFC 9110), the one answer_time gives.
+                response.headers["Date"] = format_datetime(self.config.clock(), usegmt=True)
             return response
         except web.HTTPException as exc:  # unknown route, wrong method...
             status = exc.status

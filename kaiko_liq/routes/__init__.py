@@ -38,6 +38,7 @@ __all__ = [
 ]
 
 Row = TypeVar("Row")
+RowIn = TypeVar("RowIn", contravariant=True)
 Target = TypeVar("Target")
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -91,20 +92,18 @@ class PageSource(Protocol):
     ) -> Page[Any]: ...
 
 
-class PageCheck(Protocol[Row]):
+class PageCheck(Protocol[RowIn]):
     """The checks one sub-range's pages must pass, page after page (it may keep state:
     the last row's time, the ids seen). Raises :class:`~kaiko_liq.errors.InconsistentDataError`."""
 
-    def __call__(self, rows: Sequence[Row], url: str) -> None: ...
+    def __call__(self, rows: Sequence[RowIn], url: str) -> None: ...
 
 
 class ShardPolicy(ABC, Generic[Target, Row]):
     """How a window is cut into shards and how one shard's rows are fetched."""
 
     @abstractmethod
-    def plan(
-        self, route: Route[Target, Row], target: Target, window: Window
-    ) -> list[SubRange]:
+    def plan(self, route: Route[Target, Row], target: Target, window: Window) -> list[SubRange]:
         """Shards covering ``[window.start, window.end)``, ascending (pure)."""
 
     @abstractmethod
@@ -125,6 +124,8 @@ class Route(ABC, Generic[Target, Row]):
 
     #: A short name: the store keeps each route's data under it.
     name: ClassVar[str]
+    #: What one of its rows is called in messages ("3 buckets revised").
+    row_name: ClassVar[str]
     #: The path, ``{name}`` for each path parameter, as Kaiko's reference writes it.
     path_template: ClassVar[str]
     #: How a window is cut into shards and a shard fetched.
@@ -148,7 +149,9 @@ class Route(ABC, Generic[Target, Row]):
         """A whole answer decoded: the envelope's fields and ``data`` as rows."""
 
     @abstractmethod
-    def first_params(self, target: Target, shard: SubRange, sort: str, page_size: int) -> dict[str, str]:
+    def first_params(
+        self, target: Target, shard: SubRange, sort: str, page_size: int
+    ) -> dict[str, str]:
         """The first request's query parameters (later pages follow the cursor)."""
 
     @abstractmethod
@@ -164,23 +167,26 @@ class Route(ABC, Generic[Target, Row]):
         route whose rows span time (buckets) overrides this."""
         return row_time + settle
 
+    def recheck_span(self, target: Target, recheck: timedelta, page_size: int) -> timedelta:
+        """How far back from the newest stored row a store fetches again on each run."""
+        return recheck
+
     def horizon(self, target: Target, now: datetime, settle: timedelta) -> datetime:
         """The end of what is final at ``now``: every row before it has settled."""
         return self.grid(target).floor(now - settle)
 
     @abstractmethod
-    def page_check(
-        self, target: Target, lo: datetime, hi: datetime, sort: str
-    ) -> PageCheck[Row]:
+    def page_check(self, target: Target, lo: datetime, hi: datetime, sort: str) -> PageCheck[Row]:
         """A fresh check for the pages of one sub-range ``[lo, hi)`` (snapped)."""
 
     @abstractmethod
-    def max_empty_pages(self, target: Target, lo: datetime, hi: datetime) -> int:
-        """More empty pages in a row than this, and the cursor is not advancing."""
+    def max_empty_pages(self, target: Target, lo: datetime, hi: datetime) -> tuple[int, str]:
+        """More empty pages in a row than this, and the cursor is not advancing: the
+        count, and what it counts (``"buckets"``), for the error."""
 
     @property
     @abstractmethod
-    def table(self) -> TableSpec[Row]:
+    def table(self) -> TableSpec[Any]:
         """The columns a row becomes (CSV, Parquet, frames, the store)."""
 
     def partition(self, target: Target) -> str:

@@ -22,7 +22,19 @@ is decided here, each marked **Assumption**:
   as they are fetched (:class:`~kaiko_liq.sharding.AdaptiveShards`). For the loop bound a
   page is taken to span at least a minute when a server sizes pages by time.
 * ``rate`` may be a number or null.
-* An event is final :data:`settle` after it happened (see :mod:`kaiko_liq.settle`).
+* An event is final ``settle`` after it happened (see :mod:`kaiko_liq.settle`).
+
+The table a row becomes, :data:`EVENTS_TABLE`: one flat row per liquidation event.
+
+``events``, one row per event::
+
+    exchange, instrument_class, instrument,
+    time, timestamp, trade_id, price, amount, amount_quote, amount_usd, rate, position_side
+
+``time`` is the event's instant (``timestamp`` read as above) as
+``timestamp[ns, tz=UTC]``: nanoseconds like every time in kaiko-liq's tables, so events
+line up with the token route's ``interval_time`` without a cast; ``timestamp`` is the
+integer as sent. ``rate`` may be null. CSV, JSON Lines and Parquet write one file.
 """
 
 from __future__ import annotations
@@ -31,19 +43,24 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 from ..errors import InconsistentDataError, InvalidArgumentError
 from ..models import LiquidationEvent, decode_event_page
 from ..plan import SubRange
 from ..query import format_time
 from ..sharding import AdaptiveShards
+from ..tables import Shape, TableSpec, derived, plain
 from . import MILLISECOND, MillisecondGrid, Route, from_epoch_ms
 
-if TYPE_CHECKING:
-    from ..tables import TableSpec
-
-__all__ = ["EVENTS", "INSTRUMENT_CLASSES", "EventsRoute", "Instrument", "parse_instrument"]
+__all__ = [
+    "EVENTS",
+    "EVENTS_TABLE",
+    "INSTRUMENT_CLASSES",
+    "EventsRoute",
+    "Instrument",
+    "parse_instrument",
+]
 
 INSTRUMENT_CLASSES = ("future", "perpetual-future")
 _CODE_RE = re.compile(r"[A-Za-z0-9_-]+")
@@ -63,9 +80,7 @@ class Instrument:
         return f"{self.exchange}:{self.instrument_class}:{self.instrument}"
 
 
-def parse_instrument(
-    exchange: str, instrument_class: str, instrument: str
-) -> Instrument:
+def parse_instrument(exchange: str, instrument_class: str, instrument: str) -> Instrument:
     """Validate the three path parameters; each becomes one URL path segment."""
     for name, value in (("exchange", exchange), ("instrument", instrument)):
         if not isinstance(value, str) or _CODE_RE.fullmatch(value) is None:
@@ -156,6 +171,7 @@ def _ms(t: datetime) -> int:
 
 class EventsRoute(Route[Instrument, LiquidationEvent]):
     name: ClassVar[str] = "events"
+    row_name: ClassVar[str] = "instant"
     path_template: ClassVar[str] = (
         "/v2/data/liquidation.v1/trades/{exchange}/{instrument_class}/{instrument}"
     )
@@ -190,19 +206,40 @@ class EventsRoute(Route[Instrument, LiquidationEvent]):
     def time_of(self, row: LiquidationEvent) -> datetime:
         return from_epoch_ms(event_ms(row))
 
-    def page_check(
-        self, target: Instrument, lo: datetime, hi: datetime, sort: str
-    ) -> _EventOrder:
+    def page_check(self, target: Instrument, lo: datetime, hi: datetime, sort: str) -> _EventOrder:
         return _EventOrder(lo, hi, sort)
 
-    def max_empty_pages(self, target: Instrument, lo: datetime, hi: datetime) -> int:
-        return (hi - lo) // _MINUTE + 1
+    def max_empty_pages(self, target: Instrument, lo: datetime, hi: datetime) -> tuple[int, str]:
+        return (hi - lo) // _MINUTE + 1, "minutes"
 
     @property
     def table(self) -> TableSpec[LiquidationEvent]:
-        from ..tables import EVENTS_TABLE
-
         return EVENTS_TABLE
+
+
+EVENTS_TABLE: TableSpec[LiquidationEvent] = TableSpec(
+    row=LiquidationEvent,
+    keys=("exchange", "instrument_class", "instrument"),
+    shapes=(
+        Shape(
+            "events",
+            (
+                derived("time", "time_ms", event_ms),
+                plain("timestamp", "int64"),
+                plain("trade_id", "string"),
+                plain("price", "float64"),
+                plain("amount", "float64"),
+                plain("amount_quote", "float64"),
+                plain("amount_usd", "float64"),
+                plain("rate", "float64?"),
+                plain("position_side", "string"),
+            ),
+        ),
+    ),
+    files=(("events", ""),),
+    stored="events",
+    time="time",
+)
 
 
 #: The one instance: routes are stateless.

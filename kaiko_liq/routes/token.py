@@ -12,7 +12,28 @@ are marked **Assumption**):
   shards are planned up front (:class:`~kaiko_liq.sharding.GridShards`).
 * ``interval_timestamp`` is documented "in milliseconds" but every example is 19 digits:
   nanoseconds. Both are accepted; each row's must name its ``interval_time``.
-* A bucket is final :data:`settle` after it closes (see :mod:`kaiko_liq.settle`).
+* A bucket is final ``settle`` after it closes (see :mod:`kaiko_liq.settle`).
+
+The tables a row becomes, :data:`TOKEN_TABLE`: a bucket's totals, its per-exchange
+breakdown, or both nested.
+
+``totals`` (the default), one row per ``(asset, interval_time)``::
+
+    asset, interval_time, interval_timestamp,
+    total_trades, total_amount, long_trades, long_amount, short_trades, short_amount
+
+``exchanges``, the breakdown in long form, one row per ``(asset, interval_time, exchange)``::
+
+    asset, interval_time, exchange,
+    total_trades, total_amount, long_trades, long_amount, short_trades, short_amount
+
+``nested`` keeps the API's own nesting: the totals columns plus ``exchanges`` as a
+``list<struct>`` column. A store keeps it, so one file holds a whole shard.
+
+``interval_time`` is ``timestamp[ns, tz=UTC]``; ``interval_timestamp`` the integer as
+sent (nanoseconds, although the endpoint doc says milliseconds); counts int64, amounts
+float64 (USD). CSV and Parquet write ``totals`` at the path and ``exchanges`` beside it
+(``out.csv``, ``out.exchanges.csv``).
 """
 
 from __future__ import annotations
@@ -20,19 +41,44 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 from ..errors import InconsistentDataError
-from ..models import LiquidationRow, decode_page
+from ..models import ExchangeVolume, LiquidationRow, decode_page
 from ..plan import SubRange, buckets_in
 from ..query import Interval, format_time
 from ..sharding import GridShards
+from ..tables import Column, Shape, TableSpec, nested, plain
 from . import Route
 
-if TYPE_CHECKING:
-    from ..tables import TableSpec
+__all__ = ["FIGURES", "TOKEN", "TOKEN_TABLE", "Token", "TokenRoute"]
 
-__all__ = ["TOKEN", "Token", "TokenRoute"]
+#: A bucket's figures, the same for all exchanges together and for each one.
+FIGURES: tuple[Column, ...] = (
+    plain("total_trades", "int64"),
+    plain("total_amount", "float64"),
+    plain("long_trades", "int64"),
+    plain("long_amount", "float64"),
+    plain("short_trades", "int64"),
+    plain("short_amount", "float64"),
+)
+
+_TIME = plain("interval_time", "time")
+_TOTALS = (_TIME, plain("interval_timestamp", "int64"), *FIGURES)
+_EXCHANGES = nested("exchanges", ExchangeVolume, (plain("exchange", "string"), *FIGURES))
+
+TOKEN_TABLE: TableSpec[LiquidationRow] = TableSpec(
+    row=LiquidationRow,
+    keys=("asset",),
+    shapes=(
+        Shape("totals", _TOTALS),
+        Shape("exchanges", (_TIME,), explode=_EXCHANGES),
+        Shape("nested", (*_TOTALS, _EXCHANGES)),
+    ),
+    files=(("totals", ""), ("exchanges", ".exchanges")),
+    stored="nested",
+    time="interval_time",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,8 +117,7 @@ class _RowOrder:
                 )
             if t % step:
                 raise InconsistentDataError(
-                    f"row at {format_time(row.interval_time)} is not on the "
-                    f"{self._interval} grid",
+                    f"row at {format_time(row.interval_time)} is not on the {self._interval} grid",
                     url,
                 )
             # On the grid, t is a whole number of seconds, so this is exact.
@@ -98,6 +143,7 @@ class _RowOrder:
 
 class TokenRoute(Route[Token, LiquidationRow]):
     name: ClassVar[str] = "token"
+    row_name: ClassVar[str] = "bucket"
     path_template: ClassVar[str] = "/v2/data/liquidation.v1/token/{asset}"
     policy = GridShards()
 
@@ -135,15 +181,17 @@ class TokenRoute(Route[Token, LiquidationRow]):
     def page_check(self, target: Token, lo: datetime, hi: datetime, sort: str) -> _RowOrder:
         return _RowOrder(target.interval, lo, hi, sort)
 
-    def max_empty_pages(self, target: Token, lo: datetime, hi: datetime) -> int:
+    def max_empty_pages(self, target: Token, lo: datetime, hi: datetime) -> tuple[int, str]:
         # An honest page covers at least one bucket.
-        return buckets_in(lo, hi, target.interval)
+        return buckets_in(lo, hi, target.interval), "buckets"
 
     @property
     def table(self) -> TableSpec[LiquidationRow]:
-        from ..tables import TOKEN_TABLE
-
         return TOKEN_TABLE
+
+    def recheck_span(self, target: Token, recheck: timedelta, page_size: int) -> timedelta:
+        # At most one page of buckets: the recheck costs one request per asset and run.
+        return min(recheck, target.interval.delta * page_size)
 
     def store_folder(self, target: Token) -> str:
         seconds = target.interval.seconds

@@ -1,0 +1,447 @@
+"""Rows out to files: formats and paths, atomic writes, the CSV / JSON Lines / Parquet writers.
+
+Generic over a route's :class:`~kaiko_liq.tables.TableSpec`:
+
+* CSV and Parquet: each of the spec's file shapes, the first at ``PATH`` and the others
+  beside it with their suffix before the extension (the token route's ``out.csv`` and
+  ``out.exchanges.csv``; the events route's one file). CSV times are ISO 8601 with
+  ``Z``, to the millisecond; floats use Python's shortest round-trip form, so they read
+  back as the same floats; a null is an empty cell.
+* JSON Lines: one object per row, the key columns first, then the row's fields as the
+  API sent them (nesting kept). One file holds everything.
+* ``.csv.gz``, ``.jsonl.gz`` (and ``.ndjson.gz``): the same, gzip-compressed. The gzip
+  header carries no time and no file name, so the same rows always give the same bytes.
+* ``-`` is standard output (:func:`write_stdout`): JSON Lines by default, or one CSV
+  table; Parquet is not written to a pipe.
+
+Every output is deterministic: keys in the order given, rows in the order given, the same
+bytes for the same rows. Every file is written atomically (:func:`atomic_write`).
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import os
+import secrets
+import stat
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, ExitStack, contextmanager, suppress
+from pathlib import Path
+from typing import IO, Any, Literal, TextIO, get_args
+
+import msgspec
+
+from .errors import InvalidArgumentError
+from .optional import import_optional
+from .query import format_time
+from .tables import (
+    Grouped,
+    RowsByKey,
+    Shape,
+    TableSpec,
+    arrow_table,
+    column_values,
+    datetime_from_ms,
+    group_rows,
+)
+
+__all__ = [
+    "FORMATS",
+    "STDOUT",
+    "Compression",
+    "Format",
+    "Opener",
+    "atomic_write",
+    "compression_for_path",
+    "format_for_path",
+    "output_target",
+    "sibling_path",
+    "write_csv",
+    "write_files",
+    "write_jsonl",
+    "write_stdout",
+]
+
+Format = Literal["csv", "jsonl", "parquet"]
+FORMATS: tuple[Format, ...] = get_args(Format)
+Compression = Literal["gzip"] | None
+#: How :func:`write_files` opens each file: :func:`atomic_write`, or a wrapper of it.
+Opener = Callable[[Path], AbstractContextManager[IO[bytes]]]
+
+#: The path that means standard output, as in most command-line tools.
+STDOUT = "-"
+
+_EXTENSIONS: dict[str, Format] = {
+    ".csv": "csv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
+_GZ = ".gz"
+# gzip level 6 (zlib's default): level 9 takes ~3x the time for ~2% smaller files.
+_GZIP_LEVEL = 6
+
+
+# --- formats and paths ------------------------------------------------------------------------
+
+
+def _split_gz(path: str | os.PathLike[str]) -> tuple[Path, bool]:
+    """``path`` without a trailing ``.gz`` (any case), and whether it had one."""
+    p = Path(path)
+    if p.suffix.lower() == _GZ:
+        return p.with_name(p.name[: -len(_GZ)]), True
+    return p, False
+
+
+def _is_stdout(path: str | os.PathLike[str]) -> bool:
+    return os.fspath(path) == STDOUT
+
+
+def _check_format(fmt: str) -> Format:
+    for known in FORMATS:
+        if fmt == known:
+            return known
+    raise InvalidArgumentError(f"format {fmt!r} is not one of {', '.join(FORMATS)}")
+
+
+def format_for_path(path: str | os.PathLike[str], explicit: str | None = None) -> Format:
+    """The format to write: ``explicit`` if given, else the one the extension names.
+
+    ``out.csv.gz`` is CSV (compressed, see :func:`compression_for_path`); ``-`` (standard
+    output) is JSON Lines unless ``explicit`` says ``csv``.
+    """
+    if explicit is not None:
+        found = _check_format(explicit)
+    elif _is_stdout(path):
+        found = "jsonl"
+    else:
+        inner, _ = _split_gz(path)
+        suffix = inner.suffix.lower()
+        named = _EXTENSIONS.get(suffix)
+        if named is None:
+            choices = [*_EXTENSIONS, ".csv.gz", ".jsonl.gz", ".ndjson.gz"]
+            raise InvalidArgumentError(
+                f"cannot tell the format of {os.fspath(path)!r} from its extension "
+                f"{suffix or '(none)'}; use one of {', '.join(choices)}, "
+                f"or name the format ({', '.join(FORMATS)})"
+            )
+        found = named
+    if found == "parquet" and _is_stdout(path):
+        raise InvalidArgumentError(
+            "Parquet is not written to standard output (it needs seeking, and some tables "
+            "are two files); pass a PATH.parquet, or use csv or jsonl for -"
+        )
+    if found == "parquet" and _split_gz(path)[1]:
+        raise InvalidArgumentError(
+            f"{os.fspath(path)!r}: Parquet compresses its own columns; drop the .gz"
+        )
+    return found
+
+
+def compression_for_path(path: str | os.PathLike[str]) -> Compression:
+    """``"gzip"`` for a path ending in ``.gz`` (``out.csv.gz``), else ``None``."""
+    return "gzip" if not _is_stdout(path) and _split_gz(path)[1] else None
+
+
+def sibling_path(path: str | os.PathLike[str], suffix: str) -> Path:
+    """``path`` with ``suffix`` before its extension: ``out.csv`` → ``out.exchanges.csv``,
+    ``out.csv.gz`` → ``out.exchanges.csv.gz`` (for ``.exchanges``); ``""`` is ``path``."""
+    if not suffix:
+        return Path(path)
+    inner, gz = _split_gz(path)
+    if not inner.suffix:
+        named = inner.with_name(inner.name + suffix)
+    else:
+        named = inner.with_name(f"{inner.stem}{suffix}{inner.suffix}")
+    if gz:
+        return named.with_name(named.name + Path(path).suffix)  # keeps the .gz's case
+    return named
+
+
+# --- atomic files -----------------------------------------------------------------------------
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make a rename durable: on POSIX the directory entry needs its own fsync."""
+    if os.name != "posix":
+        return
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def output_target(path: str | os.PathLike[str]) -> Path:
+    """The file a write to ``path`` really replaces: a symlink's target (renaming over
+    the link would replace the link itself). A device, FIFO or socket is refused: renaming
+    a regular file over ``/dev/null`` (as root) would replace the device, and a reader on
+    a FIFO would never see the data."""
+    target = Path(os.path.realpath(path))
+    try:
+        mode = target.stat().st_mode
+    except FileNotFoundError:
+        return target
+    except OSError:
+        return target  # said by the write itself, naming the path
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise InvalidArgumentError(
+            f"cannot write {os.fspath(path)}: it is not a regular file (a device, FIFO or "
+            "socket); write to a file, or use -o - for stdout"
+        )
+    return target
+
+
+@contextmanager
+def atomic_write(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
+    """Open a binary file that appears at ``path`` only once it is complete.
+
+    Writes go to ``.<name>.<pid>.<random>.tmp`` in the same directory (a leading dot, so
+    pyarrow's dataset discovery and ``ls`` skip it), which is fsynced and then renamed
+    over ``path``: a rename within one filesystem is atomic. On any error, or on
+    cancellation, the temporary file is removed and ``path`` is left as it was. An
+    ``OSError`` names ``path``, never the temporary file: that name means nothing to the
+    caller, and it is gone.
+    """
+    target = output_target(path)
+    # The writer's pid in the name: a cleanup removes only a dead writer's leftovers.
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp")
+    try:
+        # open() rather than mkstemp(): mkstemp's mode 0600 would end up on the final file.
+        handle = open(tmp, "xb")  # noqa: SIM115  # closed below, before the rename
+    except OSError as exc:
+        raise _naming(exc, target) from exc
+    try:
+        with handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException as exc:
+        with suppress(FileNotFoundError):
+            os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise _naming(exc, target) from exc
+        raise
+    _fsync_directory(target.parent)
+
+
+def _naming(error: OSError, target: Path) -> OSError:
+    """``error`` again, about ``target``; OSError() picks the subclass from the errno."""
+    return OSError(error.errno, error.strerror or str(error), os.fspath(target))
+
+
+@contextmanager
+def _maybe_gzip(stream: IO[bytes], compression: Compression) -> Iterator[IO[bytes]]:
+    """``stream``, or a gzip writer over it that is finished (not closing ``stream``).
+
+    mtime=0 and an empty file name: the header then holds nothing that changes between
+    runs, so the same rows give byte-identical files.
+    """
+    if compression is None:
+        yield stream
+        return
+    with gzip.GzipFile(
+        filename="", mode="wb", fileobj=stream, mtime=0, compresslevel=_GZIP_LEVEL
+    ) as packed:
+        yield packed  # type: ignore[misc]  # GzipFile is a binary file object
+
+
+# --- CSV --------------------------------------------------------------------------------------
+
+
+def _csv_time_ms(ms: int) -> str:
+    return format_time(datetime_from_ms(ms))
+
+
+def _write_csv(stream: TextIO, spec: TableSpec[Any], data: Grouped, shape: Shape) -> int:
+    if not shape.is_flat():
+        flat = " or ".join(repr(s.name) for s in spec.shapes if s.is_flat())
+        nested = ", ".join(c.name for c in shape.flat_columns() if c.kind == "list")
+        raise InvalidArgumentError(f"CSV cannot hold nested {nested}; use {flat}")
+    columns = column_values(spec, data, shape)
+    # Python's csv quotes a field holding a character of the line terminator, and ours is
+    # "\n" alone: a bare "\r" in a string would go out unquoted and split the row for
+    # every reader. Such a table (rare: names and ids from the server) is quoted whole.
+    carriage = any("\r" in "".join(values) for column, values in columns if column.kind == "string")
+    if carriage:
+        writer = csv.writer(stream, lineterminator="\n", quoting=csv.QUOTE_ALL)
+    else:
+        writer = csv.writer(stream, lineterminator="\n")
+    writer.writerow([column.name for column, _ in columns])
+    # Times as ISO 8601 with Z; str(float) is the shortest form that reads back as the
+    # same float, which is what csv writes for a float (and "" for None).
+    cells = [
+        list(map(format_time, values))
+        if column.kind == "time"
+        else list(map(_csv_time_ms, values))
+        if column.kind == "time_ms"
+        else values
+        for column, values in columns
+    ]
+    count = len(cells[0]) if cells else 0
+    writer.writerows(zip(*cells, strict=True))
+    return count
+
+
+def _csv_to(stream: IO[bytes], spec: TableSpec[Any], data: Grouped, shape: Shape) -> int:
+    text = io.TextIOWrapper(stream, encoding="utf-8", newline="")
+    count = _write_csv(text, spec, data, shape)
+    text.flush()
+    text.detach()  # leave ``stream`` open: its owner closes it
+    return count
+
+
+def write_csv(
+    stream: TextIO,
+    spec: TableSpec[Any],
+    rows_by_key: RowsByKey[Any],
+    shape: str | None = None,
+    *,
+    keys: bool = True,
+) -> int:
+    """Write one CSV table, header first, to ``stream``; returns the data rows written.
+    ``shape`` (the spec's default for ``None``) must have no nested column."""
+    data = group_rows(spec, rows_by_key, keys=keys, purpose="write_csv")
+    return _write_csv(stream, spec, data, spec.shape(shape))
+
+
+# --- JSON Lines -------------------------------------------------------------------------------
+
+_jsonl_encoder = msgspec.json.Encoder()
+
+
+def _write_jsonl(stream: IO[bytes], spec: TableSpec[Any], data: Grouped) -> int:
+    count = 0
+    buffer = bytearray()
+    for key, group in data.groups:
+        head = dict(zip(spec.keys, key, strict=True)) if data.keys else {}
+        for row in group:
+            # encode_into appends at offset -1 (the end), so one buffer serves many rows.
+            _jsonl_encoder.encode_into(head | msgspec.structs.asdict(row), buffer, -1)
+            buffer += b"\n"
+            count += 1
+            if len(buffer) >= 1 << 20:
+                stream.write(buffer)
+                buffer.clear()
+    stream.write(buffer)
+    return count
+
+
+def write_jsonl(
+    stream: IO[bytes], spec: TableSpec[Any], rows_by_key: RowsByKey[Any], *, keys: bool = True
+) -> int:
+    """Write one JSON object per row (key columns first, then the row's fields as the API
+    sent them); returns the count."""
+    return _write_jsonl(
+        stream, spec, group_rows(spec, rows_by_key, keys=keys, purpose="write_jsonl")
+    )
+
+
+# --- files and standard output ----------------------------------------------------------------
+
+_Writer = Callable[[IO[bytes]], object]
+
+
+def _parquet_file(table: Any) -> _Writer:
+    def write(stream: IO[bytes]) -> None:
+        pq = import_optional("pyarrow.parquet", "writing Parquet")
+        pq.write_table(table, stream)
+
+    return write
+
+
+def _csv_file(spec: TableSpec[Any], data: Grouped, shape: Shape) -> _Writer:
+    return lambda stream: _csv_to(stream, spec, data, shape)
+
+
+def write_files(
+    path: str | os.PathLike[str],
+    spec: TableSpec[Any],
+    rows_by_key: RowsByKey[Any],
+    fmt: Format,
+    *,
+    keys: bool = True,
+    opener: Opener = atomic_write,
+) -> list[Path]:
+    """Write the rows to ``path`` (and, for CSV and Parquet, each further file shape of
+    ``spec`` to its sibling); returns the paths written. A path ending in ``.gz`` is
+    gzip-compressed; standard output is :func:`write_stdout`.
+
+    Each file is written with ``opener`` (atomically by default). Parquet tables are built
+    before any file is touched, so a missing pyarrow or a conversion error writes nothing.
+    """
+    if _is_stdout(path):
+        raise InvalidArgumentError("'-' is standard output: use write_stdout, not write_files")
+    target = Path(path)
+    compression = compression_for_path(target)
+    if compression is not None and fmt == "parquet":
+        format_for_path(target)  # raises: Parquet compresses its own columns
+    fmt = _check_format(fmt)
+    data = group_rows(spec, rows_by_key, keys=keys, purpose="write_files")
+    if fmt == "jsonl":
+        writers: list[tuple[Path, _Writer]] = [
+            (target, lambda stream: _write_jsonl(stream, spec, data))
+        ]
+    elif fmt == "csv":
+        writers = [
+            (sibling_path(target, suffix), _csv_file(spec, data, spec.shape(name)))
+            for name, suffix in spec.files
+        ]
+    else:
+        parquet = Grouped(data.keys, data.groups, "writing Parquet")
+        writers = [
+            (sibling_path(target, suffix), _parquet_file(arrow_table(spec, parquet, shape)))
+            for shape, suffix in ((spec.shape(name), suffix) for name, suffix in spec.files)
+        ]
+    # Every file is written whole before any is renamed into place, so a failure while
+    # writing (a full disk) leaves the old files, or none. The renames run as the stack
+    # unwinds, the main file last: were we to die between them, the main file (the one
+    # people open first) would be the old one, never newer than its siblings.
+    with ExitStack() as stack:
+        for file, write in writers:
+            stream = stack.enter_context(opener(file))
+            with _maybe_gzip(stream, compression) as out:
+                write(out)
+    return [file for file, _ in writers]
+
+
+def write_stdout(
+    spec: TableSpec[Any],
+    rows_by_key: RowsByKey[Any],
+    fmt: Format = "jsonl",
+    *,
+    shape: str | None = None,
+    keys: bool = True,
+    stream: IO[bytes] | None = None,
+) -> int:
+    """Write one table to standard output (``-o -``), flushed; returns the rows written.
+
+    JSON Lines holds whole rows; CSV one ``shape`` (the spec's default for ``None``).
+    Parquet is refused: it needs seeking. ``stream`` replaces ``sys.stdout.buffer``
+    (tests, or another pipe).
+    """
+    table_shape = spec.shape(shape)
+    if fmt == "parquet":
+        format_for_path(STDOUT, fmt)  # raises, saying what to use instead
+    fmt = _check_format(fmt)
+    data = group_rows(spec, rows_by_key, keys=keys, purpose="write_stdout")
+    if stream is None:
+        sys.stdout.flush()  # text already printed goes first, not after our bytes
+        out: IO[bytes] = sys.stdout.buffer
+    else:
+        out = stream
+    if fmt == "jsonl":
+        if table_shape is not spec.shapes[0]:
+            raise InvalidArgumentError(
+                "JSON Lines holds whole rows, as the API sent them; shape= applies to CSV only"
+            )
+        count = _write_jsonl(out, spec, data)
+    else:
+        count = _csv_to(out, spec, data, table_shape)
+    out.flush()
+    return count

@@ -1,0 +1,190 @@
+"""Settled means final: a store keeps only what the server will not change, judged on the
+server's clock as well as ours, and re-checks its newest buckets (issue 16).
+
+Each test runs the real emulator whose clock and settle delay change between runs, then
+checks that the cache equals the truth (a plain fetch of the caught-up server)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from kaiko_liq import LiquidationClient, LiquidationRow
+from kaiko_liq.emulator import EmulatorConfig, running_emulator
+from kaiko_liq.errors import InvalidArgumentError
+from kaiko_liq.store import ShardStore, cache_store, read_backfill, shard_filename
+from tests.conftest import FIXED_NOW
+
+H = timedelta(hours=1)
+T = FIXED_NOW.replace(minute=10, second=0, microsecond=0)
+START, END = T - 30 * H, T
+
+
+class Clock:
+    """A clock a test moves between runs."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+async def truth(settle: int = 3600, now: datetime = T) -> list[LiquidationRow]:
+    config = EmulatorConfig(now=now, settle_seconds=settle)
+    async with running_emulator(config) as emu, LiquidationClient(base_url=emu.base_url) as c:
+        return await c.fetch("btc", START, END, sort="asc")
+
+
+async def cached_fetch(
+    server: Callable[[], datetime] | datetime,
+    client_now: datetime,
+    cache: Path,
+    *,
+    settle: int = 3600,
+) -> list[LiquidationRow]:
+    config = EmulatorConfig(now=server, settle_seconds=settle)
+    async with (
+        running_emulator(config) as emu,
+        LiquidationClient(
+            base_url=emu.base_url, cache_dir=cache, now=lambda: client_now, cache_namespace="e"
+        ) as client,
+    ):
+        return await client.fetch("btc", START, END, sort="asc")
+
+
+def stored(cache: Path) -> list[LiquidationRow]:
+    store = cache_store(cache, "http://127.0.0.1:1", "1h", namespace="e")
+    lo = store.covered("btc")
+    return [r for a, b in lo for r in store.read_rows("btc", a, b)]
+
+
+async def test_a_server_clock_six_hours_behind_stores_nothing_it_may_still_change(
+    tmp_path: Path,
+) -> None:
+    server = Clock(T - 6 * H)
+    await cached_fetch(server, T, tmp_path)
+    # Nothing the server's clock says may still change was stored as final.
+    assert all(r.interval_time < T - 7 * H for r in stored(tmp_path))
+    server.now = T  # caught up
+    assert await cached_fetch(server, T, tmp_path) == await truth()
+    assert stored(tmp_path) == [r for r in await truth() if r.interval_time < T - 2 * H]
+
+
+async def test_a_server_settling_three_hours_late_is_caught_by_the_recheck(
+    tmp_path: Path,
+) -> None:
+    late = await cached_fetch(T, T, tmp_path, settle=4 * 3600)
+    assert late != await truth()  # figures stored while still growing
+    # The server settles: the next run re-fetches the newest stored day and replaces it.
+    assert await cached_fetch(T, T, tmp_path) == await truth()
+    assert stored(tmp_path) == [r for r in await truth() if r.interval_time < T - 2 * H]
+
+
+async def test_a_client_clock_two_minutes_fast_keeps_no_partial_bucket(tmp_path: Path) -> None:
+    edge = T.replace(minute=0) + H + timedelta(seconds=10)  # the 1h settle just passed for us
+    await cached_fetch(edge, edge + timedelta(minutes=2), tmp_path)
+    later = edge + 3 * H
+    assert await cached_fetch(later, later, tmp_path) == await truth(now=later)
+    assert stored(tmp_path) == [
+        r for r in await truth(now=later) if r.interval_time < later.replace(minute=0) - 2 * H
+    ]
+
+
+async def test_settled_before_is_the_earlier_clock(tmp_path: Path) -> None:
+    async with (
+        running_emulator(EmulatorConfig(now=T - 6 * H)) as emu,
+        LiquidationClient(base_url=emu.base_url, now=lambda: T) as client,
+    ):
+        assert client.settled_before("1h") == (T - H).replace(minute=0)
+        await client.fetch("btc", START, END)
+        assert client.settled_before("1h") == (T - 7 * H).replace(minute=0)
+
+
+def test_two_path_prefixes_on_one_origin_are_two_stores(tmp_path: Path) -> None:
+    a = cache_store(tmp_path, "http://127.0.0.1:9000/a", "1h")
+    b = cache_store(tmp_path, "http://127.0.0.1:9000/b", "1h")
+    root = cache_store(tmp_path, "http://127.0.0.1:9000", "1h")
+    assert len({a.directory, b.directory, root.directory}) == 3
+
+
+async def test_cache_on_a_backfill_directory_uses_it_and_readers_see_each_bucket_once(
+    tmp_path: Path,
+) -> None:
+    from kaiko_liq.backfill import backfill
+
+    async with running_emulator(EmulatorConfig(now=T)) as emu:
+        async with LiquidationClient(base_url=emu.base_url, now=lambda: T) as client:
+            await backfill(client, ["btc"], START, T - 10 * H, tmp_path, now=T)
+        async with LiquidationClient(
+            base_url=emu.base_url, cache_dir=tmp_path, now=lambda: T
+        ) as client:
+            rows = await client.fetch("btc", START, END, sort="asc")
+    n = len([r for r in rows if r.interval_time < T - 2 * H])
+    assert read_backfill(tmp_path).num_rows == n
+    pd = pytest.importorskip("pandas")
+    assert len(pd.read_parquet(tmp_path)) == n
+    pl = pytest.importorskip("polars")
+    assert pl.read_parquet(str(tmp_path / "asset=*" / "*.parquet")).height == n
+    duckdb = pytest.importorskip("duckdb")
+    query = f"select count(*) from read_parquet('{tmp_path}/asset=*/*.parquet')"
+    assert duckdb.sql(query).fetchall() == [(n,)]
+
+
+def test_a_foreign_manifest_is_refused_and_left_unchanged(tmp_path: Path) -> None:
+    manifest = tmp_path / "_manifest.json"
+    manifest.write_text('{"name": "someone else"}')
+    with pytest.raises(InvalidArgumentError, match="not a kaiko-liq manifest"):
+        cache_store(tmp_path, "http://127.0.0.1:1", "1h")
+    assert manifest.read_text() == '{"name": "someone else"}'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["_manifest.json"]
+
+
+async def test_a_stray_readable_copy_is_moved_aside(tmp_path: Path) -> None:
+    store = ShardStore(tmp_path, "1h")
+    rows = await truth()
+    store.write("btc", START, T - 10 * H, [r for r in rows if r.interval_time < T - 10 * H])
+    [shard] = store.shards("btc")
+    copy = shard.path.with_name("copy.parquet")
+    copy.write_bytes(shard.path.read_bytes())
+    assert len(ShardStore(tmp_path, "1h").shards("btc")) == 1
+    assert not copy.exists()
+    assert any(p.name.startswith(".copy.parquet.damaged-") for p in copy.parent.iterdir())
+
+
+async def test_read_backfill_refuses_overlapping_files(tmp_path: Path) -> None:
+    store = ShardStore(tmp_path, "1h")
+    rows = [r for r in await truth() if r.interval_time < START + 5 * H]
+    [shard] = store.write("btc", START, START + 5 * H, rows)
+    twin = shard.path.with_name(shard_filename(START + 2 * H, START + 7 * H))
+    twin.write_bytes(shard.path.read_bytes())
+    with pytest.raises(InvalidArgumentError, match="hold the same buckets"):
+        read_backfill(tmp_path)
+
+
+def test_the_cli_says_which_buckets_are_not_final(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from kaiko_liq.cli import main
+
+    out = tmp_path / "rows.csv"
+    start = (datetime.now(UTC) - 6 * H).strftime("%Y-%m-%dT%H:00:00Z")
+    argv = ["fetch", "btc", "--start", start, "--end", "2099-01-01", "-o", str(out)]
+    code = main([*argv, "--emulator", "--settle", "2h", "--recheck", "0"])
+    assert code == 0
+    assert "not final yet (they may still change)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag", ["--cache", "--out"])
+def test_an_empty_directory_argument_is_refused(
+    flag: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from kaiko_liq.cli import main
+
+    command = "backfill" if flag == "--out" else "fetch"
+    window = ["--start", "2025-02-01", "--end", "2025-02-02"]
+    assert main([command, "btc", *window, flag, "", "--emulator"]) == 2
+    assert "must name a directory" in capsys.readouterr().err
