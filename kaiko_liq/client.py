@@ -28,7 +28,7 @@ import os
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar
 from urllib.parse import urlsplit
 
 import anyio
@@ -82,6 +82,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger("kaiko_liq")
+
+Row = TypeVar("Row")
+Target = TypeVar("Target")
 
 #: Requests per second: Kaiko's published standard limit for the REST API, 6000 per
 #: minute per key. A key allowed less gets 429s, and the adaptive limiter slows down to it.
@@ -359,6 +362,38 @@ class LiquidationClient:
         target = parse_instrument(exchange, instrument_class, instrument)
         return self._engine.request(EVENTS, target, self._window(start, end, sort, page_size))
 
+    def request(
+        self,
+        route: Route[Target, Row],
+        target: Target,
+        start: TimeLike,
+        end: TimeLike,
+        *,
+        sort: str = "asc",
+        page_size: int | None = None,
+    ) -> Request[Target, Row]:
+        """A validated, planned request of any route (``target`` already typed: a
+        :class:`~kaiko_liq.routes.token.Token`, an
+        :class:`~kaiko_liq.routes.events.Instrument`): what callers that schedule shards
+        themselves (:func:`kaiko_liq.backfill.backfill`) work from."""
+        return self._engine.request(route, target, self._window(start, end, sort, page_size))
+
+    async def fetch_part(
+        self, req: Request[Any, Row], shard: SubRange, *, sort: str | None = None
+    ) -> list[Row]:
+        """The rows of one shard of ``req`` (from ``req.shards``, or any sub-window of
+        it), fetched by the route's policy in ``sort`` order (default the request's). Not
+        cached; an error is raised as itself, not wrapped in
+        :class:`IncompleteFetchError`."""
+        if not isinstance(shard, SubRange) or not shard.start < shard.end:
+            raise InvalidArgumentError(f"shard must be a SubRange with start < end, got {shard!r}")
+        self._check_open()
+        order = req.window.sort if sort is None else validate_sort(sort)
+        route = req.route
+        return await route.policy.fetch(
+            self._transport, route, req.target, shard, order, req.window.page_size
+        )
+
     def plan(
         self,
         asset: str,
@@ -492,10 +527,7 @@ class LiquidationClient:
                 f"shard must be a SubRange from client.plan() with start < end, got {shard!r}"
             )
         req = self._token(asset, shard.start, shard.end, interval, sort, page_size)
-        self._check_open()
-        return await TOKEN.policy.fetch(
-            self._transport, TOKEN, req.target, shard, req.window.sort, req.window.page_size
-        )
+        return await self.fetch_part(req, shard)
 
     def stream(
         self,

@@ -28,7 +28,6 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-import kaiko_liq.client as client_module
 from kaiko_liq.backfill import MANIFEST_NAME, SETTLE, AssetOnDisk, read_backfill
 from kaiko_liq.cli import _disk_table, _max_concurrency, main
 from kaiko_liq.client import LiquidationClient
@@ -45,6 +44,7 @@ from kaiko_liq.models import LiquidationRow
 from kaiko_liq.plan import SubRange
 from kaiko_liq.progress import ProgressLine, backfill_line, fetch_line, format_duration
 from kaiko_liq.query import format_time
+from kaiko_liq.sharding import GridShards
 
 CLI = [sys.executable, "-m", "kaiko_liq.cli"]
 START, END = "2025-02-01T00:00:00Z", "2025-02-04T00:00:00Z"
@@ -593,15 +593,17 @@ def test_an_incomplete_fetch_names_every_failed_shard_of_the_asset(
 ) -> None:
     """Two shards of btc fail after their retries: the CLI reports them as one
     client.fetch of the window does, every failed shard named."""
-    real = client_module.fetch_shard
+    real = GridShards.fetch
     bad = {datetime(2025, 2, 2, tzinfo=UTC), datetime(2025, 2, 3, tzinfo=UTC)}
 
-    async def flaky(transport: Any, query: Any, shard: SubRange) -> Any:
-        if query.asset == "btc" and shard.start in bad:
+    async def flaky(
+        self: GridShards, source: Any, route: Any, target: Any, shard: SubRange, *rest: Any
+    ) -> Any:
+        if target.asset == "btc" and shard.start in bad:
             raise ServerError(503, "maintenance", "http://127.0.0.1/x")
-        return await real(transport, query, shard)
+        return await real(self, source, route, target, shard, *rest)
 
-    monkeypatch.setattr(client_module, "fetch_shard", flaky)
+    monkeypatch.setattr(GridShards, "fetch", flaky)
     argv = ["fetch", "eth", "btc", *WINDOW, "--page-size", "24", "--emulator"]
     assert main(argv) == 1
     line = one_error_line(capsys.readouterr().err)
@@ -614,13 +616,15 @@ def test_a_fatal_error_stops_every_shard(
 ) -> None:
     calls: list[Any] = []
 
-    async def denied(transport: Any, query: Any, shard: SubRange) -> Any:
+    async def denied(
+        self: GridShards, source: Any, route: Any, target: Any, shard: SubRange, *rest: Any
+    ) -> Any:
         calls.append(shard.start)
         if len(calls) == 1:
             raise AuthenticationError(401, "bad key", "http://127.0.0.1/x")
         await anyio.sleep(30)  # cancelled by the first shard's failure
 
-    monkeypatch.setattr(client_module, "fetch_shard", denied)
+    monkeypatch.setattr(GridShards, "fetch", denied)
     started = time.monotonic()
     assert main(["fetch", "eth", *WINDOW, "--page-size", "24", "--emulator"]) == 1
     assert time.monotonic() - started < 10
