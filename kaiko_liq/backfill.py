@@ -1,8 +1,10 @@
-"""Resumable bulk backfills: many assets and long ranges into one Parquet dataset.
+"""Resumable bulk backfills: many targets and long ranges into one Parquet dataset, for
+any route: token volumes (:func:`backfill`, assets) and liquidation events
+(:func:`backfill_events`, instruments), on a local directory or ``s3://bucket/prefix``.
 
 The dataset is a :class:`~kaiko_liq.store.ShardStore` (the layout, the file format and
-the check a file must pass live there), one file per shard of
-:meth:`LiquidationClient.plan`, plus a manifest::
+the check a file must pass live there), one file per planned shard (token: the shards of
+:meth:`LiquidationClient.plan`; events: UTC days), plus a manifest::
 
     DIR/
       _manifest.json                               the record (see below)
@@ -11,6 +13,9 @@ the check a file must pass live there), one file per shard of
         20250217T000000Z_20250329T000000Z.parquet
       asset=eth/
         ...
+
+An events dataset is partitioned ``exchange=…/instrument_class=…/instrument=…/``, one
+file per UTC day.
 
 Read it with :func:`read_backfill`, or any Parquet reader (the README's "Reading the
 data" has one-liners for pandas, polars, pyarrow and DuckDB).
@@ -56,8 +61,10 @@ Resuming
     A run fetches only the buckets no file covers: the gaps are planned afresh, which for
     the same command gives back exactly the missing shards. Extending the range or adding
     assets fetches only the new part, and a different ``page_size`` cannot make shards
-    overlap. The interval cannot change: a run with another is refused. A ``.lock`` file
-    keeps two runs out of one directory.
+    overlap. The interval cannot change: a run with another is refused. A writer lock
+    (``.lock``: ``flock`` locally; on S3 a lock object written with ``If-None-Match``,
+    refreshed during the run, expiring ``lock_ttl`` after a killed run's last refresh)
+    keeps two runs out of one dataset.
 
 Example::
 
@@ -68,22 +75,22 @@ Example::
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import time
 from bisect import insort
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import anyio
 import msgspec
 from anyio.abc import TaskGroup
 
+from .cache import check_store
+from .datasets import AssetOnDisk, describe_backfill, open_dataset, read_backfill
 from .errors import (
     FailedRange,
     InconsistentDataError,
@@ -92,8 +99,9 @@ from .errors import (
     NotFoundError,
     is_fatal,
 )
+from .fs import Storage, StorageError, WriterLock, open_storage
+from .layout import LOCK_NAME, MANIFEST_FORMAT, MANIFEST_NAME, MANIFEST_VERSION, shard_filename
 from .optional import require_optional
-from .outputs import atomic_write
 from .plan import SubRange
 from .progress import empty_reason, format_duration, plural
 from .query import (
@@ -104,24 +112,14 @@ from .query import (
     format_time,
     parse_interval,
     parse_time,
-    validate_asset,
     validate_request,
 )
-from .store import (
-    SETTLE,
-    AssetOnDisk,
-    Damaged,
-    Shard,
-    ShardStore,
-    StorageError,
-    check_store_dir,
-    describe_backfill,
-    gaps_in,
-    open_dataset,
-    read_backfill,
-    settled_horizon,
-    shard_filename,
-)
+from .routes import Grid, Route
+from .routes.events import EVENTS, Instrument, parse_instrument_spec
+from .routes.token import TOKEN, Token
+from .settle import CLOCK_MARGIN, SETTLE
+from .spans import gaps_in
+from .store import Damaged, Shard, ShardStore, grid_text
 
 if TYPE_CHECKING:
     from .client import LiquidationClient
@@ -139,6 +137,7 @@ __all__ = [
     "ShardRecord",
     "StorageError",
     "backfill",
+    "backfill_events",
     "describe_backfill",
     "open_dataset",
     "read_backfill",
@@ -147,35 +146,35 @@ __all__ = [
 
 logger = logging.getLogger("kaiko_liq")
 
-MANIFEST_NAME = "_manifest.json"
 #: Seconds between manifest rewrites while shards land (it is also written at the end).
 MANIFEST_EVERY = 0.5
-#: Failed shards of one asset in a row (after their retries) before the asset's other
+#: Failed shards of one target in a row (after their retries) before the target's other
 #: shards are left for the next run: the server is not serving it now.
 GIVE_UP_AFTER = 3
-_FORMAT = "kaiko-liq backfill"
-_VERSION = 1
-_LOCK_NAME = ".lock"
+
+Target = TypeVar("Target")
+Row = TypeVar("Row")
 
 
 # --- the record -----------------------------------------------------------------------------
 
 
 class ShardRecord(msgspec.Struct, frozen=True):
-    """One shard file on disk: its window (as requested) and its row count."""
+    """One shard file stored: its window (as requested) and its row count."""
 
     start: datetime
     end: datetime
     rows: int
-    file: str  # relative to the dataset directory, '/'-separated
+    file: str  # relative to the dataset's root, '/'-separated
 
 
 class RunRecord(msgspec.Struct, frozen=True):
-    """One run's request and outcome (``complete`` once every requested shard is on disk).
+    """One run's request and outcome (``complete`` once every requested shard is stored).
 
-    ``deferred_from`` is set when ``[deferred_from, end)`` was not settled yet and so was
-    left for a later run; such a run is not ``complete``. ``failed_assets`` names the
-    assets that stopped early, with why.
+    ``assets`` are the run's targets as labelled (asset codes; instruments as
+    ``EXCHANGE:CLASS:INSTRUMENT``). ``deferred_from`` is set when ``[deferred_from, end)``
+    was not settled yet and so was left for a later run; such a run is not ``complete``.
+    ``failed_assets`` names the targets that stopped early, with why.
     """
 
     assets: list[str]
@@ -189,14 +188,17 @@ class RunRecord(msgspec.Struct, frozen=True):
 
 
 class Manifest(msgspec.Struct):
-    """``_manifest.json``: what is on disk, and the parameters the layout depends on."""
+    """``_manifest.json``: what is stored, by partition path (``asset=btc``), and the
+    parameters the layout depends on: the route, its interval (token; ``None`` for
+    events) and the server whose data this is."""
 
-    interval: str
+    interval: str | None = None
     shards: dict[str, list[ShardRecord]] = msgspec.field(default_factory=dict)
     runs: list[RunRecord] = msgspec.field(default_factory=list)
     server: str | None = None  # the base URL whose data this is: one store, one server
-    format: str = _FORMAT
-    version: int = _VERSION
+    route: str = TOKEN.name
+    format: str = MANIFEST_FORMAT
+    version: int = MANIFEST_VERSION
 
 
 _manifest_decoder = msgspec.json.Decoder(Manifest)
@@ -229,8 +231,8 @@ class BackfillSummary:
     moved aside, a manifest rebuilt).
     """
 
-    out_dir: Path
-    assets: tuple[str, ...]
+    out_dir: Path | str  # a local path, or the s3:// URL
+    assets: tuple[str, ...]  # the targets' labels: assets, or instruments
     shards_total: int
     shards_skipped: int
     shards_written: int
@@ -245,6 +247,7 @@ class BackfillSummary:
     now: datetime | None = None
     rows_on_disk: int = 0
     warnings: tuple[str, ...] = ()
+    noun: str = "asset"  # what a target is called: "asset", "instrument"
 
     @property
     def deferred(self) -> str | None:
@@ -284,7 +287,7 @@ class BackfillSummary:
         deferred = f"; {self.deferred}" if self.deferred else ""
         repaired = f"; {'; '.join(self.warnings)}" if self.warnings else ""
         return (
-            f"{plural(len(self.assets), 'asset')}, {self.shards_total} shards{skipped}: "
+            f"{plural(len(self.assets), self.noun)}, {self.shards_total} shards{skipped}: "
             f"wrote {plural(self.shards_written, 'file')}, {self.rows:,} rows, "
             f"{plural(self.requests, 'request')}, {plural(self.retries, 'retry', 'retries')} "
             f"in {self.seconds:.1f}s to {self.out_dir}{deferred}{repaired}"
@@ -354,56 +357,87 @@ class _GaveUp(KaikoLiqError):
         )
 
 
-# --- the directory --------------------------------------------------------------------------
+# --- the route's side: plan, fetch, settle ---------------------------------------------------
 
 
-def _make_directory(directory: Path) -> None:
-    if directory.exists() and not directory.is_dir():
-        raise StorageError(directory, "it exists and is not a directory", doing="use")
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise StorageError.from_os_error(exc, directory, doing="create") from exc
+class _Fetcher(Generic[Target, Row]):
+    """How a run plans, fetches and judges one route's targets through the client."""
+
+    route: Route[Target, Row]
+    noun: str
+
+    def __init__(self, client: LiquidationClient, page_size: int | None) -> None:
+        self.client = client
+        self.page_size = page_size
+
+    def plan(self, target: Target, start: datetime, end: datetime) -> list[SubRange]:
+        raise NotImplementedError
+
+    async def fetch(self, target: Target, shard: SubRange) -> list[Row]:
+        raise NotImplementedError
+
+    def settled_before(self, target: Target) -> datetime:
+        """The end of what is final now, on the earlier of our clock and the server's."""
+        raise NotImplementedError
 
 
-@contextmanager
-def _locked(directory: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``DIR/.lock`` so two runs never write one directory."""
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: run unlocked rather than not at all
-        yield
-        return
-    try:
-        handle = open(directory / _LOCK_NAME, "a")  # noqa: SIM115  # closed below
-    except OSError as exc:
-        raise StorageError.from_os_error(exc, directory / _LOCK_NAME, doing="lock") from exc
-    with handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise InvalidArgumentError(
-                f"another backfill is writing {directory}; wait for it or use another directory"
-            ) from None
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+class _TokenFetcher(_Fetcher[Token, Any]):
+    route = TOKEN
+    noun = "asset"
+
+    def plan(self, target: Token, start: datetime, end: datetime) -> list[SubRange]:
+        return self.client.plan(
+            target.asset, start, end, interval=target.interval.text, page_size=self.page_size
+        )
+
+    async def fetch(self, target: Token, shard: SubRange) -> list[Any]:
+        return await self.client.fetch_shard(
+            target.asset,
+            shard,
+            interval=target.interval.text,
+            sort="asc",
+            page_size=self.page_size or MAX_PAGE_SIZE,
+        )
+
+    def settled_before(self, target: Token) -> datetime:
+        return self.client.settled_before(target.interval.text)
 
 
-def _load_manifest(directory: Path, interval: Interval) -> tuple[Manifest, list[str]]:
-    """The directory's manifest, checked against this run, and what was repaired.
+class _EventsFetcher(_Fetcher[Instrument, Any]):
+    route = EVENTS
+    noun = "instrument"
+
+    def plan(self, target: Instrument, start: datetime, end: datetime) -> list[SubRange]:
+        req = self.client.request(EVENTS, target, start, end, page_size=self.page_size)
+        return list(req.shards)
+
+    async def fetch(self, target: Instrument, shard: SubRange) -> list[Any]:
+        req = self.client.request(EVENTS, target, shard.start, shard.end, page_size=self.page_size)
+        return await self.client.fetch_part(req, shard, sort="asc")
+
+    def settled_before(self, target: Instrument) -> datetime:
+        # The client's one rule (our clock and the server's, the settle delay, the margin).
+        return self.client._horizon(EVENTS, target)
+
+
+# --- the dataset ----------------------------------------------------------------------------
+
+
+def _load_manifest(
+    storage: Storage, route: Route[Any, Any], grid: Grid
+) -> tuple[Manifest, list[str]]:
+    """The dataset's manifest, checked against this run, and what was repaired.
 
     A missing or unreadable manifest is replaced by an empty one (the files then rebuild
     it); one that is readable but another program's or another version's is refused."""
-    path = directory / MANIFEST_NAME
-    fresh = Manifest(interval=interval.text)
+    where = storage.url_of(MANIFEST_NAME)
+    fresh = Manifest(interval=grid_text(grid), route=route.name)
     try:
-        raw = path.read_bytes()
+        raw = storage.read_bytes(MANIFEST_NAME)
     except FileNotFoundError:
         return fresh, []
     except OSError as exc:
-        raise StorageError.from_os_error(exc, path, doing="read") from exc
+        raise StorageError.from_os_error(exc, where, doing="read") from exc
     try:
         loose = msgspec.json.decode(raw)
     except msgspec.DecodeError:
@@ -412,80 +446,92 @@ def _load_manifest(directory: Path, interval: Interval) -> tuple[Manifest, list[
         isinstance(loose, dict) and ("format" in loose or "interval" in loose)
     ):
         raise InvalidArgumentError(
-            f"{path} is not a kaiko-liq manifest; left it untouched: use another directory"
+            f"{where} is not a kaiko-liq manifest; left it untouched: use another directory"
         )
     if isinstance(loose, dict) and isinstance(loose.get("format"), str):
         fmt, version = loose["format"], loose.get("version")
-        if fmt != _FORMAT or version != _VERSION:
+        if fmt != MANIFEST_FORMAT or version != MANIFEST_VERSION:
             raise InvalidArgumentError(
-                f"{path} is a {fmt!r} manifest, version {version}; this kaiko-liq writes "
-                f"{_FORMAT!r} version {_VERSION}; use another directory"
+                f"{where} is a {fmt!r} manifest, version {version}; this kaiko-liq writes "
+                f"{MANIFEST_FORMAT!r} version {MANIFEST_VERSION}; use another directory"
             )
     try:
         manifest = _manifest_decoder.decode(raw)
     except msgspec.DecodeError as exc:
         note = f"{MANIFEST_NAME} was unreadable ({exc}); rebuilt it from the files"
-        logger.warning("%s: %s", directory, note)
+        logger.warning("%s: %s", storage.url, note)
         return fresh, [note]
-    try:
-        recorded = parse_interval(manifest.interval)
-    except InvalidArgumentError:
-        note = f"{MANIFEST_NAME} named no valid interval; rebuilt it from the files"
-        logger.warning("%s: %s", directory, note)
-        return fresh, [note]
-    if recorded.seconds != interval.seconds:
+    if manifest.route != route.name:
         raise InvalidArgumentError(
-            f"{directory} holds a backfill at interval {manifest.interval}, not {interval}; "
-            f"resume it with --interval {manifest.interval} or use another directory"
+            f"{storage.url} holds a {manifest.route} backfill, not {route.name}; use another "
+            "directory"
         )
+    if isinstance(grid, Interval):
+        try:
+            recorded = parse_interval(manifest.interval or "")
+        except InvalidArgumentError:
+            note = f"{MANIFEST_NAME} named no valid interval; rebuilt it from the files"
+            logger.warning("%s: %s", storage.url, note)
+            return fresh, [note]
+        if recorded.seconds != grid.seconds:
+            raise InvalidArgumentError(
+                f"{storage.url} holds a backfill at interval {manifest.interval}, not "
+                f"{grid}; resume it with --interval {manifest.interval} or use another "
+                "directory"
+            )
     return manifest, []
 
 
 def _reconcile(
-    store: ShardStore, manifest: Manifest
+    store: ShardStore[Any, Any], manifest: Manifest
 ) -> tuple[dict[str, list[ShardRecord]], list[Damaged]]:
-    """The shards really on disk, by asset, each checked (see "Every run checks"); the
-    files moved aside on the way. The manifest only lends row counts to compare."""
+    """The shards really stored, by partition, each checked (see "Every run checks");
+    the files moved aside on the way. The manifest only lends row counts to compare."""
     known = {record.file: record for records in manifest.shards.values() for record in records}
     found: dict[str, list[ShardRecord]] = {}
     before = len(store.damaged)
-    for asset in store.assets():
-        try:
-            validate_asset(asset)
-        except InvalidArgumentError:
-            continue  # not a partition of ours
-        # Only dead writers' files: a cache sharing the store may be writing right now.
-        store.remove_temporary(asset)
+    for partition in store.partitions():
         records: list[ShardRecord] = []
-        for shard in store.shards(asset):
-            record = known.get(shard.relpath)
+        for shard in store.shards_in(partition):
+            record = known.get(shard.key)
             if record is not None and record.rows != shard.rows:
                 store.quarantine(
-                    shard.path,
+                    shard.key,
                     f"holds {plural(shard.rows, 'row')}, the manifest recorded {record.rows}",
                 )
                 continue
             records.append(_record(shard))
         if records:
-            found[asset] = records
+            found[partition] = records
     return found, store.damaged[before:]
 
 
 def _record(shard: Shard) -> ShardRecord:
-    return ShardRecord(start=shard.start, end=shard.end, rows=shard.rows, file=shard.relpath)
+    return ShardRecord(start=shard.start, end=shard.end, rows=shard.rows, file=shard.key)
 
 
-def _write_manifest(directory: Path, manifest: Manifest) -> None:
+def _write_manifest(storage: Storage, manifest: Manifest) -> None:
     body = msgspec.json.format(_manifest_encoder.encode(manifest), indent=2) + b"\n"
-    path = directory / MANIFEST_NAME
     try:
-        with atomic_write(path) as stream:
-            stream.write(body)
+        storage.write_atomic(MANIFEST_NAME, body)
     except OSError as exc:
-        raise StorageError.from_os_error(exc, path) from exc
+        raise StorageError.from_os_error(exc, storage.url_of(MANIFEST_NAME)) from exc
 
 
-# --- the run ----------------------------------------------------------------------------
+def _open(out_dir: str | os.PathLike[str], storage_options: Mapping[str, Any] | None) -> Storage:
+    """The dataset's storage, options checked; nothing contacted yet."""
+    text = out_dir if isinstance(out_dir, str) else os.fspath(out_dir)
+    if not text:
+        raise InvalidArgumentError("out_dir is empty; name a directory, e.g. 'liq'")
+    if not isinstance(out_dir, str) and text.lower().startswith(("s3:/", "s3a:/")):
+        # Path("s3://b/p") is "s3:/b/p": the URL was lost on the way; never a local folder.
+        raise InvalidArgumentError(
+            f"out_dir {text!r} is an s3:// URL turned into a local path; pass it as a string"
+        )
+    return open_storage(out_dir, storage_options=storage_options)
+
+
+# --- the runs -------------------------------------------------------------------------------
 
 
 async def backfill(
@@ -500,6 +546,7 @@ async def backfill(
     concurrency: int | None = None,
     on_progress: Callable[[BackfillProgress], None] | None = None,
     now: datetime | None = None,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> BackfillSummary:
     """Fetch ``[start, end)`` of every asset into the dataset at ``out_dir``; resumable.
 
@@ -507,8 +554,9 @@ async def backfill(
         client: the one client every shard goes through (its rate limit is shared).
         assets: asset codes, e.g. ``["btc", "eth"]``; case-insensitive, duplicates ignored.
         start, end: the window, ``start`` inclusive, ``end`` exclusive.
-        out_dir: the dataset directory, created if missing.
-        interval: bucket width; fixed per directory.
+        out_dir: the dataset: a local directory (created if missing) or
+            ``s3://bucket/prefix``.
+        interval: bucket width; fixed per dataset.
         page_size: rows per page; ``None`` is the client's default.
         concurrency: shards fetched at once; ``None`` is ``client.max_concurrency``, which
             is what keeps the client's request slots busy (a shard pages sequentially).
@@ -517,46 +565,137 @@ async def backfill(
         now: the time the run takes as now (aware); ``None`` reads the system clock.
             Buckets ending after ``now - SETTLE`` are not fetched but left for a later
             run (see "Only settled buckets" above and ``BackfillSummary.deferred_from``).
+        storage_options: S3 settings for an ``s3://`` ``out_dir``
+            (:data:`kaiko_liq.fs.STORAGE_OPTIONS`); the AWS environment otherwise.
 
     Returns a :class:`BackfillSummary`. Raises :class:`InvalidArgumentError` before any
-    request for bad arguments or a directory that is not a compatible backfill;
-    :class:`~kaiko_liq.store.StorageError` when the filesystem refuses; the error itself
+    request for bad arguments or a dataset that is not a compatible backfill;
+    :class:`~kaiko_liq.fs.StorageUnavailableError` before any request for a location
+    that cannot be used (no bucket, access denied, unreachable);
+    :class:`~kaiko_liq.fs.StorageError` when the storage refuses later; the error itself
     for what every shard would hit (a wrong key); :class:`BackfillIncompleteError` when
-    some shards or assets failed. What did succeed is on disk in every case.
+    some shards or assets failed. What did succeed is stored in every case.
     """
     if not assets:
         raise InvalidArgumentError("backfill needs at least one asset, e.g. ['eth']")
     requests = [
         validate_request(a, start, end, interval=interval, page_size=page_size) for a in assets
     ]
-    names = list(dict.fromkeys(r.asset for r in requests))
-    lo, hi, grid = requests[0].start, requests[0].end, requests[0].interval
+    grid = requests[0].interval
+    targets = list(dict.fromkeys(Token(r.asset, grid) for r in requests))
+    fetcher = _TokenFetcher(client, page_size)
+    return await _backfill(
+        fetcher,
+        targets,
+        requests[0].start,
+        requests[0].end,
+        grid,
+        out_dir,
+        concurrency=concurrency,
+        on_progress=on_progress,
+        now=now,
+        storage_options=storage_options,
+    )
+
+
+async def backfill_events(
+    client: LiquidationClient,
+    instruments: Sequence[Instrument | str],
+    start: TimeLike,
+    end: TimeLike,
+    out_dir: str | os.PathLike[str],
+    *,
+    page_size: int | None = None,
+    concurrency: int | None = None,
+    on_progress: Callable[[BackfillProgress], None] | None = None,
+    now: datetime | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+) -> BackfillSummary:
+    """Fetch the liquidation events of ``[start, end)`` of every instrument into the
+    dataset at ``out_dir`` (partitioned ``exchange=/instrument_class=/instrument=``, one
+    file per UTC day); resumable, self-healing and settled-only exactly as
+    :func:`backfill` is for assets, with the same arguments, results and errors.
+
+    ``instruments`` are :class:`~kaiko_liq.routes.events.Instrument` s or
+    ``"EXCHANGE:CLASS:INSTRUMENT"`` strings (``"binc:perpetual-future:btc-usdt"``).
+    """
+    if not instruments:
+        raise InvalidArgumentError(
+            "backfill_events needs at least one instrument, e.g. ['binc:perpetual-future:btc-usdt']"
+        )
+    targets = list(
+        dict.fromkeys(
+            i if isinstance(i, Instrument) else parse_instrument_spec(i) for i in instruments
+        )
+    )
+    fetcher = _EventsFetcher(client, page_size)
+    # Validated as a fetch is (the window, the page size), before anything is touched.
+    req = client.request(EVENTS, targets[0], start, end, page_size=page_size)
+    return await _backfill(
+        fetcher,
+        targets,
+        req.window.start,
+        req.window.end,
+        EVENTS.grid(targets[0]),
+        out_dir,
+        concurrency=concurrency,
+        on_progress=on_progress,
+        now=now,
+        storage_options=storage_options,
+    )
+
+
+async def _backfill(
+    fetcher: _Fetcher[Any, Any],
+    targets: list[Any],
+    start: datetime,
+    end: datetime,
+    grid: Grid,
+    out_dir: str | os.PathLike[str],
+    *,
+    concurrency: int | None,
+    on_progress: Callable[[BackfillProgress], None] | None,
+    now: datetime | None,
+    storage_options: Mapping[str, Any] | None,
+) -> BackfillSummary:
+    client = fetcher.client
     clock = datetime.now(UTC) if now is None else parse_time(now, "now")
     workers = client.max_concurrency if concurrency is None else concurrency
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise InvalidArgumentError(f"concurrency must be a positive integer, got {concurrency!r}")
     # Found, not imported: pyarrow loads (in a worker thread) when a file is read or written.
     require_optional("pyarrow.parquet", "backfill", extra="parquet")
-    directory = Path(out_dir)
-    if not os.fspath(out_dir):
-        raise InvalidArgumentError("out_dir is empty; name a directory, e.g. 'liq'")
-    # Another program's directory is refused before anything is written in it.
+    storage = _open(out_dir, storage_options)
+    route = fetcher.route
+    # No bucket, access denied, unreachable: said before anything is fetched. Then
+    # another program's data is refused before anything is written in it.
+    await anyio.to_thread.run_sync(storage.check)
     await anyio.to_thread.run_sync(
-        functools.partial(check_store_dir, directory, interval=grid, server=client.server)
+        lambda: check_store(storage, route=route, grid=grid, server=client.server)
     )
-    await anyio.to_thread.run_sync(_make_directory, directory)
-    with _locked(directory):
-        run = _Run(client, names, lo, hi, grid, directory, page_size, workers, clock)
+    try:
+        held = await anyio.to_thread.run_sync(storage.lock, LOCK_NAME)
+    except OSError as exc:
+        raise StorageError.from_os_error(exc, storage.url_of(LOCK_NAME), doing="lock") from exc
+    try:
+        store = ShardStore(storage.url, route, grid, storage=storage)
+        shown = Path(out_dir) if not isinstance(out_dir, str) or "://" not in out_dir else out_dir
+        run = _Run(fetcher, targets, start, end, grid, store, shown, workers, clock, held)
         return await run.run(on_progress)
+    finally:
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(held.release)
 
 
 @dataclass(slots=True)
-class _Asset:
-    """One asset's state during a run."""
+class _State:
+    """One target's state during a run."""
 
+    target: Any
+    label: str
     on_disk: list[ShardRecord] = field(default_factory=list)
     failed: list[FailedRange] = field(default_factory=list)
-    stopped: KaikoLiqError | None = None  # set when the asset's other shards are dropped
+    stopped: KaikoLiqError | None = None  # set when the target's other shards are dropped
     streak: int = 0  # failed shards in a row
     left: int = 0  # planned shards not yet taken
 
@@ -566,69 +705,73 @@ class _Run:
 
     def __init__(
         self,
-        client: LiquidationClient,
-        assets: list[str],
+        fetcher: _Fetcher[Any, Any],
+        targets: list[Any],
         start: datetime,
         end: datetime,
-        interval: Interval,
-        directory: Path,
-        page_size: int | None,
+        grid: Grid,
+        store: ShardStore[Any, Any],
+        shown: Path | str,
         workers: int,
         now: datetime,
+        held: WriterLock,
     ) -> None:
-        self.client = client
-        self.assets = assets
+        self.fetcher = fetcher
+        self.client = fetcher.client
+        self.route = fetcher.route
+        self.targets = targets
         self.start, self.end = start, end
-        self.interval = interval
-        self.directory = directory
-        self.store = ShardStore(directory, interval)
-        self.page_size = page_size
+        self.grid = grid
+        self.store = store
+        self.shown = shown
         self.workers = workers
         self.now = now
+        self.held = held
         # Nothing after it is fetched; narrowed again by the server's clock as it answers.
-        self.horizon = settled_horizon(interval, now, settle=client.settle)
-        self.manifest = Manifest(interval=interval.text)
-        self.state: dict[str, _Asset] = {}
+        self.horizon = self.route.horizon(targets[0], now, self.client.settle + CLOCK_MARGIN)
+        self.manifest = Manifest(interval=grid_text(grid), route=self.route.name)
+        self.state: dict[str, _State] = {}
+        self.runs: list[str] = []  # this run's partitions, in the order asked
+        for target in targets:
+            partition = self.route.partition(target)
+            self.state[partition] = _State(target, self.route.label(target))
+            self.runs.append(partition)
         self.warnings: list[str] = []
         self.fatal: BaseException | None = None
         self.total = self.skipped = self.written = self.rows = self.rows_skipped = 0
         self._manifest_lock = anyio.Lock()
         self._manifest_written = 0.0
+        self.jobs: list[tuple[str, SubRange]] = []
+        self.requests0, self.retries0 = self.client.stats.requests, self.client.stats.retries
+        self.clock0 = time.monotonic()
 
     @property
     def deferred_from(self) -> datetime | None:
         """Where the unsettled part of the window begins, if it has one."""
         return max(self.start, self.horizon) if self.end > self.horizon else None
 
-    def _asset(self, asset: str) -> _Asset:
-        return self.state.setdefault(asset, _Asset())
-
     def _plan(self) -> list[tuple[str, SubRange]]:
-        """The missing settled shards of every asset, interleaved by time so that all
-        assets advance together (a kill leaves each with a complete prefix, not some with
-        none)."""
+        """The missing settled shards of every target, interleaved by time so that all
+        targets advance together (a kill leaves each with a complete prefix, not some
+        with none)."""
         jobs: list[tuple[str, SubRange]] = []
         # The caller's own end when it is before the horizon (the shards are then those of
         # any run); else the horizon, where a later run's gap will start.
         end = min(self.end, self.horizon)
-        for asset in self.assets:
-            state = self._asset(asset)
+        for partition in self.runs:
+            state = self.state[partition]
             inside = [r for r in state.on_disk if r.start < self.end and r.end > self.start]
             self.skipped += len(inside)
             self.rows_skipped += sum(r.rows for r in inside)
             if self.start >= end:
                 continue
-            spans = [
-                (self.interval.floor(r.start), self.interval.ceil(r.end)) for r in state.on_disk
-            ]
-            for gap_lo, gap_hi in gaps_in(self.start, end, self.interval, spans):
-                shards = self.client.plan(
-                    asset, gap_lo, gap_hi, interval=self.interval.text, page_size=self.page_size
-                )
-                jobs += [(asset, s) for s in shards]
+            spans = [(self.grid.floor(r.start), self.grid.ceil(r.end)) for r in state.on_disk]
+            for gap_lo, gap_hi in gaps_in(self.start, end, self.grid, spans):
+                shards = self.fetcher.plan(state.target, gap_lo, gap_hi)
+                jobs += [(partition, s) for s in shards]
                 state.left += len(shards)
         self.total = self.skipped + len(jobs)
-        order = {asset: i for i, asset in enumerate(self.assets)}
+        order = {partition: i for i, partition in enumerate(self.runs)}
         return sorted(jobs, key=lambda j: (j[1].start, order[j[0]]))
 
     def _progress(self) -> BackfillProgress:
@@ -647,15 +790,16 @@ class _Run:
             return  # the next shard or the end writes it; no queue of writes behind a slow disk
         self._manifest_written = now
         self.manifest.shards = {
-            a: list(s.on_disk) for a, s in sorted(self.state.items()) if s.on_disk
+            p: list(s.on_disk) for p, s in sorted(self.state.items()) if s.on_disk
         }
         snapshot = msgspec.structs.replace(self.manifest)
         async with self._manifest_lock:
-            await anyio.to_thread.run_sync(_write_manifest, self.directory, snapshot)
+            await anyio.to_thread.run_sync(_write_manifest, self.store.storage, snapshot)
 
     async def _start(self) -> list[tuple[str, SubRange]]:
+        storage = self.store.storage
         self.manifest, notes = await anyio.to_thread.run_sync(
-            _load_manifest, self.directory, self.interval
+            _load_manifest, storage, self.route, self.grid
         )
         if self.manifest.server is None:
             self.manifest.server = self.client.server
@@ -664,15 +808,18 @@ class _Run:
         self.warnings += notes + [str(d) for d in damaged]
         if on_disk and not had_records and not notes:
             note = f"{MANIFEST_NAME} was missing; rebuilt it from the files"
-            logger.warning("%s: %s", self.directory, note)
+            logger.warning("%s: %s", self.shown, note)
             self.warnings.append(note)
-        # Every asset on disk stays in the manifest, not only this run's.
-        for asset, records in on_disk.items():
-            self._asset(asset).on_disk = records
+        # Every partition stored stays in the manifest, not only this run's.
+        for partition, records in on_disk.items():
+            state = self.state.get(partition)
+            if state is None:
+                state = self.state[partition] = _State(None, partition)
+            state.on_disk = records
         jobs = self._plan()
         self.manifest.runs.append(
             RunRecord(
-                assets=self.assets,
+                assets=[self.state[p].label for p in self.runs],
                 start=self.start,
                 end=self.end,
                 started=datetime.now(UTC),
@@ -683,83 +830,61 @@ class _Run:
         return jobs
 
     async def _recheck(self) -> None:
-        """Fetch the newest stored buckets of each asset again (one page) and replace
+        """Fetch the newest stored rows of each target again (about a page) and replace
         those the server changed since: figures revised after they were stored."""
-        grid, size = self.interval, self.page_size or MAX_PAGE_SIZE
-        window = min(self.client.recheck, grid.delta * size)
-        if not window:
-            return
-        for asset in self.assets:
-            state = self._asset(asset)
+        for partition in self.runs:
+            state = self.state[partition]
             if not state.on_disk:
                 continue
-            newest = grid.ceil(max(r.end for r in state.on_disk))
+            window = self.route.recheck_span(
+                state.target, self.client.recheck, self.fetcher.page_size or MAX_PAGE_SIZE
+            )
+            if not window:
+                return
+            newest = self.grid.ceil(max(r.end for r in state.on_disk))
             lo, hi = max(self.start, newest - window), min(newest, self.end, self.horizon)
             if not lo < hi:
-                continue  # this run does not touch the newest buckets
+                continue  # this run does not touch the newest rows
             try:
-                rows = await self.client.fetch_shard(
-                    asset, SubRange(lo, hi), interval=grid.text, sort="asc", page_size=size
-                )
+                rows = await self.fetcher.fetch(state.target, SubRange(lo, hi))
             except KaikoLiqError as exc:
                 if is_fatal(exc):
                     raise
                 logger.warning(
-                    "%s: %s: recheck failed, next run tries again: %s", self.directory, asset, exc
+                    "%s: %s: recheck failed, next run tries again: %s", self.shown, state.label, exc
                 )
                 continue
-            changed = await anyio.to_thread.run_sync(self.store.revise, asset, lo, hi, rows)
+            changed = await anyio.to_thread.run_sync(self.store.revise, state.target, lo, hi, rows)
             if changed:
-                note = f"{asset}: {plural(len(changed), 'bucket')} revised by the server"
-                logger.warning("%s: %s", self.directory, note)
+                revised = plural(len(changed), self.route.row_name)
+                note = f"{state.label}: {revised} revised by the server"
+                logger.warning("%s: %s", self.shown, note)
                 self.warnings.append(note)
-                shards = await anyio.to_thread.run_sync(self.store.shards, asset)
+                shards = await anyio.to_thread.run_sync(self.store.shards, state.target)
                 state.on_disk = [_record(shard) for shard in shards]
 
+    async def _keep_lock(self) -> None:
+        """Refresh a lock that expires (S3's) while the run goes on; a lost one stops it."""
+        every = self.held.refresh_every
+        if every is None:
+            return
+        while True:
+            await anyio.sleep(every)
+            await anyio.to_thread.run_sync(self.held.refresh)
+
     async def run(self, on_progress: Callable[[BackfillProgress], None] | None) -> BackfillSummary:
-        jobs = await self._start()
-        await self._recheck()
-        requests0, retries0 = self.client.stats.requests, self.client.stats.retries
-        clock0 = time.monotonic()
-        if on_progress is not None:
-            on_progress(self._progress())
-        pending = iter(jobs)
-
-        async def worker(tg: TaskGroup) -> None:
-            # Workers share one iterator: next() never awaits, so no job is taken twice.
-            for asset, shard in pending:
-                if self.fatal is not None:
-                    return
-                state = self.state[asset]
-                state.left -= 1
-                if state.stopped is not None:
-                    continue
-                try:
-                    await self._one(asset, shard)
-                    if on_progress is not None:
-                        on_progress(self._progress())
-                except Exception as exc:
-                    # Recorded, not raised: a task group would wrap it in an
-                    # ExceptionGroup. The run raises it (the caller's on_progress
-                    # included), as itself, at the end.
-                    if isinstance(exc, OSError):
-                        exc = StorageError.from_os_error(exc, self.directory)
-                    self.fatal = exc
-                    tg.cancel_scope.cancel()
-                    return
-
         try:
-            async with anyio.create_task_group() as tg:
-                for _ in range(min(self.workers, len(jobs))):
-                    tg.start_soon(worker, tg)
+            async with anyio.create_task_group() as keeper:
+                keeper.start_soon(self._guard, keeper)
+                keeper.start_soon(self._body, on_progress, keeper)
         finally:
             # Also on cancellation (Ctrl-C): record what landed. Shielded, or the
             # cancellation that got us here would cancel the write too.
             with anyio.CancelScope(shield=True):
-                await self._finish(len(jobs))
-        failed = {a: s.failed for a, s in self.state.items() if s.failed}
-        stopped = {a: s.stopped for a, s in self.state.items() if s.stopped is not None}
-        summary = self._summary(requests0, retries0, clock0)
+                await self._finish(len(self.jobs))
+        failed = {s.label: s.failed for s in self.state.values() if s.failed}
+        stopped = {s.label: s.stopped for s in self.state.values() if s.stopped is not None}
+        summary = self._summary()
         if isinstance(self.fatal, StorageError):
             raise self.fatal.with_saved(self._saved(), self.written) from self.fatal.__cause__
         if self.fatal is not None:
@@ -768,10 +893,75 @@ class _Run:
             raise BackfillIncompleteError(failed, summary, stopped)
         return summary
 
+    async def _body(
+        self, on_progress: Callable[[BackfillProgress], None] | None, keeper: TaskGroup
+    ) -> None:
+        try:
+            self.jobs = await self._start()
+            await self._recheck()
+            self.requests0, self.retries0 = self.client.stats.requests, self.client.stats.retries
+            self.clock0 = time.monotonic()
+            if on_progress is not None:
+                on_progress(self._progress())
+            await self._work(self.jobs, on_progress)
+        except Exception as exc:
+            # Raised as itself after the task group (which would wrap it in a group).
+            self.fatal = exc
+        finally:
+            keeper.cancel_scope.cancel()  # the lock keeper too
+
+    async def _guard(self, keeper: TaskGroup) -> None:
+        try:
+            await self._keep_lock()
+        except (KaikoLiqError, OSError) as exc:
+            self.fatal = (
+                exc
+                if not isinstance(exc, OSError)
+                else StorageError.from_os_error(exc, self.store.location, doing="lock")
+            )
+            keeper.cancel_scope.cancel()
+
+    async def _work(
+        self,
+        jobs: list[tuple[str, SubRange]],
+        on_progress: Callable[[BackfillProgress], None] | None,
+    ) -> None:
+        pending = iter(jobs)
+
+        async def worker(tg: TaskGroup) -> None:
+            # Workers share one iterator: next() never awaits, so no job is taken twice.
+            for partition, shard in pending:
+                if self.fatal is not None:
+                    return
+                state = self.state[partition]
+                state.left -= 1
+                if state.stopped is not None:
+                    continue
+                try:
+                    await self._one(state, shard)
+                    if on_progress is not None:
+                        on_progress(self._progress())
+                except Exception as exc:
+                    # Recorded, not raised: a task group would wrap it in an
+                    # ExceptionGroup. The run raises it (the caller's on_progress
+                    # included), as itself, at the end.
+                    if isinstance(exc, OSError):
+                        exc = StorageError.from_os_error(exc, self.store.location)
+                    self.fatal = exc
+                    tg.cancel_scope.cancel()
+                    return
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(min(self.workers, len(jobs))):
+                tg.start_soon(worker, tg)
+
     async def _finish(self, planned: int) -> None:
-        """Record the run's outcome in the manifest; a disk that refuses even that only
-        loses the record (the files are the truth), unless nothing else went wrong."""
-        stopped = {a: str(s.stopped) for a, s in self.state.items() if s.stopped is not None}
+        """Record the run's outcome in the manifest, written last; a storage that refuses
+        even that only loses the record (the files are the truth), unless nothing else
+        went wrong."""
+        if not self.manifest.runs:
+            return  # stopped before it started: nothing to record
+        stopped = {s.label: str(s.stopped) for s in self.state.values() if s.stopped is not None}
         complete = (
             self.fatal is None
             and not stopped
@@ -799,22 +989,22 @@ class _Run:
         if self.written == 0:
             return None
         return (
-            f"{done} of {self.total} shards are on disk in {self.directory} "
+            f"{done} of {self.total} shards are on disk in {self.shown} "
             f"({self.written} written by this run); fix that and run the same command again "
             "to resume"
         )
 
-    def _summary(self, requests0: int, retries0: int, clock0: float) -> BackfillSummary:
+    def _summary(self) -> BackfillSummary:
         return BackfillSummary(
-            out_dir=self.directory,
-            assets=tuple(self.assets),
+            out_dir=self.shown,
+            assets=tuple(self.state[p].label for p in self.runs),
             shards_total=self.total,
             shards_skipped=self.skipped,
             shards_written=self.written,
             rows=self.rows,
-            requests=self.client.stats.requests - requests0,
-            retries=self.client.stats.retries - retries0,
-            seconds=time.monotonic() - clock0,
+            requests=self.client.stats.requests - self.requests0,
+            retries=self.client.stats.retries - self.retries0,
+            seconds=time.monotonic() - self.clock0,
             deferred_from=self.deferred_from,
             deferred_to=self.end if self.deferred_from is not None else None,
             start=self.start,
@@ -822,18 +1012,16 @@ class _Run:
             now=self.now,
             rows_on_disk=self.rows_skipped + self.rows,
             warnings=tuple(self.warnings),
+            noun=self.fetcher.noun,
         )
 
-    async def _one(self, asset: str, shard: SubRange) -> None:
+    async def _one(self, state: _State, shard: SubRange) -> None:
         """Fetch one shard and store it. Raises what stops the run; records the rest."""
-        state = self.state[asset]
         try:
-            rows = await self.client.fetch_shard(
-                asset, shard, interval=self.interval.text, sort="asc", page_size=self.page_size
-            )
+            rows = await self.fetcher.fetch(state.target, shard)
         except KaikoLiqError as exc:
             if isinstance(exc, NotFoundError | InconsistentDataError):
-                state.stopped = exc  # this asset's own trouble: the others go on
+                state.stopped = exc  # this target's own trouble: the others go on
                 return
             if is_fatal(exc):
                 raise  # what every shard would hit: a wrong key, a bad parameter
@@ -843,16 +1031,19 @@ class _Run:
                 state.stopped = _GaveUp(exc, state.left)
             return
         state.streak = 0
-        # Buckets the server's clock says may still change are not stored: the rest of
-        # the shard is left to a later run, like the unsettled tail.
-        end = min(shard.end, self.client.settled_before(self.interval.text))
+        # Rows the server's clock says may still change are not stored: the rest of the
+        # shard is left to a later run, like the unsettled tail.
+        end = min(shard.end, self.fetcher.settled_before(state.target))
         if end < shard.end:
             self.horizon = min(self.horizon, max(end, self.start))
-            rows = [r for r in rows if r.interval_time < end]
+            time_of = self.route.time_of
+            rows = [r for r in rows if time_of(r) < end]
             if end <= shard.start:
                 return
         # Not cancellable once started: the file lands whole, or (if killed) not at all.
-        written = await anyio.to_thread.run_sync(self.store.write, asset, shard.start, end, rows)
+        written = await anyio.to_thread.run_sync(
+            self.store.write, state.target, shard.start, end, rows
+        )
         for piece in written:
             insort(state.on_disk, _record(piece), key=lambda r: r.start)
         self.written += 1

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar
@@ -35,6 +35,7 @@ import anyio
 
 from .engine import Engine, Request, RowStream, Shelf
 from .errors import ClientClosedError, InvalidArgumentError, redact_url, register_secret
+from .fs import open_storage
 from .keys import API_KEY_ENV, resolve_api_key
 from .models import LiquidationEvent, LiquidationRow
 from .optional import require_optional
@@ -125,8 +126,9 @@ class LiquidationClient:
         timeouts: connect and read timeouts per attempt.
         retry: the retry policy (attempts, backoff, Retry-After cap, deadline).
         adaptive_rate: slow the shared limiter down on 429s and recover on success.
-        cache_dir: keep settled buckets in a local Parquet store under this directory
-            (one per origin and interval) and fetch only what it lacks.
+        cache_dir: keep settled rows in a Parquet store under this directory, or under
+            ``s3://bucket/prefix`` (one store per server and kind of rows: interval, or
+            events), and fetch only what it lacks.
         max_response_bytes: the largest decompressed body accepted; a larger answer is
             :class:`~kaiko_liq.errors.ResponseTooLargeError`.
         now: our clock (default: the system's, UTC); tests inject one. Which buckets
@@ -142,6 +144,9 @@ class LiquidationClient:
         cache_namespace: the name of this server's store under ``cache_dir`` (default:
             its origin). The built-in emulator gets a fixed one, since it listens on a
             new port each time but serves the same settled data.
+        storage_options: S3 settings for an ``s3://`` ``cache_dir`` (names as polars
+            spells them: ``endpoint_url``, ``region``, ``aws_access_key_id``, ...; see
+            :data:`kaiko_liq.fs.STORAGE_OPTIONS`); the standard AWS environment otherwise.
     """
 
     def __init__(
@@ -164,6 +169,7 @@ class LiquidationClient:
         cache_namespace: str | None = None,
         settle: timedelta | str = SETTLE,
         recheck: timedelta | str = RECHECK,
+        storage_options: Mapping[str, Any] | None = None,
     ) -> None:
         if region not in REGIONS:
             raise InvalidArgumentError(f"region {region!r} is not allowed; use 'us' or 'eu'")
@@ -186,6 +192,9 @@ class LiquidationClient:
         if cache_dir is not None:
             # Checked now: found missing at the first write, it would fail a good answer.
             require_optional("pyarrow.parquet", "cache_dir", extra="parquet")
+            open_storage(cache_dir, storage_options=storage_options)  # options checked now
+        elif storage_options:
+            raise InvalidArgumentError("storage_options apply to cache_dir; give one or drop them")
         if now is not None and not callable(now):
             raise InvalidArgumentError("now must be a callable returning an aware datetime")
         self.settle = parse_duration(settle, "settle")
@@ -204,6 +213,7 @@ class LiquidationClient:
         self.max_concurrency = max_concurrency
         self.cache_dir = None if cache_dir is None else os.fspath(cache_dir)
         self._cache_namespace = cache_namespace
+        self._storage_options = dict(storage_options or {})
         self._now = now or _utc_now
         self._transport = Transport(
             base_url=base,
@@ -217,7 +227,7 @@ class LiquidationClient:
         )
         # Cancelled by aclose: a follow waits under one, and wakes to raise.
         self._wakers: set[anyio.CancelScope] = set()
-        self._stores: dict[str, ShardStore] = {}
+        self._stores: dict[str, ShardStore[Any, Any]] = {}
         self._clock_warned = False
         self._engine = Engine(
             self._transport,
@@ -410,18 +420,23 @@ class LiquidationClient:
         return self._token(asset, start, end, interval, "asc", page_size).shards
 
     def _store_for(self, route: Route[Any, Any], target: Any) -> Shelf[Any] | None:
-        if self.cache_dir is None or not isinstance(target, Token):
+        if self.cache_dir is None:
             return None
         folder = route.store_folder(target)
         store = self._stores.get(folder)
         if store is None:
-            from .store import cache_store
+            from .cache import cache_store
 
             store = cache_store(
-                self.cache_dir, self.base_url, target.interval, namespace=self._cache_namespace
+                self.cache_dir,
+                self.base_url,
+                route,
+                target,
+                namespace=self._cache_namespace,
+                storage_options=self._storage_options,
             )
             self._stores[folder] = store
-        return store.shelf(target.asset)
+        return store.shelf(target)
 
     def _horizon(self, route: Route[Any, Any], target: Any) -> datetime:
         """The end of what is final for ``target`` now (see :meth:`settled_before`)."""

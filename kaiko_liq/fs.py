@@ -51,6 +51,7 @@ import os
 import secrets
 import socket
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
@@ -71,6 +72,7 @@ __all__ = [
     "S3Settings",
     "S3Storage",
     "Storage",
+    "StorageError",
     "StorageLockedError",
     "StorageUnavailableError",
     "WriterLock",
@@ -103,6 +105,7 @@ STORAGE_OPTIONS: Mapping[str, str] = {
     "aws_session_token": "session_token",
     "max_attempts": "max_attempts",
     "connect_timeout": "connect_timeout",
+    "lock_ttl": "lock_ttl",
 }
 _REMOTE_SCHEMES = ("s3://", "s3a://")
 _NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
@@ -117,26 +120,75 @@ _DENIED = {
 }
 
 
-class StorageUnavailableError(KaikoLiqError):
+class StorageError(KaikoLiqError):
+    """The storage refused: disk full, read-only, missing, permission denied, a file where
+    a directory should be, an object store that failed. ``location`` is what was being
+    touched (a path or an ``s3://`` URL, as given: never credentials), ``reason`` the
+    system's words, ``errno`` its number. A backfill adds what it had saved by then:
+    ``written``, the shards this run wrote, and ``saved``, a sentence saying where they
+    are (``None`` when nothing was written); both are ``None`` when a store alone raises
+    it, and then nothing was fetched for it: the CLI exits 2."""
+
+    def __init__(
+        self,
+        location: str | os.PathLike[str],
+        reason: str,
+        *,
+        doing: str = "write",
+        errno: int | None = None,
+        saved: str | None = None,
+        written: int | None = None,
+    ) -> None:
+        self.location = location if isinstance(location, str) else os.fspath(location)
+        self.reason = reason
+        self.doing = doing
+        self.errno = errno
+        self.saved = saved
+        self.written = written
+        tail = f"; {saved}" if saved else "; nothing fetched was saved" if written == 0 else ""
+        super().__init__(f"cannot {doing} {self.location}: {reason}{tail}")
+
+    @classmethod
+    def from_os_error(
+        cls, exc: OSError, location: str | os.PathLike[str], *, doing: str = "write"
+    ) -> StorageError:
+        """``exc`` (which names the file or object it hit, else ``location``) as one error."""
+        where = exc.filename if isinstance(exc.filename, str) else location
+        return StorageError(where, exc.strerror or str(exc), doing=doing, errno=exc.errno)
+
+    def with_saved(self, saved: str | None, written: int) -> StorageError:
+        """The same failure, saying what had been saved before it."""
+        again = StorageError(
+            self.location,
+            self.reason,
+            doing=self.doing,
+            errno=self.errno,
+            saved=saved,
+            written=written,
+        )
+        again.__cause__ = self.__cause__
+        return again
+
+
+class StorageUnavailableError(StorageError):
     """A location cannot be used at all: no bucket, access denied, endpoint unreachable, no
     credentials, a file where a directory should be. Raised by :meth:`Storage.check` before
     anything is fetched; ``location`` is the URL (no credentials), ``reason`` what was wrong,
     ``hint`` what would be right."""
 
     def __init__(self, location: str, reason: str, hint: str) -> None:
-        self.location = location
-        self.reason = reason
         self.hint = hint
-        super().__init__(f"cannot use {location}: {reason}; {hint}")
+        super().__init__(location, f"{reason}; {hint}", doing="use")
+        self.reason = reason
 
 
-class StorageLockedError(KaikoLiqError):
+class StorageLockedError(StorageError):
     """Another writer holds (or took over) a location's lock; ``holder`` says who."""
 
     def __init__(self, location: str, holder: str, *, lost: bool = False) -> None:
-        self.location = location
         self.holder = holder
         self.lost = lost
+        super().__init__(location, holder, doing="lock")
         if lost:
             text = (
                 f"the lock on {location} was taken over by {holder} while this run held it: "
@@ -146,15 +198,19 @@ class StorageLockedError(KaikoLiqError):
             text = (
                 f"another writer holds {location} ({holder}); wait for it or use another location"
             )
-        super().__init__(text)
+        KaikoLiqError.__init__(self, text)
 
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """One stored object: its key relative to the root, and its size in bytes."""
+    """One stored object: its key relative to the root, its size in bytes, and a version
+    that changes whenever it is rewritten (an ETag; locally mtime and inode)."""
 
     key: str
     size: int
+    version: str = field(default="", compare=False)
+    #: When it was last written (seconds since the epoch), where the storage says.
+    modified: float | None = field(default=None, compare=False)
 
 
 def is_remote(location: str | os.PathLike[str]) -> bool:
@@ -232,10 +288,28 @@ class Storage(ABC):
     def move_aside(self, key: str, to: str) -> bool:
         """Move ``key`` to ``to`` (a quarantine name); ``False`` if ``key`` had gone already."""
 
+    def lock(
+        self, key: str = ".lock", *, ttl: float | None = None, wait: float = 0.0
+    ) -> WriterLock:
+        """Take the writer lock ``key``: at once, or within ``wait`` seconds of trying;
+        else raise :class:`StorageLockedError` saying who holds it. ``ttl`` (S3 only; the
+        location's ``lock_ttl`` for ``None``) is how long the lock outlives a holder that
+        stops refreshing it. Use it as a context manager, which releases it."""
+        deadline = time.monotonic() + wait
+        pause = 0.01
+        while True:
+            try:
+                return self._take_lock(key, ttl)
+            except StorageLockedError:
+                if time.monotonic() + pause > deadline:
+                    raise
+            # In a worker thread, waiting on another process: no event loop to yield to.
+            time.sleep(pause)
+            pause = min(pause * 2, 0.5)
+
     @abstractmethod
-    def lock(self, key: str = ".lock", *, ttl: float = DEFAULT_LOCK_TTL) -> WriterLock:
-        """Take the writer lock ``key``, or raise :class:`StorageLockedError` at once if
-        another writer holds it. Use it as a context manager, which releases it."""
+    def _take_lock(self, key: str, ttl: float | None) -> WriterLock:
+        """The lock ``key`` now, or :class:`StorageLockedError`."""
 
     @abstractmethod
     def arrow(self, key: str = "") -> tuple[Any, str]:
@@ -249,6 +323,9 @@ class Storage(ABC):
 
 class WriterLock(ABC):
     """A held writer lock: a context manager that releases it."""
+
+    #: Seconds between :meth:`refresh` calls that keep it (``None``: it never expires).
+    refresh_every: float | None = None
 
     @abstractmethod
     def refresh(self) -> None:
@@ -336,7 +413,10 @@ class LocalStorage(Storage):
                 key = name if rel == "." else f"{rel}/{name}"
                 if key.startswith(prefix):
                     with suppress(FileNotFoundError):  # removed meanwhile: not there
-                        found.append(Entry(key, os.stat(os.path.join(dirpath, name)).st_size))
+                        st = os.stat(os.path.join(dirpath, name))
+                        found.append(
+                            Entry(key, st.st_size, f"{st.st_mtime_ns}:{st.st_ino}", st.st_mtime)
+                        )
         return sorted(found, key=lambda e: e.key)
 
     def delete(self, key: str) -> None:
@@ -352,7 +432,7 @@ class LocalStorage(Storage):
             return False
         return True
 
-    def lock(self, key: str = ".lock", *, ttl: float = DEFAULT_LOCK_TTL) -> WriterLock:
+    def _take_lock(self, key: str, ttl: float | None) -> WriterLock:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         return _FlockLock(path)
@@ -405,6 +485,8 @@ class S3Settings:
     #: Attempts per request (botocore's "standard" retry mode), and seconds to connect.
     max_attempts: int = 3
     connect_timeout: float = 10.0
+    #: Seconds a lock object outlives a holder that stops refreshing it (a killed run).
+    lock_ttl: float = DEFAULT_LOCK_TTL
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> S3Settings:
@@ -614,7 +696,14 @@ class S3Storage(Storage):
             )
             for page in pages:
                 for item in page.get("Contents", ()):
-                    found.append(Entry(item["Key"][len(root) :], int(item["Size"])))
+                    found.append(
+                        Entry(
+                            item["Key"][len(root) :],
+                            int(item["Size"]),
+                            str(item["ETag"]),
+                            item["LastModified"].timestamp(),
+                        )
+                    )
         return sorted(found, key=lambda e: e.key)
 
     def delete(self, key: str) -> None:
@@ -637,8 +726,8 @@ class S3Storage(Storage):
         self.delete(key)
         return True
 
-    def lock(self, key: str = ".lock", *, ttl: float = DEFAULT_LOCK_TTL) -> WriterLock:
-        return _S3Lock(self, key, ttl)
+    def _take_lock(self, key: str, ttl: float | None) -> WriterLock:
+        return _S3Lock(self, key, self.settings.lock_ttl if ttl is None else ttl)
 
     def arrow(self, key: str = "") -> tuple[Any, str]:
         from .optional import import_optional
@@ -682,6 +771,7 @@ class _S3Lock(WriterLock):
         self._storage = storage
         self._key = key
         self._ttl = ttl
+        self.refresh_every = max(ttl / 3, 0.05)
         self._token = secrets.token_hex(8)
         self._etag: str | None = None
         self._body = json.dumps(

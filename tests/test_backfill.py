@@ -24,7 +24,6 @@ from kaiko_liq.backfill import (
     SETTLE,
     AssetOnDisk,
     BackfillIncompleteError,
-    _locked,
     backfill,
     describe_backfill,
     read_backfill,
@@ -268,8 +267,8 @@ async def test_fresh_backfill_writes_one_file_per_shard_and_a_manifest(tmp_path:
 
     m = manifest(tmp_path)
     assert m["interval"] == "1h" and m["format"] == "kaiko-liq backfill"
-    assert [s["file"] for s in m["shards"]["eth"]] == shard_files(tmp_path)[4:]
-    assert sum(s["rows"] for s in m["shards"]["eth"]) == len(want["eth"])
+    assert [s["file"] for s in m["shards"]["asset=eth"]] == shard_files(tmp_path)[4:]
+    assert sum(s["rows"] for s in m["shards"]["asset=eth"]) == len(want["eth"])
     [run_record] = m["runs"]
     assert run_record["complete"] is True and run_record["assets"] == ["eth", "btc"]
 
@@ -307,12 +306,12 @@ async def test_a_file_the_manifest_never_heard_of_still_counts(tmp_path: Path) -
     """A kill between a file's rename and the next manifest write loses nothing."""
     await run(FakeClient(), tmp_path, "eth")
     m = manifest(tmp_path)
-    m["shards"]["eth"] = m["shards"]["eth"][:1]
+    m["shards"]["asset=eth"] = m["shards"]["asset=eth"][:1]
     (tmp_path / MANIFEST_NAME).write_text(json.dumps(m))
     again = FakeClient()
     await run(again, tmp_path, "eth")
     assert again.fetched == []
-    rows = [s["rows"] for s in manifest(tmp_path)["shards"]["eth"]]
+    rows = [s["rows"] for s in manifest(tmp_path)["shards"]["asset=eth"]]
     assert rows == [len(expected_rows("eth", T0 + i * D, T0 + (i + 1) * D)) for i in range(4)]
 
 
@@ -504,7 +503,9 @@ async def test_another_programs_manifest_is_refused(tmp_path: Path) -> None:
 
 
 async def test_two_runs_cannot_share_a_directory(tmp_path: Path) -> None:
-    with _locked(tmp_path), pytest.raises(InvalidArgumentError, match="another backfill"):
+    from kaiko_liq.fs import StorageLockedError, open_storage
+
+    with open_storage(tmp_path).lock(), pytest.raises(StorageLockedError, match="another writer"):
         await run(FakeClient(), tmp_path, "eth")
 
 
@@ -576,7 +577,7 @@ async def test_cancelling_keeps_what_landed_and_records_it(tmp_path: Path) -> No
     files = shard_files(tmp_path)
     assert len(files) == 3
     m = manifest(tmp_path)
-    assert [s["file"] for s in m["shards"]["eth"]] == files
+    assert [s["file"] for s in m["shards"]["asset=eth"]] == files
     assert m["runs"][-1]["complete"] is False and m["runs"][-1]["finished"] is not None
 
 
@@ -616,17 +617,20 @@ async def test_an_asset_whose_shards_keep_failing_is_left_after_a_few(tmp_path: 
 
 
 def fail_writes_after(monkeypatch: pytest.MonkeyPatch, n: int, error: OSError) -> None:
-    """Shard writes succeed ``n`` times, then fail with ``error`` (at the Parquet seam)."""
-    real = pq.write_table
+    """Shard writes succeed ``n`` times, then fail with ``error`` (at the storage seam)."""
+    from kaiko_liq.fs import LocalStorage
+
+    real = LocalStorage.write_atomic
     calls = [0]
 
-    def write_table(table: Any, where: Any, **kw: Any) -> None:
-        calls[0] += 1
-        if calls[0] > n:
-            raise error
-        real(table, where, **kw)
+    def write_atomic(self: LocalStorage, key: str, data: Any) -> None:
+        if key.endswith(".parquet"):
+            calls[0] += 1
+            if calls[0] > n:
+                raise error
+        real(self, key, data)
 
-    monkeypatch.setattr(pq, "write_table", write_table)
+    monkeypatch.setattr(LocalStorage, "write_atomic", write_atomic)
 
 
 @pytest.mark.parametrize(
@@ -641,8 +645,11 @@ async def test_a_write_failure_mid_run_is_one_line_saying_what_was_saved(
         await run(FakeClient(), tmp_path, "eth", "btc", end=T0 + 10 * D, concurrency=1)
     err = info.value
     assert err.reason == error.strerror and err.written == 3
-    assert err.path.parent == tmp_path / "asset=btc" and err.path.suffix == ".parquet"
-    assert str(err).startswith(f"cannot write {err.path}: {error.strerror}; ")
+    assert (
+        Path(err.location).parent == tmp_path / "asset=btc"
+        and Path(err.location).suffix == ".parquet"
+    )
+    assert str(err).startswith(f"cannot write {Path(err.location)}: {error.strerror}; ")
     assert f"3 of 20 shards are on disk in {tmp_path} (3 written by this run)" in str(err)
     assert len(shard_files(tmp_path)) == 3
     monkeypatch.undo()
@@ -666,7 +673,7 @@ async def test_an_out_dir_that_is_a_file_is_refused_before_any_request(tmp_path:
     client = FakeClient()
     with pytest.raises(StorageError, match=r"cannot use .*out: it exists and is not a directory"):
         await run(client, tmp_path / "out", "eth")
-    with pytest.raises(StorageError, match=r"cannot create .*out/sub: Not a directory"):
+    with pytest.raises(StorageError, match=r"cannot use .*out/sub: Not a directory"):
         await run(client, tmp_path / "out" / "sub", "eth")
     assert client.fetched == []
 
@@ -709,7 +716,7 @@ async def test_a_read_only_directory_is_one_storage_error(small_disk: Path) -> N
     await run(FakeClient(), out, "eth", end=T0 + D)
     await anyio.run_process(["mount", "-o", "remount,ro", str(small_disk)])
     client = FakeClient()
-    with pytest.raises(StorageError, match=r"cannot lock .*\.lock: Read-only file system"):
+    with pytest.raises(StorageError, match=r"cannot use .*ds: the directory is not writable"):
         await run(client, out, "eth", end=T0 + 2 * D)
     assert client.fetched == []
 

@@ -25,8 +25,9 @@ from hypothesis import strategies as st
 from kaiko_liq import LiquidationClient, LiquidationRow
 from kaiko_liq.emulator import RunningEmulator
 from kaiko_liq.query import parse_interval
-from kaiko_liq.store import cache_store, settled_horizon
+from kaiko_liq.store import settled_horizon
 from tests.conftest import FIXED_NOW, EmulatorFactory
+from tests.stores import tok, token_cache
 
 REPO = Path(__file__).resolve().parents[1]
 HORIZON = settled_horizon(parse_interval("1h"), FIXED_NOW)
@@ -144,8 +145,8 @@ async def test_unsettled_buckets_are_always_fetched_and_never_stored(
         before = client.stats.requests
         assert await client.fetch("sol", start, end, sort="asc") == first
         assert client.stats.requests - before == 1  # the unsettled tail, one page
-    store = cache_store(tmp_path, emulator.base_url, "1h")
-    assert store.covered("sol") == [(start, HORIZON)]
+    store = token_cache(tmp_path, emulator.base_url, "1h")
+    assert store.covered(tok("sol")) == [(start, HORIZON)]
 
 
 async def test_the_store_is_per_origin_and_interval(
@@ -234,19 +235,19 @@ async def test_two_processes_filling_one_cache_at_once_stay_correct(
                     asset, start, end
                 )
             assert client.stats.requests == 0
-    store = cache_store(cache_dir, emu.base_url, "1h")
+    store = token_cache(cache_dir, emu.base_url, "1h")
     for asset in union:
-        spans = [(s.start, s.end) for s in store.shards(asset)]
+        spans = [(s.start, s.end) for s in store.shards(tok(asset))]
         assert all(a[1] <= b[0] for a, b in itertools.pairwise(spans)), spans
 
 
 def _tear_data_pages(emu: RunningEmulator, cache_dir: Path, asset: str) -> None:
     """Zero the start of the asset's one file: data pages torn, footer intact, so only
     reading the rows finds out."""
-    [shard] = cache_store(cache_dir, emu.base_url, "1h").shards(asset)
-    data = bytearray(shard.path.read_bytes())
+    [shard] = token_cache(cache_dir, emu.base_url, "1h").shards(tok(asset))
+    data = bytearray(Path(shard.url).read_bytes())
     data[8:2000] = bytes(1992)
-    shard.path.write_bytes(bytes(data))
+    Path(shard.url).write_bytes(bytes(data))
 
 
 async def test_a_damaged_stored_file_is_fetched_again(

@@ -13,8 +13,8 @@ import pytest
 from kaiko_liq.backfill import read_backfill
 from kaiko_liq.emulator import SPARSE_ASSET
 from kaiko_liq.models import LiquidationRow
-from kaiko_liq.store import ShardStore
 from tests.conftest import EmulatorFactory
+from tests.stores import tok, token_store
 from tests.test_cli import cli
 from tests.test_client_e2e import KEY, reference
 
@@ -51,5 +51,5 @@ async def test_cli_backfill_equals_one_query_paged_to_its_end(
     args = ("backfill", SPARSE_ASSET, *WINDOW, "--base-url", emu.base_url, "--out", str(out))
     done = await cli(*args, key=KEY)
     assert done.code == 0, done.err
-    assert ShardStore(out, "1h").read_rows(SPARSE_ASSET, START, END) == want
+    assert token_store(out, "1h").read_rows(tok(SPARSE_ASSET), START, END) == want
     assert read_backfill(out).num_rows == len(want)

@@ -585,12 +585,11 @@ def _written_by(pid: int, directory: Path) -> Path:
 
 
 def test_only_dead_writers_temporary_files_are_removed(tmp_path: Path) -> None:
-    from kaiko_liq.query import parse_interval
-    from kaiko_liq.store import ShardStore
     from tests.conftest import DEAD_PID
+    from tests.stores import token_store
 
-    store = ShardStore(tmp_path, parse_interval("1h"))
-    part = store.partition("eth")
+    store = token_store(tmp_path, "1h")
+    part = tmp_path / "asset=eth"
     part.mkdir(parents=True)
     with subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"]) as live:
         try:
@@ -599,13 +598,13 @@ def test_only_dead_writers_temporary_files_are_removed(tmp_path: Path) -> None:
             dead = _written_by(DEAD_PID, part)
             old = part / ".20250301T000000Z_20250302T000000Z.parquet.0123abcdef.tmp"
             old.write_bytes(b"PAR1 an older version's, just now")
-            store.remove_temporary("eth")
+            store.remove_temporary("asset=eth")
             assert theirs.exists() and ours.exists() and old.exists()
             assert not dead.exists()
         finally:
             live.kill()
     live.wait()
-    store.remove_temporary("eth")
+    store.remove_temporary("asset=eth")
     assert not theirs.exists() and ours.exists()
 
 
@@ -613,20 +612,20 @@ def test_a_store_write_removes_a_killed_writers_leftovers(tmp_path: Path) -> Non
     """A cache writer killed with kill -9 leaves its temporary file; the next write to that
     asset's partition (a cache's or a backfill's) removes it, as its writer is gone."""
     from kaiko_liq.models import decode_page
-    from kaiko_liq.query import parse_interval
-    from kaiko_liq.store import ShardStore
+    from kaiko_liq.query import parse_time
     from tests.conftest import DEAD_PID
+    from tests.stores import tok, token_store
 
     rows = decode_page(page(3)).data
     assert rows is not None
-    store = ShardStore(tmp_path, parse_interval("1h"))
-    part = store.partition("btc")
+    store = token_store(tmp_path, "1h")
+    part = tmp_path / "asset=btc"
     part.mkdir(parents=True)
     leftover = _written_by(DEAD_PID, part)
     live = _written_by(os.getpid(), part)
-    store.write("btc", "2026-10-31", "2026-10-31T03:00", rows)
+    store.write(tok("btc"), parse_time("2026-10-31"), parse_time("2026-10-31T03:00"), rows)
     assert not leftover.exists() and live.exists()
-    assert len(store.shards("btc")) == 1
+    assert len(store.shards(tok("btc"))) == 1
 
 
 # -- 8. leaving a plain async for stops its requests at once ---------------------------

@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 
 from kaiko_liq import LiquidationClient, LiquidationRow
+from kaiko_liq.backfill import read_backfill, shard_filename
 from kaiko_liq.emulator import EmulatorConfig, running_emulator
 from kaiko_liq.errors import InvalidArgumentError
-from kaiko_liq.store import ShardStore, cache_store, read_backfill, shard_filename
 from tests.conftest import FIXED_NOW
+from tests.stores import tok, token_cache, token_store
 
 H = timedelta(hours=1)
 T = FIXED_NOW.replace(minute=10, second=0, microsecond=0)
@@ -57,9 +58,9 @@ async def cached_fetch(
 
 
 def stored(cache: Path) -> list[LiquidationRow]:
-    store = cache_store(cache, "http://127.0.0.1:1", "1h", namespace="e")
-    lo = store.covered("btc")
-    return [r for a, b in lo for r in store.read_rows("btc", a, b)]
+    store = token_cache(cache, "http://127.0.0.1:1", "1h", namespace="e")
+    lo = store.covered(tok("btc"))
+    return [r for a, b in lo for r in store.read_rows(tok("btc"), a, b)]
 
 
 async def test_a_server_clock_six_hours_behind_stores_nothing_it_may_still_change(
@@ -105,10 +106,10 @@ async def test_settled_before_is_the_earlier_clock(tmp_path: Path) -> None:
 
 
 def test_two_path_prefixes_on_one_origin_are_two_stores(tmp_path: Path) -> None:
-    a = cache_store(tmp_path, "http://127.0.0.1:9000/a", "1h")
-    b = cache_store(tmp_path, "http://127.0.0.1:9000/b", "1h")
-    root = cache_store(tmp_path, "http://127.0.0.1:9000", "1h")
-    assert len({a.directory, b.directory, root.directory}) == 3
+    a = token_cache(tmp_path, "http://127.0.0.1:9000/a", "1h")
+    b = token_cache(tmp_path, "http://127.0.0.1:9000/b", "1h")
+    root = token_cache(tmp_path, "http://127.0.0.1:9000", "1h")
+    assert len({a.location, b.location, root.location}) == 3
 
 
 async def test_cache_on_a_backfill_directory_uses_it_and_readers_see_each_bucket_once(
@@ -138,29 +139,29 @@ def test_a_foreign_manifest_is_refused_and_left_unchanged(tmp_path: Path) -> Non
     manifest = tmp_path / "_manifest.json"
     manifest.write_text('{"name": "someone else"}')
     with pytest.raises(InvalidArgumentError, match="not a kaiko-liq manifest"):
-        cache_store(tmp_path, "http://127.0.0.1:1", "1h")
+        token_cache(tmp_path, "http://127.0.0.1:1", "1h")
     assert manifest.read_text() == '{"name": "someone else"}'
     assert sorted(p.name for p in tmp_path.iterdir()) == ["_manifest.json"]
 
 
 async def test_a_stray_readable_copy_is_moved_aside(tmp_path: Path) -> None:
-    store = ShardStore(tmp_path, "1h")
+    store = token_store(tmp_path, "1h")
     rows = await truth()
-    store.write("btc", START, T - 10 * H, [r for r in rows if r.interval_time < T - 10 * H])
-    [shard] = store.shards("btc")
-    copy = shard.path.with_name("copy.parquet")
-    copy.write_bytes(shard.path.read_bytes())
-    assert len(ShardStore(tmp_path, "1h").shards("btc")) == 1
+    store.write(tok("btc"), START, T - 10 * H, [r for r in rows if r.interval_time < T - 10 * H])
+    [shard] = store.shards(tok("btc"))
+    copy = Path(shard.url).with_name("copy.parquet")
+    copy.write_bytes(Path(shard.url).read_bytes())  # noqa: ASYNC240
+    assert len(token_store(tmp_path, "1h").shards(tok("btc"))) == 1
     assert not copy.exists()
     assert any(p.name.startswith(".copy.parquet.damaged-") for p in copy.parent.iterdir())
 
 
 async def test_read_backfill_refuses_overlapping_files(tmp_path: Path) -> None:
-    store = ShardStore(tmp_path, "1h")
+    store = token_store(tmp_path, "1h")
     rows = [r for r in await truth() if r.interval_time < START + 5 * H]
-    [shard] = store.write("btc", START, START + 5 * H, rows)
-    twin = shard.path.with_name(shard_filename(START + 2 * H, START + 7 * H))
-    twin.write_bytes(shard.path.read_bytes())
+    [shard] = store.write(tok("btc"), START, START + 5 * H, rows)
+    twin = Path(shard.url).with_name(shard_filename(START + 2 * H, START + 7 * H))
+    twin.write_bytes(Path(shard.url).read_bytes())  # noqa: ASYNC240
     with pytest.raises(InvalidArgumentError, match="hold the same buckets"):
         read_backfill(tmp_path)
 
