@@ -5,6 +5,7 @@ object and the next run completes, and a run killed with -9 mid-upload resumes."
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -158,7 +159,8 @@ class StallingProxy(FaultyProxy):
                 time.sleep(20)  # the upload hangs here; the client gets killed meanwhile
                 conn.close()
                 return
-        super()._handle(conn)
+        with contextlib.suppress(OSError):  # the client may be killed mid-answer
+            super()._handle(conn)
 
 
 _KILLED_RUN = textwrap.dedent(
