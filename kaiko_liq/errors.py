@@ -21,7 +21,9 @@
     ├── IncompleteFetchError                       some sub-ranges failed; says which
     │   └── FetchManyIncompleteError               ... of several assets (``errors``)
     ├── backfill.BackfillIncompleteError           some shards failed; the rest is on disk
-    ├── store.StorageError                         the filesystem refused (path, cause)
+    ├── fs.StorageError                            the storage refused (location, cause)
+    │   ├── fs.StorageUnavailableError             no bucket, access denied, unreachable
+    │   └── fs.StorageLockedError                  another writer holds the lock
     ├── store.NotStoredError (also LookupError)    a store lacks buckets asked of it
     └── optional.MissingDependencyError (also ImportError) an optional extra is missing
 
