@@ -26,7 +26,7 @@ DAY = timedelta(days=1)
 E0 = datetime(2025, 5, 10, tzinfo=UTC)
 INSTRUMENTS = [str(DENSE_INSTRUMENT).split(":"), str(SPARSE_INSTRUMENT).split(":")]
 HYPO = settings(
-    max_examples=6,
+    max_examples=4,
     deadline=None,
     derandomize=True,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.filter_too_much],
