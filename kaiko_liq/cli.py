@@ -41,7 +41,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterat
 from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import anyio
 
@@ -62,19 +62,19 @@ from .errors import (
     NotFoundError,
     redact,
 )
-from .export import (
+from .keys import resolve_api_key
+from .models import LiquidationEvent, LiquidationRow
+from .optional import MissingDependencyError, import_optional
+from .outputs import (
     FORMATS,
     STDOUT,
-    MissingDependencyError,
-    exchanges_path,
+    Format,
     format_for_path,
-    import_optional,
     output_target,
-    write_files,
-    write_stdout,
+    sibling_path,
 )
-from .keys import resolve_api_key
-from .models import LiquidationRow
+from .outputs import write_files as write_table_files
+from .outputs import write_stdout as write_table_stdout
 from .plan import SubRange, buckets_in
 from .progress import (
     ProgressLine,
@@ -89,10 +89,19 @@ from .query import (
     Request,
     format_time,
     parse_rate_limit,
+    parse_time,
     validate_max_concurrency,
+    validate_page_size,
     validate_request,
+    validate_window,
 )
+from .routes.events import EVENTS, Instrument, parse_instrument_spec
+from .routes.token import TOKEN
+from .sharding import day_windows
 from .store import StorageError
+
+if TYPE_CHECKING:
+    from .tables import TableSpec
 
 __all__ = ["main"]
 
@@ -366,6 +375,48 @@ def _build_parser() -> _Parser:
     _settle_options(bulk)
     bulk.set_defaults(handler=_run_backfill)
 
+    events = commands.add_parser(
+        "events",
+        parents=common,
+        help="fetch liquidation events of instruments into a file or a dataset",
+        description=(
+            "Fetch every liquidation event of [start, end) for each instrument "
+            "(EXCHANGE:CLASS:INSTRUMENT, e.g. binc:perpetual-future:btc-usdt; CLASS is "
+            "future or perpetual-future). With -o PATH, one CSV, JSON Lines or Parquet "
+            "file (a .gz ending compresses CSV and JSON Lines), or - for stdout; with "
+            "--out DIR, a resumable dataset, "
+            "DIR/exchange=<ex>/instrument_class=<class>/instrument=<instr>/<day>.parquet, "
+            "that a rerun completes and repairs, as backfill does for volumes."
+        ),
+    )
+    events.add_argument(
+        "instruments",
+        nargs="+",
+        metavar="EXCHANGE:CLASS:INSTRUMENT",
+        help="instruments, e.g. binc:perpetual-future:btc-usdt",
+    )
+    events.add_argument("--start", required=True, help="ISO 8601, inclusive (UTC if no offset)")
+    events.add_argument("--end", required=True, help="ISO 8601, exclusive (UTC if no offset)")
+    events.add_argument(
+        "--page-size", type=int, metavar="N", help="events per request, 1 to 1000 (default: 1000)"
+    )
+    events.add_argument(
+        "--sort", choices=SORTS, default="asc", help="time order of -o's output (default: asc)"
+    )
+    where = events.add_mutually_exclusive_group(required=True)
+    where.add_argument("-o", "--output", metavar="PATH", help="write one file here ('-': stdout)")
+    where.add_argument(
+        "--out",
+        type=_directory,
+        metavar="DIR",
+        help="a resumable dataset's directory (created if missing; a rerun resumes it)",
+    )
+    events.add_argument(
+        "--format", choices=FORMATS, help="with -o: default from PATH's extension; jsonl on stdout"
+    )
+    _cache_option(events)
+    events.set_defaults(handler=_run_events)
+
     chart = commands.add_parser(
         "plot",
         parents=common,
@@ -595,10 +646,7 @@ def _check_arguments(args: argparse.Namespace, *, sort: str | None = None) -> li
     """Everything the client would check, checked first with the library's own checks:
     errors come before any network or emulator start-up, and name the flag. Returns one
     request per asset, in the order given, duplicates dropped."""
-    if args.emulator and args.base_url:
-        raise InvalidArgumentError("--emulator and --base-url exclude each other; pick one")
-    if args.rate_limit is not None:
-        args.rate_limit = parse_rate_limit(args.rate_limit, "--rate-limit")
+    _check_connection(args)
     requests: dict[str, Request] = {}
     for asset in args.assets:
         request = validate_request(
@@ -613,6 +661,13 @@ def _check_arguments(args: argparse.Namespace, *, sort: str | None = None) -> li
         )
         requests.setdefault(request.asset, request)
     return list(requests.values())
+
+
+def _check_connection(args: argparse.Namespace) -> None:
+    if args.emulator and args.base_url:
+        raise InvalidArgumentError("--emulator and --base-url exclude each other; pick one")
+    if args.rate_limit is not None:
+        args.rate_limit = parse_rate_limit(args.rate_limit, "--rate-limit")
 
 
 def _api_key(args: argparse.Namespace) -> str | None:
@@ -704,19 +759,43 @@ def _progress_line(args: argparse.Namespace) -> ProgressLine:
 # --- fetch and plot ---------------------------------------------------------------------------
 
 
-def _run_fetch(args: argparse.Namespace) -> int:
-    requests = _check_arguments(args, sort=args.sort)
+def _check_output(args: argparse.Namespace, spec: TableSpec[Any]) -> tuple[str, Format]:
+    """``-o``'s path (``-`` for stdout) and format, every file it names checked
+    writable, before anything is fetched."""
     if args.output == "":
         raise InvalidArgumentError("-o needs a path, or - for standard output")
     output: str = STDOUT if args.output is None else args.output
     fmt = format_for_path(output, args.format)  # also refuses Parquet to stdout
     if output != STDOUT:
-        # JSON Lines keeps the breakdown nested in one file: no .exchanges file to check.
-        paths = [Path(output)] if fmt == "jsonl" else [Path(output), exchanges_path(output)]
-        for path in paths:
-            _check_writable(path)
+        # JSON Lines keeps a row whole in one file: no sibling file to check.
+        suffixes = [""] if fmt == "jsonl" else [suffix for _, suffix in spec.files]
+        for suffix in suffixes:
+            _check_writable(sibling_path(output, suffix))
     if fmt == "parquet":
         import_optional("pyarrow.parquet", "writing Parquet", extra="parquet")
+    return output, fmt
+
+
+def _write_output(
+    output: str, fmt: Format, spec: TableSpec[Any], rows: dict[tuple[str, ...], list[Any]]
+) -> str:
+    """Write fetched rows to ``-o``'s target; says where, for the summary line."""
+    try:
+        if output != STDOUT:
+            return ", ".join(str(p) for p in write_table_files(output, spec, rows, fmt))
+        write_table_stdout(spec, rows, fmt)
+    except BrokenPipeError:
+        raise
+    except OSError as exc:  # fetched, not saved: a failure, and nothing was left behind
+        raise _Exit(_os_error(exc), _EXIT_FAILED) from exc
+    if fmt == "csv" and len(spec.files) > 1:
+        return f"stdout ({spec.default} only; the other tables need -o PATH or jsonl)"
+    return "stdout"
+
+
+def _run_fetch(args: argparse.Namespace) -> int:
+    requests = _check_arguments(args, sort=args.sort)
+    output, fmt = _check_output(args, TOKEN.table)
     key = _api_key(args)
 
     started = time.monotonic()
@@ -725,18 +804,8 @@ def _run_fetch(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         _say(f"{_TERM.word()}: nothing written")
         return _TERM.code()
-    try:
-        if output != STDOUT:
-            where = ", ".join(str(p) for p in write_files(output, rows, fmt))
-        else:
-            write_stdout(rows, fmt)
-            where = "stdout"
-            if fmt == "csv":
-                where += " (totals only; the per-exchange breakdown needs -o PATH or jsonl)"
-    except BrokenPipeError:
-        raise
-    except OSError as exc:  # fetched, not saved: a failure, and nothing was left behind
-        raise _Exit(_os_error(exc), _EXIT_FAILED) from exc
+    # The asset column holds the codes as sent (lower case), however they were given.
+    where = _write_output(output, fmt, TOKEN.table, {(a.lower(),): r for a, r in rows.items()})
     total = sum(len(r) for r in rows.values())
     _say(
         f"{plural(len(rows), 'asset')}, {plural(total, 'row')}, {plural(stats[0], 'request')}, "
@@ -844,6 +913,126 @@ def _run_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- events -----------------------------------------------------------------------------------
+
+
+def _check_events_arguments(
+    args: argparse.Namespace,
+) -> tuple[list[Instrument], datetime, datetime]:
+    """The events command's arguments, checked with the library's own checks before
+    anything starts: the instruments (duplicates dropped), the window, the page size."""
+    _check_connection(args)
+    instruments = list(dict.fromkeys(parse_instrument_spec(spec) for spec in args.instruments))
+    start, end = parse_time(args.start, "--start"), parse_time(args.end, "--end")
+    validate_window(start, end, start_name="--start", end_name="--end")
+    if args.page_size is not None:
+        validate_page_size(args.page_size)
+    return instruments, start, end
+
+
+def _run_events(args: argparse.Namespace) -> int:
+    instruments, start, end = _check_events_arguments(args)
+    if args.out is not None:
+        if args.format is not None:
+            raise InvalidArgumentError("--format goes with -o; a dataset (--out) is Parquet")
+        return _run_events_dataset(args, instruments, start, end)
+    output, fmt = _check_output(args, EVENTS.table)
+    key = _api_key(args)
+    started = time.monotonic()
+    try:
+        events, stats = asyncio.run(_events(args, instruments, start, end, key))
+    except KeyboardInterrupt:
+        _say(f"{_TERM.word()}: nothing written")
+        return _TERM.code()
+    by_key = {tuple(EVENTS.path_params(t).values()): events[str(t)] for t in instruments}
+    where = _write_output(output, fmt, EVENTS.table, by_key)
+    total = sum(len(e) for e in events.values())
+    _say(
+        f"{plural(len(events), 'instrument')}, {plural(total, 'event')}, "
+        f"{plural(stats[0], 'request')}, {plural(stats[1], 'retry', 'retries')} in "
+        f"{time.monotonic() - started:.1f}s to {where}",
+        quiet=args.quiet,
+    )
+    if total == 0:
+        _say(f"no events: {empty_reason(start, end, _now())}")
+    return 0
+
+
+async def _events(
+    args: argparse.Namespace,
+    instruments: list[Instrument],
+    start: datetime,
+    end: datetime,
+    key: str | None,
+) -> tuple[dict[str, list[LiquidationEvent]], tuple[int, int]]:
+    """``client.fetch_events_many`` under one client, days counted for the progress line."""
+    line = _progress_line(args)
+    async with _client(args, key) as client:
+        total = len(day_windows(start, end)) * len(instruments)
+        done = 0
+        clock0 = time.monotonic()
+
+        def count(_instrument: str, _day: SubRange) -> None:
+            nonlocal done
+            done += 1
+
+        def render() -> str:
+            stats = client.stats
+            return fetch_line(
+                done=done,
+                total=total,
+                rows=stats.rows,
+                requests=stats.requests,
+                elapsed=time.monotonic() - clock0,
+                retries=stats.retries,
+                last_error=stats.last_error,
+            )
+
+        async def work() -> dict[str, list[LiquidationEvent]]:
+            return await client.fetch_events_many(
+                instruments,
+                start,
+                end,
+                sort=args.sort,
+                page_size=args.page_size,
+                on_shard=count,
+            )
+
+        with _storage_faults(client):
+            results = await _with_progress(line, render, work)
+        final = client.final_before(EVENTS, instruments[0])
+        if start < final < end or final <= start:
+            _say(
+                f"events from {format_time(max(start, final))} on are not final yet "
+                "(they may still change)"
+            )
+        return results, (client.stats.requests, client.stats.retries)
+
+
+def _run_events_dataset(
+    args: argparse.Namespace, instruments: list[Instrument], start: datetime, end: datetime
+) -> int:
+    from .backfill import backfill_events
+
+    out: Path = args.out
+    key = _api_key(args)
+    watch = _BackfillWatch(_progress_line(args), args.quiet)
+
+    async def run(client: LiquidationClient) -> BackfillSummary:
+        return await backfill_events(
+            client,
+            instruments,
+            start,
+            end,
+            out,
+            page_size=args.page_size,
+            on_progress=watch.on_progress,
+        )
+
+    labels = [str(t) for t in instruments]
+    return _finish_dataset(args, out, labels, watch, lambda: _backfill(args, key, watch, run))
+
+
 # --- backfill ---------------------------------------------------------------------------------
 
 
@@ -882,8 +1071,33 @@ def _run_backfill(args: argparse.Namespace) -> int:
         )
     key = _api_key(args)
     watch = _BackfillWatch(_progress_line(args), args.quiet)
+
+    async def run(client: LiquidationClient) -> BackfillSummary:
+        return await backfill(
+            client,
+            assets,
+            args.start,
+            args.end,
+            args.out,
+            interval=args.interval,
+            page_size=args.page_size,
+            on_progress=watch.on_progress,
+        )
+
+    return _finish_dataset(args, out, assets, watch, lambda: _backfill(args, key, watch, run))
+
+
+def _finish_dataset(
+    args: argparse.Namespace,
+    out: Path,
+    names: list[str],
+    watch: _BackfillWatch,
+    make: Callable[[], Awaitable[BackfillSummary]],
+) -> int:
+    """Run a dataset command (``backfill``, ``events --out``) and say how it ended: what
+    was saved when interrupted, the summary and what is on disk when done."""
     try:
-        summary = asyncio.run(_backfill(args, assets, key, watch))
+        summary = asyncio.run(_awaited(make))
     except KeyboardInterrupt:
         p = watch.latest
         saved = (
@@ -895,16 +1109,20 @@ def _run_backfill(args: argparse.Namespace) -> int:
         return _TERM.code()
     except BackfillIncompleteError as exc:
         if not args.quiet:
-            _print_disk_table(out, assets)
+            _print_disk_table(out, names)
         return _fail(str(exc), _EXIT_FAILED)
     if not args.quiet:
         _say(f"backfill done: {summary}")
-        _print_disk_table(out, assets)
+        _print_disk_table(out, names)
     elif summary.deferred is not None:
         _say(summary.deferred)  # said even then: part of what was asked for is not on disk
     if summary.reason_empty is not None:
         _say(f"no rows: {summary.reason_empty}")
     return 0
+
+
+async def _awaited(make: Callable[[], Awaitable[T]]) -> T:
+    return await make()
 
 
 def _print_disk_table(out: Path, assets: list[str]) -> None:
@@ -937,8 +1155,13 @@ def _disk_table(described: Sequence[AssetOnDisk]) -> list[str]:
 
 
 async def _backfill(
-    args: argparse.Namespace, assets: list[str], key: str | None, watch: _BackfillWatch
+    args: argparse.Namespace,
+    key: str | None,
+    watch: _BackfillWatch,
+    run: Callable[[LiquidationClient], Awaitable[BackfillSummary]],
 ) -> BackfillSummary:
+    """``run(client)`` (a backfill of some route) under the command's client, with the
+    progress line drawn from its progress callbacks."""
     async with _client(args, key) as client:
         clock0 = time.monotonic()
         requests0, retries0 = client.stats.requests, client.stats.retries
@@ -959,20 +1182,8 @@ async def _backfill(
                 last_error=stats.last_error,
             )
 
-        async def work() -> BackfillSummary:
-            return await backfill(
-                client,
-                assets,
-                args.start,
-                args.end,
-                args.out,
-                interval=args.interval,
-                page_size=args.page_size,
-                on_progress=watch.on_progress,
-            )
-
         with _storage_faults(client):
-            return await _with_progress(watch.line, render, work)
+            return await _with_progress(watch.line, render, lambda: run(client))
 
 
 def _entry() -> NoReturn:

@@ -59,7 +59,7 @@ from .query import (
 )
 from .retry import RetryPolicy
 from .routes import Grid, Route, Window
-from .routes.events import EVENTS, Instrument, parse_instrument
+from .routes.events import EVENTS, Instrument, parse_instrument, parse_instrument_spec
 from .routes.token import TOKEN, Token
 from .settle import CLOCK_MARGIN, RECHECK, SETTLE, settled_horizon
 from .transport import DEFAULT_MAX_RESPONSE_BYTES, ClientStats, Timeouts, Transport
@@ -222,7 +222,7 @@ class LiquidationClient:
         self._engine = Engine(
             self._transport,
             store_for=self._store_for,
-            horizon=self._horizon,
+            horizon=self.final_before,
             check_open=self._check_open,
             recheck=self.recheck,
         )
@@ -423,8 +423,9 @@ class LiquidationClient:
             self._stores[folder] = store
         return store.shelf(target.asset)
 
-    def _horizon(self, route: Route[Any, Any], target: Any) -> datetime:
-        """The end of what is final for ``target`` now (see :meth:`settled_before`)."""
+    def final_before(self, route: Route[Any, Any], target: Any) -> datetime:
+        """Rows of ``target`` before this are final (:meth:`settled_before` for any
+        route: ``settle`` after their span closed, on the earlier of the two clocks)."""
         return route.horizon(target, self._judged_now(), self.settle + CLOCK_MARGIN)
 
     # -- token volumes ----------------------------------------------------------------
@@ -583,6 +584,29 @@ class LiquidationClient:
         req = self._events(exchange, instrument_class, instrument, start, end, sort, page_size)
         return await self._engine.fetch(req, on_shard)
 
+    async def fetch_events_many(
+        self,
+        instruments: Iterable[str | Instrument],
+        start: TimeLike,
+        end: TimeLike,
+        *,
+        sort: str = "desc",
+        page_size: int | None = None,
+        on_shard: Callable[[str, SubRange], None] | None = None,
+    ) -> dict[str, list[LiquidationEvent]]:
+        """:meth:`fetch_events` for several instruments at once, all under the client's
+        one limiter: ``{"binc:perpetual-future:btc-usdt": events, ...}`` in the order
+        given. ``instruments`` are :class:`~kaiko_liq.routes.events.Instrument` or
+        ``"EXCHANGE:CLASS:INSTRUMENT"`` strings, each checked before anything is sent;
+        failures as :meth:`fetch_many`'s. ``on_shard(instrument, day)`` as each day
+        completes."""
+        targets = _instrument_list(instruments)
+        window = self._window(start, end, sort, page_size)
+        reqs = [self._engine.request(EVENTS, t, window) for t in targets]
+        reports = [None if on_shard is None else _for_asset(on_shard, r.label) for r in reqs]
+        rows = await self._engine.fetch_many(reqs, reports)
+        return {str(t): r for t, r in zip(targets, rows, strict=True)}
+
     def stream_events(
         self,
         exchange: str,
@@ -664,6 +688,23 @@ def _asset_list(assets: str | Iterable[str]) -> list[str]:
             raise InvalidArgumentError(f"asset {name!r} is given twice; list each asset once")
         seen.add(name)
     return given
+
+
+def _instrument_list(instruments: Iterable[str | Instrument]) -> list[Instrument]:
+    """Instruments or ``EX:CLASS:INSTR`` specs; refused when empty or given twice."""
+    if isinstance(instruments, str | Instrument):
+        instruments = [instruments]
+    found: list[Instrument] = []
+    for item in instruments:
+        target = item if isinstance(item, Instrument) else parse_instrument_spec(item)
+        if target in found:
+            raise InvalidArgumentError(f"instrument {target} is given twice; list each once")
+        found.append(target)
+    if not found:
+        raise InvalidArgumentError(
+            "no instrument given; pass one such as 'binc:perpetual-future:btc-usdt'"
+        )
+    return found
 
 
 def _for_asset(on_shard: Callable[[str, SubRange], None], asset: str) -> Callable[[SubRange], None]:

@@ -59,7 +59,9 @@ __all__ = [
     "INSTRUMENT_CLASSES",
     "EventsRoute",
     "Instrument",
+    "event_ms",
     "parse_instrument",
+    "parse_instrument_spec",
 ]
 
 INSTRUMENT_CLASSES = ("future", "perpetual-future")
