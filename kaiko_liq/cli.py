@@ -96,8 +96,7 @@ from .query import (
     validate_window,
 )
 from .routes.events import EVENTS, Instrument, parse_instrument_spec
-from .routes.token import TOKEN
-from .sharding import day_windows
+from .routes.token import TOKEN, Token
 from .store import StorageError
 
 if TYPE_CHECKING:
@@ -829,18 +828,17 @@ async def _fetch(
     client's (requests, retries)."""
     line = _progress_line(args)
     async with _client(args, key) as client:
-        total = sum(
-            len(
-                client.plan(
-                    r.asset, r.start, r.end, interval=r.interval.text, page_size=r.page_size
-                )
+        reqs = [
+            client.request(
+                TOKEN, Token(r.asset, r.interval), r.start, r.end, sort=sort, page_size=r.page_size
             )
             for r in requests
-        )
+        ]
+        total = sum(len(r.shards) for r in reqs)
         done = 0
         clock0 = time.monotonic()
 
-        def count(_asset: str, _shard: SubRange) -> None:
+        def count(_req: object, _shard: SubRange) -> None:
             nonlocal done
             done += 1
 
@@ -857,20 +855,13 @@ async def _fetch(
             )
 
         async def work() -> dict[str, list[LiquidationRow]]:
-            return await client.fetch_many(
-                [r.asset for r in requests],
-                args.start,
-                args.end,
-                interval=args.interval,
-                sort=sort,
-                page_size=args.page_size,
-                on_shard=count,
-            )
+            rows = await client.fetch_requests(reqs, on_shard=count)
+            return {r.target.asset: got for r, got in zip(reqs, rows, strict=True)}
 
         with _storage_faults(client):
             results = await _with_progress(line, render, work)
         grid = requests[0].interval
-        final = max(requests[0].start, client.settled_before(grid.text))
+        final = max(requests[0].start, client.final_before(TOKEN, reqs[0].target))
         if final < requests[0].end:
             n = buckets_in(final, requests[0].end, grid)
             _say(
@@ -968,11 +959,15 @@ async def _events(
     """``client.fetch_events_many`` under one client, days counted for the progress line."""
     line = _progress_line(args)
     async with _client(args, key) as client:
-        total = len(day_windows(start, end)) * len(instruments)
+        reqs = [
+            client.request(EVENTS, t, start, end, sort=args.sort, page_size=args.page_size)
+            for t in instruments
+        ]
+        total = sum(len(r.shards) for r in reqs)
         done = 0
         clock0 = time.monotonic()
 
-        def count(_instrument: str, _day: SubRange) -> None:
+        def count(_req: object, _day: SubRange) -> None:
             nonlocal done
             done += 1
 
@@ -989,14 +984,8 @@ async def _events(
             )
 
         async def work() -> dict[str, list[LiquidationEvent]]:
-            return await client.fetch_events_many(
-                instruments,
-                start,
-                end,
-                sort=args.sort,
-                page_size=args.page_size,
-                on_shard=count,
-            )
+            rows = await client.fetch_requests(reqs, on_shard=count)
+            return {str(r.target): got for r, got in zip(reqs, rows, strict=True)}
 
         with _storage_faults(client):
             results = await _with_progress(line, render, work)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar
@@ -394,6 +394,18 @@ class LiquidationClient:
             self._transport, route, req.target, shard, order, req.window.page_size
         )
 
+    async def fetch_requests(
+        self,
+        reqs: Sequence[Request[Any, Row]],
+        *,
+        on_shard: Callable[[Request[Any, Row], SubRange], None] | None = None,
+    ) -> list[list[Row]]:
+        """Several requests of :meth:`request` at once, under the one limiter: each one's
+        rows in its order, failures as :meth:`fetch_many`'s. For callers that checked
+        their arguments already (the CLI): nothing is parsed again."""
+        reports = [None if on_shard is None else _for_request(on_shard, r) for r in reqs]
+        return await self._engine.fetch_many(reqs, reports)
+
     def plan(
         self,
         asset: str,
@@ -705,6 +717,12 @@ def _instrument_list(instruments: Iterable[str | Instrument]) -> list[Instrument
             "no instrument given; pass one such as 'binc:perpetual-future:btc-usdt'"
         )
     return found
+
+
+def _for_request(
+    on_shard: Callable[[Request[Any, Row], SubRange], None], req: Request[Any, Row]
+) -> Callable[[SubRange], None]:
+    return lambda shard: on_shard(req, shard)
 
 
 def _for_asset(on_shard: Callable[[str, SubRange], None], asset: str) -> Callable[[SubRange], None]:

@@ -553,11 +553,11 @@ def test_an_incomplete_fetch_says_what_is_missing(
 ) -> None:
     lo, hi = datetime(2025, 2, 2, tzinfo=UTC), datetime(2025, 2, 3, tzinfo=UTC)
 
-    async def failing(self: LiquidationClient, assets: list[str], *args: Any, **kw: Any) -> Any:
+    async def failing(self: LiquidationClient, reqs: list[Any], **kw: Any) -> Any:
         error = ServerError(503, "maintenance", "http://127.0.0.1/x")
-        raise IncompleteFetchError(assets[0], [FailedRange(lo, hi, error)], [(lo, lo)])
+        raise IncompleteFetchError(reqs[0].label, [FailedRange(lo, hi, error)], [(lo, lo)])
 
-    monkeypatch.setattr(LiquidationClient, "fetch_many", failing)
+    monkeypatch.setattr(LiquidationClient, "fetch_requests", failing)
     out = tmp_path / "x.csv"
     assert main(["fetch", "eth", *WINDOW, "--emulator", "-o", str(out)]) == 1
     line = one_error_line(capsys.readouterr().err)
