@@ -44,7 +44,9 @@ from .query import (
     MAX_CONCURRENCY_RANGE,
     MAX_PAGE_SIZE,
     RATE_LIMIT_RANGE,
+    Grid,
     TimeLike,
+    Window,
     format_time,
     parse_duration,
     parse_interval,
@@ -58,7 +60,7 @@ from .query import (
     validate_window,
 )
 from .retry import RetryPolicy
-from .routes import Grid, Route, Window
+from .routes import Route
 from .routes.events import EVENTS, Instrument, parse_instrument, parse_instrument_spec
 from .routes.token import TOKEN, Token
 from .settle import CLOCK_MARGIN, RECHECK, SETTLE, settled_horizon
