@@ -33,7 +33,6 @@ import os
 import re
 import signal
 import sys
-import tempfile
 import threading
 import time
 import traceback
@@ -62,6 +61,7 @@ from .errors import (
     NotFoundError,
     redact,
 )
+from .fs import StorageLockedError, StorageUnavailableError, is_remote
 from .keys import resolve_api_key
 from .models import LiquidationEvent, LiquidationRow
 from .optional import MissingDependencyError, import_optional
@@ -69,9 +69,9 @@ from .outputs import (
     FORMATS,
     STDOUT,
     Format,
+    check_output_location,
+    check_writable,
     format_for_path,
-    output_target,
-    sibling_path,
 )
 from .outputs import write_files as write_table_files
 from .outputs import write_stdout as write_table_stdout
@@ -576,7 +576,15 @@ def _explain(error: BaseException) -> tuple[str, int]:
         return str(error), error.code
     if isinstance(error, StorageError):  # raised outside a client: see _storage_faults()
         return str(error), _EXIT_FAILED if error.saved else _EXIT_USAGE
-    if isinstance(error, InvalidArgumentError | MissingDependencyError | NotFoundError):
+    if isinstance(
+        error,
+        InvalidArgumentError
+        | MissingDependencyError
+        | NotFoundError
+        | StorageUnavailableError
+        | StorageLockedError,
+    ):
+        # A storage refused up front (no bucket, no access, another writer) is setup too.
         # An unknown asset is a bad argument: refused whole, nothing written.
         return str(error), _EXIT_USAGE
     if isinstance(error, KaikoLiqError):
@@ -606,6 +614,8 @@ def _say(message: str, *, quiet: bool = False) -> None:
 
 def _os_error(error: OSError, verb: str = "cannot write") -> str:
     """``cannot write PATH: CAUSE``: the path the user named, and why, in one line."""
+    if error.filename and is_remote(os.fsdecode(error.filename)):  # an s3:// URL
+        return f"{verb} {os.fsdecode(error.filename)}: {error.strerror or error}"
     path = Path(os.fsdecode(error.filename)) if error.filename else None
     return f"{verb} {path}: {_cause(error, path)}" if path else f"{verb}: {error.strerror}"
 
@@ -620,22 +630,6 @@ def _cause(error: OSError, path: Path | None) -> str:
     if error.errno == errno.EISDIR:
         return "it is a directory"
     return error.strerror or str(error)  # the system's words, as a StorageError has them
-
-
-def _check_writable(path: Path) -> None:
-    """Refuse an output nobody could write before fetching anything for it."""
-    output_target(path)  # not a device, FIFO or socket
-    if path.is_dir():
-        raise InvalidArgumentError(f"cannot write {path}: it is a directory")
-    # Not access(): it says yes to root everywhere, and some filesystems (/proc, sysfs,
-    # a read-only mount) refuse anyway. Create (and drop) a nameless file where the
-    # output's temporary file goes.
-    try:
-        with tempfile.TemporaryFile(dir=path.parent):
-            pass
-    except OSError as exc:
-        exc.filename = os.fspath(path)
-        raise InvalidArgumentError(_os_error(exc)) from None
 
 
 # --- shared checks and the client -------------------------------------------------------------
@@ -765,13 +759,14 @@ def _check_output(args: argparse.Namespace, spec: TableSpec[Any]) -> tuple[str, 
         raise InvalidArgumentError("-o needs a path, or - for standard output")
     output: str = STDOUT if args.output is None else args.output
     fmt = format_for_path(output, args.format)  # also refuses Parquet to stdout
-    if output != STDOUT:
-        # JSON Lines keeps a row whole in one file: no sibling file to check.
-        suffixes = [""] if fmt == "jsonl" else [suffix for _, suffix in spec.files]
-        for suffix in suffixes:
-            _check_writable(sibling_path(output, suffix))
     if fmt == "parquet":
         import_optional("pyarrow.parquet", "writing Parquet", extra="parquet")
+    if is_remote(output):
+        import_optional("botocore.session", f"writing {output}", extra="s3")
+    try:
+        check_output_location(output, spec, fmt)  # every file it names, or the bucket
+    except OSError as exc:
+        raise InvalidArgumentError(_os_error(exc)) from None
     return output, fmt
 
 
@@ -880,7 +875,10 @@ def _run_plot(args: argparse.Namespace) -> int:
     from . import plot
 
     plot.check_chart_path(output)  # the extension, and matplotlib installed
-    _check_writable(output)
+    try:
+        check_writable(output)
+    except OSError as exc:
+        raise InvalidArgumentError(_os_error(exc)) from None
     key = _api_key(args)
     try:
         results, _ = asyncio.run(_fetch(args, requests, key, sort="asc"))

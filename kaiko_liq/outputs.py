@@ -64,6 +64,7 @@ __all__ = [
     "Opener",
     "atomic_write",
     "check_output_location",
+    "check_writable",
     "compression_for_path",
     "format_for_path",
     "output_target",
@@ -430,18 +431,25 @@ def check_output_location(
         storage.check()
         return
     for file in _file_names(path, spec, fmt):
-        output_target(file)  # not a device, FIFO or socket
-        if file.is_dir():
-            raise InvalidArgumentError(f"cannot write {file}: it is a directory")
-        # Not access(): it says yes to root everywhere, and some filesystems (/proc, sysfs,
-        # a read-only mount) refuse anyway. Create (and drop) a nameless file where the
-        # output's temporary file goes.
-        try:
-            with tempfile.TemporaryFile(dir=file.parent):
-                pass
-        except OSError as exc:
-            exc.filename = os.fspath(file)
-            raise
+        check_writable(file)
+
+
+def check_writable(file: Path) -> None:
+    """Raise now if no file could be written at ``file`` (a local path): a device, FIFO,
+    socket or directory in the way is an :class:`InvalidArgumentError`; a folder where
+    no file can be made raises the ``OSError``, naming ``file``."""
+    output_target(file)  # not a device, FIFO or socket
+    if file.is_dir():
+        raise InvalidArgumentError(f"cannot write {file}: it is a directory")
+    # Not access(): it says yes to root everywhere, and some filesystems (/proc, sysfs,
+    # a read-only mount) refuse anyway. Create (and drop) a nameless file where the
+    # output's temporary file goes.
+    try:
+        with tempfile.TemporaryFile(dir=file.parent):
+            pass
+    except OSError as exc:
+        exc.filename = os.fspath(file)
+        raise
 
 
 def _in_memory(write: _Writer, compression: Compression) -> bytes:
