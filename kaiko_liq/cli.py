@@ -72,9 +72,9 @@ from .outputs import (
     check_output_location,
     check_writable,
     format_for_path,
+    write_files,
+    write_stdout,
 )
-from .outputs import write_files as write_table_files
-from .outputs import write_stdout as write_table_stdout
 from .plan import SubRange, buckets_in
 from .progress import (
     ProgressLine,
@@ -776,8 +776,8 @@ def _write_output(
     """Write fetched rows to ``-o``'s target; says where, for the summary line."""
     try:
         if output != STDOUT:
-            return ", ".join(str(p) for p in write_table_files(output, spec, rows, fmt))
-        write_table_stdout(spec, rows, fmt)
+            return ", ".join(str(p) for p in write_files(output, spec, rows, fmt))
+        write_stdout(spec, rows, fmt)
     except BrokenPipeError:
         raise
     except OSError as exc:  # fetched, not saved: a failure, and nothing was left behind
