@@ -32,6 +32,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -200,7 +201,7 @@ class Follow(RowIterator[LiquidationRow]):
             # Our clock bounds what can have settled; the server's, once it answers, may
             # say less.
             ours = settled_horizon(grid, self._client.now(), settle=self._client.settle)
-            held_back = False
+            answered = False
             if ours > self._cursor:
                 start = self._recheck_from()
                 try:
@@ -228,9 +229,8 @@ class Follow(RowIterator[LiquidationRow]):
                     )
                     await self._until_closed(functools.partial(self._sleep, delay))
                     continue
-                failures = 0
+                failures, answered = 0, True
                 final = min(ours, self._client.settled_before(grid.text))
-                held_back = final < ours
                 await self._revise(start, [r for r in rows if r.interval_time < self._cursor])
                 for row in rows:
                     if self._cursor <= row.interval_time < final:
@@ -241,7 +241,7 @@ class Follow(RowIterator[LiquidationRow]):
                         self._recent[row.interval_time] = row
                         yield row
                 self._cursor = max(self._cursor, final)
-            await self._pause(held_back)
+            await self._pause(answered)
 
     async def _revise(self, start: datetime, rows: list[LiquidationRow]) -> None:
         """Compare the re-read ``[start, cursor)`` with what was handed out; report each
@@ -281,15 +281,16 @@ class Follow(RowIterator[LiquidationRow]):
             if inspect.isawaitable(result):
                 await result
 
-    async def _pause(self, held_back: bool) -> None:
-        """Sleep until the bucket at the cursor settles on our clock; when the server's
-        clock held the last poll back, until it settles on the server's, asked again
-        after at most an interval (it may catch up)."""
+    async def _pause(self, answered: bool) -> None:
+        """Sleep until the bucket at the cursor settles on our clock; right after an
+        answer, on the earlier of ours and the server's (as it just gave it), but asked
+        again after at most an interval: a server far behind may catch up."""
         client, grid = self._client, self._interval
         settles = self._cursor + grid.delta + client.settle + POLL_MARGIN
         wait = (settles - client.now()).total_seconds()
-        if held_back:
-            theirs = (settles - client._judged_now()).total_seconds()
+        if answered:
+            # Whole seconds: a server clock given to the second is not a poll early.
+            theirs = math.ceil((settles - client._judged_now()).total_seconds())
             wait = max(wait, min(theirs, grid.delta.total_seconds()))
         wait = max(wait, 0.0)
         logger.debug(
