@@ -67,7 +67,7 @@ from .settle import CLOCK_MARGIN, RECHECK, SETTLE, settled_horizon
 from .transport import DEFAULT_MAX_RESPONSE_BYTES, ClientStats, Timeouts, Transport
 
 if TYPE_CHECKING:
-    from .live import Follow
+    from .live import Follow, OnRevision
     from .store import ShardStore
     from .tables import TableSpec
 
@@ -668,15 +668,21 @@ class LiquidationClient:
         interval: str = "1h",
         since: TimeLike | None = None,
         sleep: Callable[[float], Awaitable[None]] | None = None,
+        on_revision: OnRevision | None = None,
     ) -> Follow:
         """Rows from ``since`` (default: the last day), then each new bucket as soon as it
         settles, for ever: an async iterator (see :mod:`kaiko_liq.live`). Transient
         failures are retried with backoff indefinitely; others are raised. ``sleep``
         (default ``anyio.sleep``) is how it waits; tests pass one that moves their clock
-        (the client's ``now``)."""
+        (the client's ``now``). ``on_revision`` is called with a
+        :class:`~kaiko_liq.live.Revision` for each bucket the server changed after it
+        was handed out (found by re-reading the last ``recheck`` on every poll); without
+        it they are logged as warnings. The iterator never repeats a bucket."""
         from .live import Follow
 
-        return Follow(self, asset, interval=interval, since=since, sleep=sleep)
+        return Follow(
+            self, asset, interval=interval, since=since, sleep=sleep, on_revision=on_revision
+        )
 
 
 def _utc_now() -> datetime:
