@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar
@@ -276,9 +277,9 @@ class LiquidationClient:
         answer gave it. ``row.interval_time < client.settled_before(interval)`` tells a
         final row from one the server may still change: the one test used by the cache,
         ``backfill``, ``follow`` and the CLI."""
-        return settled_horizon(parse_interval(interval), self._judged_now(), settle=self.settle)
+        return settled_horizon(parse_interval(interval), self.judged_now(), settle=self.settle)
 
-    def _judged_now(self) -> datetime:
+    def judged_now(self) -> datetime:
         """The earlier of our clock and the server's; a difference over a minute is
         logged once."""
         ours = self.now()
@@ -319,6 +320,26 @@ class LiquidationClient:
     def _check_open(self) -> None:
         if self._transport.closed:
             raise ClientClosedError(ClientClosedError.CLIENT_CLOSED)
+
+    check_open = _check_open
+
+    @property
+    def page_size(self) -> int:
+        """Rows per page asked for when a call gives no ``page_size``."""
+        return self._page_size
+
+    @contextmanager
+    def cancelled_on_close(self) -> Iterator[anyio.CancelScope]:
+        """A cancel scope that :meth:`aclose` cancels: work that waits (a follow between
+        polls) is cut short when the client closes, instead of at its next poll.
+        :class:`ClientClosedError` if the client is closed already."""
+        with anyio.CancelScope() as scope:
+            self._wakers.add(scope)
+            try:
+                self._check_open()
+                yield scope
+            finally:
+                self._wakers.discard(scope)
 
     # -- the edge: arguments in, typed requests out ---------------------------------
 
@@ -440,7 +461,7 @@ class LiquidationClient:
     def final_before(self, route: Route[Any, Any], target: Any) -> datetime:
         """Rows of ``target`` before this are final (:meth:`settled_before` for any
         route: ``settle`` after their span closed, on the earlier of the two clocks)."""
-        return route.horizon(target, self._judged_now(), self.settle + CLOCK_MARGIN)
+        return route.horizon(target, self.judged_now(), self.settle + CLOCK_MARGIN)
 
     # -- token volumes ----------------------------------------------------------------
 

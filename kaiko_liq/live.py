@@ -34,9 +34,10 @@ import inspect
 import logging
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, TypeVar
+from typing import Protocol, TypeVar
 
 import anyio
 
@@ -54,8 +55,30 @@ from .rowiter import RowIterator
 from .settle import CLOCK_MARGIN, settled_horizon
 from .store import StorageError
 
-if TYPE_CHECKING:
-    from .client import LiquidationClient
+
+class FollowedClient(Protocol):
+    """What a follow needs of its client (:class:`~kaiko_liq.client.LiquidationClient`)."""
+
+    settle: timedelta
+    recheck: timedelta
+
+    @property
+    def page_size(self) -> int: ...
+
+    def now(self) -> datetime: ...
+
+    def judged_now(self) -> datetime: ...
+
+    def settled_before(self, interval: str = "1h") -> datetime: ...
+
+    def check_open(self) -> None: ...
+
+    def cancelled_on_close(self) -> AbstractContextManager[anyio.CancelScope]: ...
+
+    async def fetch(
+        self, asset: str, start: TimeLike, end: TimeLike, *, interval: str, sort: str
+    ) -> list[LiquidationRow]: ...
+
 
 __all__ = [
     "DEFAULT_LOOKBACK",
@@ -119,7 +142,7 @@ class Follow(RowIterator[LiquidationRow]):
 
     def __init__(
         self,
-        client: LiquidationClient,
+        client: FollowedClient,
         asset: str,
         *,
         interval: str = "1h",
@@ -173,22 +196,17 @@ class Follow(RowIterator[LiquidationRow]):
         """``work()``, cut short when the client closes (its ``aclose`` cancels the
         scopes it was given): then :class:`ClientClosedError`, not a wait for the next
         poll."""
-        with anyio.CancelScope() as scope:
-            self._client._wakers.add(scope)
-            try:
-                self._client._check_open()
-                return await work()
-            finally:
-                self._client._wakers.discard(scope)
+        with self._client.cancelled_on_close():
+            return await work()
         # Only a cancel from aclose ends the scope without a result or an error.
-        self._client._check_open()
+        self._client.check_open()
         raise ClientClosedError(ClientClosedError.CLIENT_CLOSED)
 
     def _recheck_from(self) -> datetime:
         """Where a poll starts: the recheck window (at most a page) before the cursor,
         never before this follow's start (nothing before it was handed out)."""
         grid, client = self._interval, self._client
-        span = min(client.recheck, grid.delta * client._page_size)
+        span = min(client.recheck, grid.delta * client.page_size)
         return max(self._start, grid.ceil(self._cursor - span))
 
     async def _rows(self) -> AsyncIterator[LiquidationRow]:
@@ -290,7 +308,7 @@ class Follow(RowIterator[LiquidationRow]):
         wait = (settles - client.now()).total_seconds()
         if answered:
             # Whole seconds: a server clock given to the second is not a poll early.
-            theirs = math.ceil((settles - client._judged_now()).total_seconds())
+            theirs = math.ceil((settles - client.judged_now()).total_seconds())
             wait = max(wait, min(theirs, grid.delta.total_seconds()))
         wait = max(wait, 0.0)
         logger.debug(
