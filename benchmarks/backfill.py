@@ -35,12 +35,13 @@ from kaiko_liq.plan import buckets_in
 from kaiko_liq.query import DEFAULT_SERVER_PAGE_SIZE, format_time, parse_interval
 
 from . import baselines, jobs
+from .bounds import bound_seconds, n_min
 from .cli_proc import CliRun, run_command, run_instrumented
 from .config import Settings
 from .emulator_proc import Emulator
 from .measure import ClientRun, median_run, timed_run
 from .report import Outcome, Table, Target, fmt_bytes, fmt_int, fmt_ratio, fmt_seconds
-from .rows import Canonical, RowSet, canonical_dict, canonical_struct, summarize
+from .rows import Canonical, RowSet, canonical_dict, canonical_struct, read_backfill_rows, summarize
 
 __all__ = [
     "KaikoLiqResult",
@@ -63,17 +64,6 @@ BACKFILL_LOOP_MS_PER_PAGE = 7.0
 
 #: A process busy this share of a run's wall time is taken to be its bottleneck.
 _BUSY = 0.7
-
-
-def n_min(assets: Sequence[str], start: datetime, end: datetime, interval: str, page: int) -> int:
-    """The fewest requests that can return every bucket: one per full page, per asset."""
-    buckets = buckets_in(start, end, parse_interval(interval))
-    return len(assets) * math.ceil(buckets / page)
-
-
-def bound_seconds(nmin: int, rate: float, latency: float) -> float:
-    """``N_min / rate + latency``: sending at the key's rate, plus the last round trip."""
-    return nmin / rate + latency
 
 
 def backfill_args(
@@ -104,17 +94,6 @@ def backfill_args(
         str(out),
         "--quiet",
     ]
-
-
-def read_backfill_rows(directory: Path) -> dict[str, list[Canonical]]:
-    """The rows a backfill wrote, read back from its Parquet files, by asset."""
-    import pyarrow.dataset as ds
-
-    table = ds.dataset(directory, format="parquet", partitioning="hive").to_table()
-    by_asset: dict[str, list[Canonical]] = {}
-    for row in table.to_pylist():
-        by_asset.setdefault(str(row["asset"]), []).append(canonical_dict(row))
-    return by_asset
 
 
 async def _kaiko_liq_fetch(

@@ -24,11 +24,12 @@ from pathlib import Path
 from kaiko_liq.plan import buckets_in
 from kaiko_liq.query import format_time, parse_interval
 
+from .bounds import bound_seconds, n_min
 from .cli_proc import CliRun, run_command, run_instrumented
 from .config import BackfillJob, Settings
 from .emulator_proc import Emulator
 from .report import Outcome, Table, Target, fmt_bytes, fmt_int
-from .rows import RowSet, summarize
+from .rows import RowSet, read_backfill_rows, summarize
 
 __all__ = ["JobResult", "quick_start_args", "run", "run_job"]
 
@@ -135,7 +136,6 @@ def quick_start_args(out: Path) -> list[str]:
 
 def run_job(emu: Emulator, settings: Settings, job: BackfillJob, tmp: Path) -> JobResult:
     """One job size: warm-up, ``kaiko_repeats`` timed runs, one instrumented, one re-run."""
-    from .backfill import bound_seconds, n_min, read_backfill_rows
 
     source = ["--base-url", emu.base_url, "--rate-limit", f"{settings.rate_limit:g}"]
     key = job.label.replace(" ", "-")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from kaiko_liq.models import LiquidationRow
@@ -105,3 +106,14 @@ def summarize(by_asset: Mapping[str, Iterable[Canonical]]) -> RowSet:
         duplicates=duplicates,
         checksum=digest.hexdigest(),
     )
+
+
+def read_backfill_rows(directory: Path) -> dict[str, list[Canonical]]:
+    """The rows a backfill wrote, read back from its Parquet files, by asset."""
+    import pyarrow.dataset as ds
+
+    table = ds.dataset(directory, format="parquet", partitioning="hive").to_table()
+    by_asset: dict[str, list[Canonical]] = {}
+    for row in table.to_pylist():
+        by_asset.setdefault(str(row["asset"]), []).append(canonical_dict(row))
+    return by_asset

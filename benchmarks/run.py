@@ -17,7 +17,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from . import backfill, decode, faults, memory
+from . import backfill, decode, events, faults, memory
 from .config import Settings, settings_for
 from .machine import machine_info, machine_line
 from .report import Outcome, Table, Target, render_markdown, render_text, targets_table
@@ -29,6 +29,7 @@ SCENARIOS: dict[str, Callable[[Settings], Outcome]] = {
     "decode": decode.run,
     "memory": memory.run,
     "faults": faults.run,
+    "events": events.run,
 }
 
 _RESULTS = Path(__file__).resolve().parent / "results"

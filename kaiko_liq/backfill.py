@@ -417,7 +417,7 @@ class _EventsFetcher(_Fetcher[Instrument, Any]):
 
     def settled_before(self, target: Instrument) -> datetime:
         # The client's one rule (our clock and the server's, the settle delay, the margin).
-        return self.client._horizon(EVENTS, target)
+        return self.client.final_before(EVENTS, target)
 
 
 # --- the dataset ----------------------------------------------------------------------------

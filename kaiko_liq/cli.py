@@ -33,15 +33,14 @@ import os
 import re
 import signal
 import sys
-import tempfile
 import threading
 import time
 import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import anyio
 
@@ -62,19 +61,20 @@ from .errors import (
     NotFoundError,
     redact,
 )
-from .export import (
+from .fs import StorageLockedError, StorageUnavailableError, is_remote
+from .keys import resolve_api_key
+from .models import LiquidationEvent, LiquidationRow
+from .optional import MissingDependencyError, import_optional
+from .outputs import (
     FORMATS,
     STDOUT,
-    MissingDependencyError,
-    exchanges_path,
+    Format,
+    check_output_location,
+    check_writable,
     format_for_path,
-    import_optional,
-    output_target,
     write_files,
     write_stdout,
 )
-from .keys import resolve_api_key
-from .models import LiquidationRow
 from .plan import SubRange, buckets_in
 from .progress import (
     ProgressLine,
@@ -89,10 +89,18 @@ from .query import (
     Request,
     format_time,
     parse_rate_limit,
+    parse_time,
     validate_max_concurrency,
+    validate_page_size,
     validate_request,
+    validate_window,
 )
+from .routes.events import EVENTS, Instrument, parse_instrument_spec
+from .routes.token import TOKEN, Token
 from .store import StorageError
+
+if TYPE_CHECKING:
+    from .tables import TableSpec
 
 __all__ = ["main"]
 
@@ -278,11 +286,13 @@ def _window_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _directory(text: str) -> Path:
-    """A directory argument; '' is refused (it would mean the current directory)."""
+def _directory(text: str) -> str:
+    """A directory argument, a local path or an ``s3://bucket/prefix`` location (kept as
+    text: a ``Path`` would fold ``s3://`` into ``s3:/``); '' is refused (it would mean
+    the current directory)."""
     if not text.strip():
         raise argparse.ArgumentTypeError("must name a directory, not ''")
-    return Path(text)
+    return text
 
 
 def _settle_options(parser: argparse.ArgumentParser) -> None:
@@ -365,6 +375,48 @@ def _build_parser() -> _Parser:
     )
     _settle_options(bulk)
     bulk.set_defaults(handler=_run_backfill)
+
+    events = commands.add_parser(
+        "events",
+        parents=common,
+        help="fetch liquidation events of instruments into a file or a dataset",
+        description=(
+            "Fetch every liquidation event of [start, end) for each instrument "
+            "(EXCHANGE:CLASS:INSTRUMENT, e.g. binc:perpetual-future:btc-usdt; CLASS is "
+            "future or perpetual-future). With -o PATH, one CSV, JSON Lines or Parquet "
+            "file (a .gz ending compresses CSV and JSON Lines), or - for stdout; with "
+            "--out DIR, a resumable dataset, "
+            "DIR/exchange=<ex>/instrument_class=<class>/instrument=<instr>/<day>.parquet, "
+            "that a rerun completes and repairs, as backfill does for volumes."
+        ),
+    )
+    events.add_argument(
+        "instruments",
+        nargs="+",
+        metavar="EXCHANGE:CLASS:INSTRUMENT",
+        help="instruments, e.g. binc:perpetual-future:btc-usdt",
+    )
+    events.add_argument("--start", required=True, help="ISO 8601, inclusive (UTC if no offset)")
+    events.add_argument("--end", required=True, help="ISO 8601, exclusive (UTC if no offset)")
+    events.add_argument(
+        "--page-size", type=int, metavar="N", help="events per request, 1 to 1000 (default: 1000)"
+    )
+    events.add_argument(
+        "--sort", choices=SORTS, default="asc", help="time order of -o's output (default: asc)"
+    )
+    where = events.add_mutually_exclusive_group(required=True)
+    where.add_argument("-o", "--output", metavar="PATH", help="write one file here ('-': stdout)")
+    where.add_argument(
+        "--out",
+        type=_directory,
+        metavar="DIR",
+        help="a resumable dataset's directory (created if missing; a rerun resumes it)",
+    )
+    events.add_argument(
+        "--format", choices=FORMATS, help="with -o: default from PATH's extension; jsonl on stdout"
+    )
+    _cache_option(events)
+    events.set_defaults(handler=_run_events)
 
     chart = commands.add_parser(
         "plot",
@@ -526,7 +578,15 @@ def _explain(error: BaseException) -> tuple[str, int]:
         return str(error), error.code
     if isinstance(error, StorageError):  # raised outside a client: see _storage_faults()
         return str(error), _EXIT_FAILED if error.saved else _EXIT_USAGE
-    if isinstance(error, InvalidArgumentError | MissingDependencyError | NotFoundError):
+    if isinstance(
+        error,
+        InvalidArgumentError
+        | MissingDependencyError
+        | NotFoundError
+        | StorageUnavailableError
+        | StorageLockedError,
+    ):
+        # A storage refused up front (no bucket, no access, another writer) is setup too.
         # An unknown asset is a bad argument: refused whole, nothing written.
         return str(error), _EXIT_USAGE
     if isinstance(error, KaikoLiqError):
@@ -556,6 +616,8 @@ def _say(message: str, *, quiet: bool = False) -> None:
 
 def _os_error(error: OSError, verb: str = "cannot write") -> str:
     """``cannot write PATH: CAUSE``: the path the user named, and why, in one line."""
+    if error.filename and is_remote(os.fsdecode(error.filename)):  # an s3:// URL
+        return f"{verb} {os.fsdecode(error.filename)}: {error.strerror or error}"
     path = Path(os.fsdecode(error.filename)) if error.filename else None
     return f"{verb} {path}: {_cause(error, path)}" if path else f"{verb}: {error.strerror}"
 
@@ -572,22 +634,6 @@ def _cause(error: OSError, path: Path | None) -> str:
     return error.strerror or str(error)  # the system's words, as a StorageError has them
 
 
-def _check_writable(path: Path) -> None:
-    """Refuse an output nobody could write before fetching anything for it."""
-    output_target(path)  # not a device, FIFO or socket
-    if path.is_dir():
-        raise InvalidArgumentError(f"cannot write {path}: it is a directory")
-    # Not access(): it says yes to root everywhere, and some filesystems (/proc, sysfs,
-    # a read-only mount) refuse anyway. Create (and drop) a nameless file where the
-    # output's temporary file goes.
-    try:
-        with tempfile.TemporaryFile(dir=path.parent):
-            pass
-    except OSError as exc:
-        exc.filename = os.fspath(path)
-        raise InvalidArgumentError(_os_error(exc)) from None
-
-
 # --- shared checks and the client -------------------------------------------------------------
 
 
@@ -595,10 +641,7 @@ def _check_arguments(args: argparse.Namespace, *, sort: str | None = None) -> li
     """Everything the client would check, checked first with the library's own checks:
     errors come before any network or emulator start-up, and name the flag. Returns one
     request per asset, in the order given, duplicates dropped."""
-    if args.emulator and args.base_url:
-        raise InvalidArgumentError("--emulator and --base-url exclude each other; pick one")
-    if args.rate_limit is not None:
-        args.rate_limit = parse_rate_limit(args.rate_limit, "--rate-limit")
+    _check_connection(args)
     requests: dict[str, Request] = {}
     for asset in args.assets:
         request = validate_request(
@@ -613,6 +656,13 @@ def _check_arguments(args: argparse.Namespace, *, sort: str | None = None) -> li
         )
         requests.setdefault(request.asset, request)
     return list(requests.values())
+
+
+def _check_connection(args: argparse.Namespace) -> None:
+    if args.emulator and args.base_url:
+        raise InvalidArgumentError("--emulator and --base-url exclude each other; pick one")
+    if args.rate_limit is not None:
+        args.rate_limit = parse_rate_limit(args.rate_limit, "--rate-limit")
 
 
 def _api_key(args: argparse.Namespace) -> str | None:
@@ -704,19 +754,44 @@ def _progress_line(args: argparse.Namespace) -> ProgressLine:
 # --- fetch and plot ---------------------------------------------------------------------------
 
 
-def _run_fetch(args: argparse.Namespace) -> int:
-    requests = _check_arguments(args, sort=args.sort)
+def _check_output(args: argparse.Namespace, spec: TableSpec[Any]) -> tuple[str, Format]:
+    """``-o``'s path (``-`` for stdout) and format, every file it names checked
+    writable, before anything is fetched."""
     if args.output == "":
         raise InvalidArgumentError("-o needs a path, or - for standard output")
     output: str = STDOUT if args.output is None else args.output
     fmt = format_for_path(output, args.format)  # also refuses Parquet to stdout
-    if output != STDOUT:
-        # JSON Lines keeps the breakdown nested in one file: no .exchanges file to check.
-        paths = [Path(output)] if fmt == "jsonl" else [Path(output), exchanges_path(output)]
-        for path in paths:
-            _check_writable(path)
     if fmt == "parquet":
         import_optional("pyarrow.parquet", "writing Parquet", extra="parquet")
+    if is_remote(output):
+        import_optional("botocore.session", f"writing {output}", extra="s3")
+    try:
+        check_output_location(output, spec, fmt)  # every file it names, or the bucket
+    except OSError as exc:
+        raise InvalidArgumentError(_os_error(exc)) from None
+    return output, fmt
+
+
+def _write_output(
+    output: str, fmt: Format, spec: TableSpec[Any], rows: dict[tuple[str, ...], list[Any]]
+) -> str:
+    """Write fetched rows to ``-o``'s target; says where, for the summary line."""
+    try:
+        if output != STDOUT:
+            return ", ".join(str(p) for p in write_files(output, spec, rows, fmt))
+        write_stdout(spec, rows, fmt)
+    except BrokenPipeError:
+        raise
+    except OSError as exc:  # fetched, not saved: a failure, and nothing was left behind
+        raise _Exit(_os_error(exc), _EXIT_FAILED) from exc
+    if fmt == "csv" and len(spec.files) > 1:
+        return f"stdout ({spec.default} only; the other tables need -o PATH or jsonl)"
+    return "stdout"
+
+
+def _run_fetch(args: argparse.Namespace) -> int:
+    requests = _check_arguments(args, sort=args.sort)
+    output, fmt = _check_output(args, TOKEN.table)
     key = _api_key(args)
 
     started = time.monotonic()
@@ -725,18 +800,8 @@ def _run_fetch(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         _say(f"{_TERM.word()}: nothing written")
         return _TERM.code()
-    try:
-        if output != STDOUT:
-            where = ", ".join(str(p) for p in write_files(output, rows, fmt))
-        else:
-            write_stdout(rows, fmt)
-            where = "stdout"
-            if fmt == "csv":
-                where += " (totals only; the per-exchange breakdown needs -o PATH or jsonl)"
-    except BrokenPipeError:
-        raise
-    except OSError as exc:  # fetched, not saved: a failure, and nothing was left behind
-        raise _Exit(_os_error(exc), _EXIT_FAILED) from exc
+    # The asset column holds the codes as sent (lower case), however they were given.
+    where = _write_output(output, fmt, TOKEN.table, {(a.lower(),): r for a, r in rows.items()})
     total = sum(len(r) for r in rows.values())
     _say(
         f"{plural(len(rows), 'asset')}, {plural(total, 'row')}, {plural(stats[0], 'request')}, "
@@ -760,18 +825,17 @@ async def _fetch(
     client's (requests, retries)."""
     line = _progress_line(args)
     async with _client(args, key) as client:
-        total = sum(
-            len(
-                client.plan(
-                    r.asset, r.start, r.end, interval=r.interval.text, page_size=r.page_size
-                )
+        reqs = [
+            client.request(
+                TOKEN, Token(r.asset, r.interval), r.start, r.end, sort=sort, page_size=r.page_size
             )
             for r in requests
-        )
+        ]
+        total = sum(len(r.shards) for r in reqs)
         done = 0
         clock0 = time.monotonic()
 
-        def count(_asset: str, _shard: SubRange) -> None:
+        def count(_req: object, _shard: SubRange) -> None:
             nonlocal done
             done += 1
 
@@ -788,20 +852,13 @@ async def _fetch(
             )
 
         async def work() -> dict[str, list[LiquidationRow]]:
-            return await client.fetch_many(
-                [r.asset for r in requests],
-                args.start,
-                args.end,
-                interval=args.interval,
-                sort=sort,
-                page_size=args.page_size,
-                on_shard=count,
-            )
+            rows = await client.fetch_requests(reqs, on_shard=count)
+            return {r.target.asset: got for r, got in zip(reqs, rows, strict=True)}
 
         with _storage_faults(client):
             results = await _with_progress(line, render, work)
         grid = requests[0].interval
-        final = max(requests[0].start, client.settled_before(grid.text))
+        final = max(requests[0].start, client.final_before(TOKEN, reqs[0].target))
         if final < requests[0].end:
             n = buckets_in(final, requests[0].end, grid)
             _say(
@@ -820,7 +877,10 @@ def _run_plot(args: argparse.Namespace) -> int:
     from . import plot
 
     plot.check_chart_path(output)  # the extension, and matplotlib installed
-    _check_writable(output)
+    try:
+        check_writable(output)
+    except OSError as exc:
+        raise InvalidArgumentError(_os_error(exc)) from None
     key = _api_key(args)
     try:
         results, _ = asyncio.run(_fetch(args, requests, key, sort="asc"))
@@ -842,6 +902,124 @@ def _run_plot(args: argparse.Namespace) -> int:
     if total == 0:
         _say(f"no rows: {empty_reason(requests[0].start, requests[0].end, _now())}")
     return 0
+
+
+# --- events -----------------------------------------------------------------------------------
+
+
+def _check_events_arguments(
+    args: argparse.Namespace,
+) -> tuple[list[Instrument], datetime, datetime]:
+    """The events command's arguments, checked with the library's own checks before
+    anything starts: the instruments (duplicates dropped), the window, the page size."""
+    _check_connection(args)
+    instruments = list(dict.fromkeys(parse_instrument_spec(spec) for spec in args.instruments))
+    start, end = parse_time(args.start, "--start"), parse_time(args.end, "--end")
+    validate_window(start, end, start_name="--start", end_name="--end")
+    if args.page_size is not None:
+        validate_page_size(args.page_size)
+    return instruments, start, end
+
+
+def _run_events(args: argparse.Namespace) -> int:
+    instruments, start, end = _check_events_arguments(args)
+    if args.out is not None:
+        if args.format is not None:
+            raise InvalidArgumentError("--format goes with -o; a dataset (--out) is Parquet")
+        return _run_events_dataset(args, instruments, start, end)
+    output, fmt = _check_output(args, EVENTS.table)
+    key = _api_key(args)
+    started = time.monotonic()
+    try:
+        events, stats = asyncio.run(_events(args, instruments, start, end, key))
+    except KeyboardInterrupt:
+        _say(f"{_TERM.word()}: nothing written")
+        return _TERM.code()
+    by_key = {tuple(EVENTS.path_params(t).values()): events[str(t)] for t in instruments}
+    where = _write_output(output, fmt, EVENTS.table, by_key)
+    total = sum(len(e) for e in events.values())
+    _say(
+        f"{plural(len(events), 'instrument')}, {plural(total, 'event')}, "
+        f"{plural(stats[0], 'request')}, {plural(stats[1], 'retry', 'retries')} in "
+        f"{time.monotonic() - started:.1f}s to {where}",
+        quiet=args.quiet,
+    )
+    if total == 0:
+        _say(f"no events: {empty_reason(start, end, _now())}")
+    return 0
+
+
+async def _events(
+    args: argparse.Namespace,
+    instruments: list[Instrument],
+    start: datetime,
+    end: datetime,
+    key: str | None,
+) -> tuple[dict[str, list[LiquidationEvent]], tuple[int, int]]:
+    """``client.fetch_events_many`` under one client, days counted for the progress line."""
+    line = _progress_line(args)
+    async with _client(args, key) as client:
+        reqs = [
+            client.request(EVENTS, t, start, end, sort=args.sort, page_size=args.page_size)
+            for t in instruments
+        ]
+        total = sum(len(r.shards) for r in reqs)
+        done = 0
+        clock0 = time.monotonic()
+
+        def count(_req: object, _day: SubRange) -> None:
+            nonlocal done
+            done += 1
+
+        def render() -> str:
+            stats = client.stats
+            return fetch_line(
+                done=done,
+                total=total,
+                rows=stats.rows,
+                requests=stats.requests,
+                elapsed=time.monotonic() - clock0,
+                retries=stats.retries,
+                last_error=stats.last_error,
+            )
+
+        async def work() -> dict[str, list[LiquidationEvent]]:
+            rows = await client.fetch_requests(reqs, on_shard=count)
+            return {str(r.target): got for r, got in zip(reqs, rows, strict=True)}
+
+        with _storage_faults(client):
+            results = await _with_progress(line, render, work)
+        final = client.final_before(EVENTS, instruments[0])
+        if start < final < end or final <= start:
+            _say(
+                f"events from {format_time(max(start, final))} on are not final yet "
+                "(they may still change)"
+            )
+        return results, (client.stats.requests, client.stats.retries)
+
+
+def _run_events_dataset(
+    args: argparse.Namespace, instruments: list[Instrument], start: datetime, end: datetime
+) -> int:
+    from .backfill import backfill_events
+
+    out: str = args.out
+    key = _api_key(args)
+    watch = _BackfillWatch(_progress_line(args), args.quiet)
+
+    async def run(client: LiquidationClient) -> BackfillSummary:
+        return await backfill_events(
+            client,
+            instruments,
+            start,
+            end,
+            out,
+            page_size=args.page_size,
+            on_progress=watch.on_progress,
+        )
+
+    labels = [str(t) for t in instruments]
+    return _finish_dataset(args, out, labels, watch, lambda: _backfill(args, key, watch, run))
 
 
 # --- backfill ---------------------------------------------------------------------------------
@@ -873,17 +1051,43 @@ _FILE_SUFFIXES = (".csv", ".parquet", ".jsonl", ".json", ".pq")
 
 def _run_backfill(args: argparse.Namespace) -> int:
     assets = [r.asset for r in _check_arguments(args)]
-    out: Path = args.out
-    if out.suffix.lower() in _FILE_SUFFIXES and not out.is_dir():
+    out: str = args.out
+    suffix = PurePosixPath(out).suffix.lower()
+    if suffix in _FILE_SUFFIXES and (is_remote(out) or not Path(out).is_dir()):
         raise InvalidArgumentError(
             f"--out {out} looks like a file, but a backfill writes a directory of Parquet "
-            f"files; name a directory (--out {out.with_suffix('')}), or write one file with "
+            f"files; name a directory (--out {out[: -len(suffix)]}), or write one file with "
             f"fetch ... -o {out}"
         )
     key = _api_key(args)
     watch = _BackfillWatch(_progress_line(args), args.quiet)
+
+    async def run(client: LiquidationClient) -> BackfillSummary:
+        return await backfill(
+            client,
+            assets,
+            args.start,
+            args.end,
+            args.out,
+            interval=args.interval,
+            page_size=args.page_size,
+            on_progress=watch.on_progress,
+        )
+
+    return _finish_dataset(args, out, assets, watch, lambda: _backfill(args, key, watch, run))
+
+
+def _finish_dataset(
+    args: argparse.Namespace,
+    out: str,
+    names: list[str],
+    watch: _BackfillWatch,
+    make: Callable[[], Awaitable[BackfillSummary]],
+) -> int:
+    """Run a dataset command (``backfill``, ``events --out``) and say how it ended: what
+    was saved when interrupted, the summary and what is on disk when done."""
     try:
-        summary = asyncio.run(_backfill(args, assets, key, watch))
+        summary = asyncio.run(_awaited(make))
     except KeyboardInterrupt:
         p = watch.latest
         saved = (
@@ -895,11 +1099,11 @@ def _run_backfill(args: argparse.Namespace) -> int:
         return _TERM.code()
     except BackfillIncompleteError as exc:
         if not args.quiet:
-            _print_disk_table(out, assets)
+            _print_disk_table(out, names)
         return _fail(str(exc), _EXIT_FAILED)
     if not args.quiet:
         _say(f"backfill done: {summary}")
-        _print_disk_table(out, assets)
+        _print_disk_table(out, names)
     elif summary.deferred is not None:
         _say(summary.deferred)  # said even then: part of what was asked for is not on disk
     if summary.reason_empty is not None:
@@ -907,7 +1111,11 @@ def _run_backfill(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_disk_table(out: Path, assets: list[str]) -> None:
+async def _awaited(make: Callable[[], Awaitable[T]]) -> T:
+    return await make()
+
+
+def _print_disk_table(out: str, assets: list[str]) -> None:
     for row in _disk_table(describe_backfill(out, assets=assets)):
         print(f"  {row}", file=sys.stderr)
 
@@ -937,8 +1145,13 @@ def _disk_table(described: Sequence[AssetOnDisk]) -> list[str]:
 
 
 async def _backfill(
-    args: argparse.Namespace, assets: list[str], key: str | None, watch: _BackfillWatch
+    args: argparse.Namespace,
+    key: str | None,
+    watch: _BackfillWatch,
+    run: Callable[[LiquidationClient], Awaitable[BackfillSummary]],
 ) -> BackfillSummary:
+    """``run(client)`` (a backfill of some route) under the command's client, with the
+    progress line drawn from its progress callbacks."""
     async with _client(args, key) as client:
         clock0 = time.monotonic()
         requests0, retries0 = client.stats.requests, client.stats.retries
@@ -959,20 +1172,8 @@ async def _backfill(
                 last_error=stats.last_error,
             )
 
-        async def work() -> BackfillSummary:
-            return await backfill(
-                client,
-                assets,
-                args.start,
-                args.end,
-                args.out,
-                interval=args.interval,
-                page_size=args.page_size,
-                on_progress=watch.on_progress,
-            )
-
         with _storage_faults(client):
-            return await _with_progress(watch.line, render, work)
+            return await _with_progress(watch.line, render, lambda: run(client))
 
 
 def _entry() -> NoReturn:

@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar
@@ -45,7 +46,9 @@ from .query import (
     MAX_CONCURRENCY_RANGE,
     MAX_PAGE_SIZE,
     RATE_LIMIT_RANGE,
+    Grid,
     TimeLike,
+    Window,
     format_time,
     parse_duration,
     parse_interval,
@@ -59,14 +62,14 @@ from .query import (
     validate_window,
 )
 from .retry import RetryPolicy
-from .routes import Grid, Route, Window
-from .routes.events import EVENTS, Instrument, parse_instrument
+from .routes import Route
+from .routes.events import EVENTS, Instrument, parse_instrument, parse_instrument_spec
 from .routes.token import TOKEN, Token
 from .settle import CLOCK_MARGIN, RECHECK, SETTLE, settled_horizon
 from .transport import DEFAULT_MAX_RESPONSE_BYTES, ClientStats, Timeouts, Transport
 
 if TYPE_CHECKING:
-    from .live import Follow
+    from .live import Follow, OnRevision
     from .store import ShardStore
     from .tables import TableSpec
 
@@ -232,7 +235,7 @@ class LiquidationClient:
         self._engine = Engine(
             self._transport,
             store_for=self._store_for,
-            horizon=self._horizon,
+            horizon=self.final_before,
             check_open=self._check_open,
             recheck=self.recheck,
         )
@@ -284,9 +287,9 @@ class LiquidationClient:
         answer gave it. ``row.interval_time < client.settled_before(interval)`` tells a
         final row from one the server may still change: the one test used by the cache,
         ``backfill``, ``follow`` and the CLI."""
-        return settled_horizon(parse_interval(interval), self._judged_now(), settle=self.settle)
+        return settled_horizon(parse_interval(interval), self.judged_now(), settle=self.settle)
 
-    def _judged_now(self) -> datetime:
+    def judged_now(self) -> datetime:
         """The earlier of our clock and the server's; a difference over a minute is
         logged once."""
         ours = self.now()
@@ -327,6 +330,26 @@ class LiquidationClient:
     def _check_open(self) -> None:
         if self._transport.closed:
             raise ClientClosedError(ClientClosedError.CLIENT_CLOSED)
+
+    check_open = _check_open
+
+    @property
+    def page_size(self) -> int:
+        """Rows per page asked for when a call gives no ``page_size``."""
+        return self._page_size
+
+    @contextmanager
+    def cancelled_on_close(self) -> Iterator[anyio.CancelScope]:
+        """A cancel scope that :meth:`aclose` cancels: work that waits (a follow between
+        polls) is cut short when the client closes, instead of at its next poll.
+        :class:`ClientClosedError` if the client is closed already."""
+        with anyio.CancelScope() as scope:
+            self._wakers.add(scope)
+            try:
+                self._check_open()
+                yield scope
+            finally:
+                self._wakers.discard(scope)
 
     # -- the edge: arguments in, typed requests out ---------------------------------
 
@@ -404,6 +427,18 @@ class LiquidationClient:
             self._transport, route, req.target, shard, order, req.window.page_size
         )
 
+    async def fetch_requests(
+        self,
+        reqs: Sequence[Request[Any, Row]],
+        *,
+        on_shard: Callable[[Request[Any, Row], SubRange], None] | None = None,
+    ) -> list[list[Row]]:
+        """Several requests of :meth:`request` at once, under the one limiter: each one's
+        rows in its order, failures as :meth:`fetch_many`'s. For callers that checked
+        their arguments already (the CLI): nothing is parsed again."""
+        reports = [None if on_shard is None else _for_request(on_shard, r) for r in reqs]
+        return await self._engine.fetch_many(reqs, reports)
+
     def plan(
         self,
         asset: str,
@@ -438,9 +473,10 @@ class LiquidationClient:
             self._stores[folder] = store
         return store.shelf(target)
 
-    def _horizon(self, route: Route[Any, Any], target: Any) -> datetime:
-        """The end of what is final for ``target`` now (see :meth:`settled_before`)."""
-        return route.horizon(target, self._judged_now(), self.settle + CLOCK_MARGIN)
+    def final_before(self, route: Route[Any, Any], target: Any) -> datetime:
+        """Rows of ``target`` before this are final (:meth:`settled_before` for any
+        route: ``settle`` after their span closed, on the earlier of the two clocks)."""
+        return route.horizon(target, self.judged_now(), self.settle + CLOCK_MARGIN)
 
     # -- token volumes ----------------------------------------------------------------
 
@@ -598,6 +634,29 @@ class LiquidationClient:
         req = self._events(exchange, instrument_class, instrument, start, end, sort, page_size)
         return await self._engine.fetch(req, on_shard)
 
+    async def fetch_events_many(
+        self,
+        instruments: Iterable[str | Instrument],
+        start: TimeLike,
+        end: TimeLike,
+        *,
+        sort: str = "desc",
+        page_size: int | None = None,
+        on_shard: Callable[[str, SubRange], None] | None = None,
+    ) -> dict[str, list[LiquidationEvent]]:
+        """:meth:`fetch_events` for several instruments at once, all under the client's
+        one limiter: ``{"binc:perpetual-future:btc-usdt": events, ...}`` in the order
+        given. ``instruments`` are :class:`~kaiko_liq.routes.events.Instrument` or
+        ``"EXCHANGE:CLASS:INSTRUMENT"`` strings, each checked before anything is sent;
+        failures as :meth:`fetch_many`'s. ``on_shard(instrument, day)`` as each day
+        completes."""
+        targets = _instrument_list(instruments)
+        window = self._window(start, end, sort, page_size)
+        reqs = [self._engine.request(EVENTS, t, window) for t in targets]
+        reports = [None if on_shard is None else _for_asset(on_shard, r.label) for r in reqs]
+        rows = await self._engine.fetch_many(reqs, reports)
+        return {str(t): r for t, r in zip(targets, rows, strict=True)}
+
     def stream_events(
         self,
         exchange: str,
@@ -645,15 +704,21 @@ class LiquidationClient:
         interval: str = "1h",
         since: TimeLike | None = None,
         sleep: Callable[[float], Awaitable[None]] | None = None,
+        on_revision: OnRevision | None = None,
     ) -> Follow:
         """Rows from ``since`` (default: the last day), then each new bucket as soon as it
         settles, for ever: an async iterator (see :mod:`kaiko_liq.live`). Transient
         failures are retried with backoff indefinitely; others are raised. ``sleep``
         (default ``anyio.sleep``) is how it waits; tests pass one that moves their clock
-        (the client's ``now``)."""
+        (the client's ``now``). ``on_revision`` is called with a
+        :class:`~kaiko_liq.live.Revision` for each bucket the server changed after it
+        was handed out (found by re-reading the last ``recheck`` on every poll); without
+        it they are logged as warnings. The iterator never repeats a bucket."""
         from .live import Follow
 
-        return Follow(self, asset, interval=interval, since=since, sleep=sleep)
+        return Follow(
+            self, asset, interval=interval, since=since, sleep=sleep, on_revision=on_revision
+        )
 
 
 def _utc_now() -> datetime:
@@ -679,6 +744,29 @@ def _asset_list(assets: str | Iterable[str]) -> list[str]:
             raise InvalidArgumentError(f"asset {name!r} is given twice; list each asset once")
         seen.add(name)
     return given
+
+
+def _instrument_list(instruments: Iterable[str | Instrument]) -> list[Instrument]:
+    """Instruments or ``EX:CLASS:INSTR`` specs; refused when empty or given twice."""
+    if isinstance(instruments, str | Instrument):
+        instruments = [instruments]
+    found: list[Instrument] = []
+    for item in instruments:
+        target = item if isinstance(item, Instrument) else parse_instrument_spec(item)
+        if target in found:
+            raise InvalidArgumentError(f"instrument {target} is given twice; list each once")
+        found.append(target)
+    if not found:
+        raise InvalidArgumentError(
+            "no instrument given; pass one such as 'binc:perpetual-future:btc-usdt'"
+        )
+    return found
+
+
+def _for_request(
+    on_shard: Callable[[Request[Any, Row], SubRange], None], req: Request[Any, Row]
+) -> Callable[[SubRange], None]:
+    return lambda shard: on_shard(req, shard)
 
 
 def _for_asset(on_shard: Callable[[str, SubRange], None], asset: str) -> Callable[[SubRange], None]:

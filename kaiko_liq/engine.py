@@ -41,8 +41,9 @@ from .errors import (
 )
 from .plan import SubRange
 from .progress import plural
-from .query import format_time
-from .routes import PageSource, Route, Window
+from .protocol import PageSource
+from .query import Window, format_time
+from .routes import Route
 from .rowiter import RowIterator
 from .spans import gaps_in
 

@@ -48,7 +48,10 @@ same bytes for the same rows.
 
 Every file is written atomically: into a hidden temporary file in the same directory,
 fsynced, then renamed over the target, so a reader never sees half a file and a crash
-leaves the old file (or none) in place.
+leaves the old file (or none) in place. An ``s3://bucket/key.parquet`` path writes to
+object storage: each file built whole in memory and stored with one PUT, so a failed
+upload leaves the old object (or none); settings from the AWS environment or
+``storage_options``.
 
 Optional dependencies are imported only inside the functions that need them; a missing
 one raises :class:`MissingDependencyError` (an ``ImportError``) naming the extra to
@@ -75,7 +78,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Literal, TextIO, get_args
+from typing import IO, TYPE_CHECKING, Any, Literal, TextIO, get_args, overload
 
 from . import outputs, tables
 from .errors import InvalidArgumentError
@@ -112,6 +115,7 @@ __all__ = [
     "Shape",
     "arrow_schema",
     "atomic_write",
+    "check_output_location",
     "compression_for_path",
     "exchanges_path",
     "flatten_exchanges",
@@ -228,21 +232,71 @@ def write_jsonl(stream: IO[bytes], rows: Rows, asset: AssetArg = None) -> int:
     return outputs.write_jsonl(stream, TOKEN_TABLE, by_asset, keys=keys)
 
 
+@overload
 def write_files(
-    path: str | os.PathLike[str], rows: Rows, fmt: Format, asset: AssetArg = None
-) -> list[Path]:
+    path: os.PathLike[str],
+    rows: Rows,
+    fmt: Format,
+    asset: AssetArg = ...,
+    *,
+    storage_options: Mapping[str, Any] | None = ...,
+) -> list[Path]: ...
+@overload
+def write_files(
+    path: str,
+    rows: Rows,
+    fmt: Format,
+    asset: AssetArg = ...,
+    *,
+    storage_options: Mapping[str, Any] | None = ...,
+) -> list[Path] | list[str]: ...
+def write_files(
+    path: str | os.PathLike[str],
+    rows: Rows,
+    fmt: Format,
+    asset: AssetArg = None,
+    *,
+    storage_options: Mapping[str, Any] | None = None,
+) -> list[Path] | list[str]:
     """Write ``rows`` to ``path``, and the breakdown to its ``.exchanges`` sibling for CSV
-    and Parquet; returns the paths written. A path ending in ``.gz`` is gzip-compressed
-    (``out.csv.gz``, ``out.exchanges.csv.gz``); standard output is :func:`write_stdout`.
+    and Parquet; returns the files written (``s3://`` URLs on an object store). A path
+    ending in ``.gz`` is gzip-compressed (``out.csv.gz``, ``out.exchanges.csv.gz``);
+    standard output is :func:`write_stdout`. ``storage_options`` (endpoint, region,
+    credentials; see :data:`kaiko_liq.fs.STORAGE_OPTIONS`) apply to ``s3://`` paths.
 
-    Each file is written atomically. Parquet tables are built before any file is touched,
-    so a missing pyarrow or a conversion error writes nothing.
+    Each file is written atomically: locally renamed into place, on S3 one PUT of the whole
+    file. Parquet tables are built before any file is touched, so a missing pyarrow or a
+    conversion error writes nothing. The breakdown is replaced before the totals: a failure
+    between the two leaves the breakdown new and the totals old (see
+    :func:`kaiko_liq.outputs.write_files`).
     """
     if os.fspath(path) == STDOUT:
         raise InvalidArgumentError("'-' is standard output: use write_stdout, not write_files")
     by_asset, keys = _by_asset(rows, asset, "write_files")
     # atomic_write looked up here, at the call: a test wraps it to fill the disk mid-pair.
-    return outputs.write_files(path, TOKEN_TABLE, by_asset, fmt, keys=keys, opener=atomic_write)
+    return outputs.write_files(
+        path,
+        TOKEN_TABLE,
+        by_asset,
+        fmt,
+        keys=keys,
+        opener=atomic_write,
+        storage_options=storage_options,
+    )
+
+
+def check_output_location(
+    path: str | os.PathLike[str],
+    fmt: Format,
+    *,
+    storage_options: Mapping[str, Any] | None = None,
+) -> None:
+    """Raise before anything is fetched if :func:`write_files` could not write ``path``
+    (and its ``.exchanges`` sibling) in ``fmt``: no bucket, access denied or an unreachable
+    endpoint (:class:`~kaiko_liq.fs.StorageUnavailableError`), a directory or device in the
+    way, a folder where no file can be made. ``-`` passes. See
+    :func:`kaiko_liq.outputs.check_output_location`."""
+    outputs.check_output_location(path, TOKEN_TABLE, fmt, storage_options=storage_options)
 
 
 def write_stdout(

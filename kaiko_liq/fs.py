@@ -392,7 +392,7 @@ class LocalStorage(Storage):
         return self._path(key).read_bytes()
 
     def write_atomic(self, key: str, data: bytes | bytearray | memoryview) -> None:
-        from .outputs import atomic_write  # the one home of the local temp+fsync+rename
+        from .atomic import atomic_write  # the one home of the local temp+fsync+rename
 
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,12 +1,18 @@
 """Following an asset live: the settled past, then each new bucket as soon as it settles.
 
-A bucket is final once it has closed and had :data:`kaiko_liq.store.SETTLE` to settle
-(the emulator settles it the same way). :class:`Follow` keeps a *cursor*, the start of
-the first bucket not handed out yet; each step fetches ``[cursor, horizon)`` (the settled
-horizon now) with :meth:`LiquidationClient.fetch` and moves the cursor to the horizon, so
-no bucket is handed out twice or skipped, quiet ones (no row) included. Between steps it
-sleeps until the next bucket settles, plus :data:`POLL_MARGIN` for clocks that disagree a
-little.
+A bucket is final once it has closed and had the client's ``settle`` to settle, on the
+earlier of our clock and the server's (:meth:`LiquidationClient.settled_before`).
+:class:`Follow` keeps a *cursor*, the start of the first bucket not handed out yet; each
+poll fetches up to the horizon our clock allows, judges again on the clock the server's
+answer gave, hands out the buckets before that and moves the cursor there, so no bucket
+is handed out twice or skipped, quiet ones (no row) included. Between polls it sleeps
+until the next bucket settles, plus :data:`POLL_MARGIN` for clocks that disagree a
+little; longer (up to an interval) while the server's clock holds it back.
+
+Each poll also re-reads the buckets handed out in the last ``client.recheck`` (at most a
+page, in the same request): a bucket the server changed since is a :class:`Revision`,
+given to ``on_revision`` when there is one, else logged as a warning. The iterator itself
+never repeats a bucket.
 
 A failure retrying can fix (5xx, 429, timeouts, dropped connections, a fetch with failed
 shards) is retried forever with capped exponential backoff, each one logged on the
@@ -24,10 +30,14 @@ Example::
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, TypeVar
+from typing import Protocol, TypeVar
 
 import anyio
 
@@ -39,14 +49,46 @@ from .errors import (
     is_fatal,
 )
 from .models import LiquidationRow
+from .progress import plural
 from .query import TimeLike, format_time, parse_interval, parse_time, validate_asset
 from .rowiter import RowIterator
-from .store import CLOCK_MARGIN, SETTLE, StorageError, settled_horizon
+from .settle import CLOCK_MARGIN, settled_horizon
+from .store import StorageError
 
-if TYPE_CHECKING:
-    from .client import LiquidationClient
 
-__all__ = ["DEFAULT_LOOKBACK", "MAX_BACKOFF", "POLL_MARGIN", "Follow", "backoff"]
+class FollowedClient(Protocol):
+    """What a follow needs of its client (:class:`~kaiko_liq.client.LiquidationClient`)."""
+
+    settle: timedelta
+    recheck: timedelta
+
+    @property
+    def page_size(self) -> int: ...
+
+    def now(self) -> datetime: ...
+
+    def judged_now(self) -> datetime: ...
+
+    def settled_before(self, interval: str = "1h") -> datetime: ...
+
+    def check_open(self) -> None: ...
+
+    def cancelled_on_close(self) -> AbstractContextManager[anyio.CancelScope]: ...
+
+    async def fetch(
+        self, asset: str, start: TimeLike, end: TimeLike, *, interval: str, sort: str
+    ) -> list[LiquidationRow]: ...
+
+
+__all__ = [
+    "DEFAULT_LOOKBACK",
+    "MAX_BACKOFF",
+    "POLL_MARGIN",
+    "Follow",
+    "OnRevision",
+    "Revision",
+    "backoff",
+]
 
 logger = logging.getLogger("kaiko_liq")
 T = TypeVar("T")
@@ -58,6 +100,22 @@ DEFAULT_LOOKBACK = timedelta(days=1)
 POLL_MARGIN = CLOCK_MARGIN
 #: The longest wait between two tries after a failure.
 MAX_BACKOFF = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class Revision:
+    """A bucket handed out earlier whose figures the server has changed since."""
+
+    interval_time: datetime
+    #: The bucket now; ``None`` when it has no row any more (no liquidations).
+    row: LiquidationRow | None
+    #: As handed out (or as the last revision gave it); ``None`` when it had no row.
+    previous: LiquidationRow | None
+
+
+#: Called with each :class:`Revision`, before the poll's new rows; it may be a coroutine
+#: function (then awaited). What it raises ends the follow.
+OnRevision = Callable[[Revision], object]
 
 
 def backoff(failures: int) -> float:
@@ -78,17 +136,19 @@ class Follow(RowIterator[LiquidationRow]):
 
     An async iterator (``async for row in client.follow("btc")``) and an async context
     manager. :attr:`cursor` is the start of the first bucket not yet handed out: a new
-    ``follow(..., since=cursor)`` carries on exactly where this one stopped.
+    ``follow(..., since=cursor)`` carries on exactly where this one stopped (and rechecks
+    only what it has handed out itself). :attr:`revised` counts the revisions found.
     """
 
     def __init__(
         self,
-        client: LiquidationClient,
+        client: FollowedClient,
         asset: str,
         *,
         interval: str = "1h",
         since: TimeLike | None = None,
         sleep: Callable[[float], Awaitable[None]] | None = None,
+        on_revision: OnRevision | None = None,
     ) -> None:
         self._client = client
         self._asset = validate_asset(asset)
@@ -101,9 +161,19 @@ class Follow(RowIterator[LiquidationRow]):
                 f"since {format_time(start)} is in the future (now is {format_time(now)}); "
                 "a follow starts in the past, e.g. since='-1d' or an earlier date"
             )
-        self._cursor = self._interval.floor(start)
+        if on_revision is not None and not callable(on_revision):
+            raise InvalidArgumentError(
+                f"on_revision must be a function taking a Revision, got {on_revision!r}"
+            )
+        self._start = self._cursor = self._interval.floor(start)
         self._sleep = sleep or anyio.sleep
+        self._on_revision = on_revision
+        # The rows handed out (or revised) that the recheck window still covers; a
+        # bucket in it with no entry was handed out quiet.
+        self._recent: dict[datetime, LiquidationRow] = {}
         self._started = False
+        #: Buckets found revised by the server after they were handed out.
+        self.revised = 0
         super().__init__()
 
     def __repr__(self) -> str:
@@ -126,16 +196,18 @@ class Follow(RowIterator[LiquidationRow]):
         """``work()``, cut short when the client closes (its ``aclose`` cancels the
         scopes it was given): then :class:`ClientClosedError`, not a wait for the next
         poll."""
-        with anyio.CancelScope() as scope:
-            self._client._wakers.add(scope)
-            try:
-                self._client._check_open()
-                return await work()
-            finally:
-                self._client._wakers.discard(scope)
+        with self._client.cancelled_on_close():
+            return await work()
         # Only a cancel from aclose ends the scope without a result or an error.
-        self._client._check_open()
+        self._client.check_open()
         raise ClientClosedError(ClientClosedError.CLIENT_CLOSED)
+
+    def _recheck_from(self) -> datetime:
+        """Where a poll starts: the recheck window (at most a page) before the cursor,
+        never before this follow's start (nothing before it was handed out)."""
+        grid, client = self._interval, self._client
+        span = min(client.recheck, grid.delta * client.page_size)
+        return max(self._start, grid.ceil(self._cursor - span))
 
     async def _rows(self) -> AsyncIterator[LiquidationRow]:
         if self._started:
@@ -144,48 +216,106 @@ class Follow(RowIterator[LiquidationRow]):
         grid = self._interval
         failures = 0
         while True:
-            horizon = settled_horizon(grid, self._client.now())
-            if horizon <= self._cursor:
-                settles = self._cursor + grid.delta + SETTLE + POLL_MARGIN
-                wait = max((settles - self._client.now()).total_seconds(), 0.0)
-                logger.debug(
-                    "follow %s: sleeping %.0fs until %s, when the bucket %s settles",
-                    self._asset,
-                    wait,
-                    format_time(settles),
-                    format_time(self._cursor),
-                )
-                await self._until_closed(functools.partial(self._sleep, wait))
-                continue
-            try:
-                fetch = functools.partial(
-                    self._client.fetch,
-                    self._asset,
-                    self._cursor,
-                    horizon,
-                    interval=grid.text,
-                    sort="asc",
-                )
-                rows = await self._until_closed(fetch)
-            except KaikoLiqError as exc:
-                if not _transient(exc):
-                    raise
-                failures += 1
-                delay = backoff(failures)
-                logger.warning(
-                    "follow %s: fetching from %s failed (%d in a row), retrying in %.0fs: %s",
-                    self._asset,
-                    format_time(self._cursor),
-                    failures,
-                    delay,
-                    exc,
-                )
-                await self._until_closed(functools.partial(self._sleep, delay))
-                continue
-            failures = 0
-            for row in rows:
-                # Moved before the row is handed out: a consumer that stops after it and
-                # restarts from the cursor gets the next bucket, not this one again.
-                self._cursor = row.interval_time + grid.delta
-                yield row
-            self._cursor = horizon
+            # Our clock bounds what can have settled; the server's, once it answers, may
+            # say less.
+            ours = settled_horizon(grid, self._client.now(), settle=self._client.settle)
+            answered = False
+            if ours > self._cursor:
+                start = self._recheck_from()
+                try:
+                    fetch = functools.partial(
+                        self._client.fetch,
+                        self._asset,
+                        start,
+                        ours,
+                        interval=grid.text,
+                        sort="asc",
+                    )
+                    rows = await self._until_closed(fetch)
+                except KaikoLiqError as exc:
+                    if not _transient(exc):
+                        raise
+                    failures += 1
+                    delay = backoff(failures)
+                    logger.warning(
+                        "follow %s: fetching from %s failed (%d in a row), retrying in %.0fs: %s",
+                        self._asset,
+                        format_time(self._cursor),
+                        failures,
+                        delay,
+                        exc,
+                    )
+                    await self._until_closed(functools.partial(self._sleep, delay))
+                    continue
+                failures, answered = 0, True
+                final = min(ours, self._client.settled_before(grid.text))
+                await self._revise(start, [r for r in rows if r.interval_time < self._cursor])
+                for row in rows:
+                    if self._cursor <= row.interval_time < final:
+                        # Moved before the row is handed out: a consumer that stops after
+                        # it and restarts from the cursor gets the next bucket, not this
+                        # one again.
+                        self._cursor = row.interval_time + grid.delta
+                        self._recent[row.interval_time] = row
+                        yield row
+                self._cursor = max(self._cursor, final)
+            await self._pause(answered)
+
+    async def _revise(self, start: datetime, rows: list[LiquidationRow]) -> None:
+        """Compare the re-read ``[start, cursor)`` with what was handed out; report each
+        bucket that changed, and remember it as it is now."""
+        fetched = {row.interval_time: row for row in rows}
+        self._recent = {t: r for t, r in self._recent.items() if t >= start}
+        changed = [
+            Revision(t, fetched.get(t), self._recent.get(t))
+            for t in sorted(fetched.keys() | self._recent.keys())
+            if fetched.get(t) != self._recent.get(t)
+        ]
+        for revision in changed:
+            if revision.row is None:
+                del self._recent[revision.interval_time]
+            else:
+                self._recent[revision.interval_time] = revision.row
+        if not changed:
+            return
+        self.revised += len(changed)
+        shown = ", ".join(format_time(r.interval_time) for r in changed[:3])
+        more = ", ..." if len(changed) > 3 else ""
+        if self._on_revision is None:
+            logger.warning(
+                "follow %s: %s revised by the server after they were handed out (%s%s); "
+                "pass on_revision= to get them",
+                self._asset,
+                plural(len(changed), "bucket"),
+                shown,
+                more,
+            )
+            return
+        logger.info(
+            "follow %s: %s revised (%s%s)", self._asset, plural(len(changed), "bucket"), shown, more
+        )
+        for revision in changed:
+            result = self._on_revision(revision)
+            if inspect.isawaitable(result):
+                await result
+
+    async def _pause(self, answered: bool) -> None:
+        """Sleep until the bucket at the cursor settles on our clock; right after an
+        answer, on the earlier of ours and the server's (as it just gave it), but asked
+        again after at most an interval: a server far behind may catch up."""
+        client, grid = self._client, self._interval
+        settles = self._cursor + grid.delta + client.settle + POLL_MARGIN
+        wait = (settles - client.now()).total_seconds()
+        if answered:
+            # Whole seconds: a server clock given to the second is not a poll early.
+            theirs = math.ceil((settles - client.judged_now()).total_seconds())
+            wait = max(wait, min(theirs, grid.delta.total_seconds()))
+        wait = max(wait, 0.0)
+        logger.debug(
+            "follow %s: sleeping %.0fs until %s, when the bucket %s settles",
+            self._asset,
+            wait,
+            format_time(settles),
+            format_time(self._cursor),
+        )
+        await self._until_closed(functools.partial(self._sleep, wait))

@@ -13,9 +13,15 @@ Generic over a route's :class:`~kaiko_liq.tables.TableSpec`:
   header carries no time and no file name, so the same rows always give the same bytes.
 * ``-`` is standard output (:func:`write_stdout`): JSON Lines by default, or one CSV
   table; Parquet is not written to a pipe.
+* ``s3://bucket/key.csv`` (any location :func:`kaiko_liq.fs.is_remote` names) is an object
+  store: each file is built whole in memory and stored with one
+  :meth:`~kaiko_liq.fs.Storage.write_atomic` (one PUT: whole or not at all), the same bytes
+  a local path gets. Settings come from the AWS environment or ``storage_options``.
 
 Every output is deterministic: keys in the order given, rows in the order given, the same
 bytes for the same rows. Every file is written atomically (:func:`atomic_write`).
+:func:`check_output_location` says before anything is fetched whether the files can be
+written at all.
 """
 
 from __future__ import annotations
@@ -24,17 +30,18 @@ import csv
 import gzip
 import io
 import os
-import secrets
-import stat
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, ExitStack, contextmanager, suppress
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
-from typing import IO, Any, Literal, TextIO, get_args
+from typing import IO, Any, Literal, TextIO, get_args, overload
 
 import msgspec
 
+from .atomic import atomic_write, output_target
 from .errors import InvalidArgumentError
+from .fs import Storage, is_remote, open_storage
 from .optional import import_optional
 from .query import format_time
 from .tables import (
@@ -55,6 +62,8 @@ __all__ = [
     "Format",
     "Opener",
     "atomic_write",
+    "check_output_location",
+    "check_writable",
     "compression_for_path",
     "format_for_path",
     "output_target",
@@ -163,76 +172,6 @@ def sibling_path(path: str | os.PathLike[str], suffix: str) -> Path:
 
 
 # --- atomic files -----------------------------------------------------------------------------
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make a rename durable: on POSIX the directory entry needs its own fsync."""
-    if os.name != "posix":
-        return
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def output_target(path: str | os.PathLike[str]) -> Path:
-    """The file a write to ``path`` really replaces: a symlink's target (renaming over
-    the link would replace the link itself). A device, FIFO or socket is refused: renaming
-    a regular file over ``/dev/null`` (as root) would replace the device, and a reader on
-    a FIFO would never see the data."""
-    target = Path(os.path.realpath(path))
-    try:
-        mode = target.stat().st_mode
-    except FileNotFoundError:
-        return target
-    except OSError:
-        return target  # said by the write itself, naming the path
-    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
-        raise InvalidArgumentError(
-            f"cannot write {os.fspath(path)}: it is not a regular file (a device, FIFO or "
-            "socket); write to a file, or use -o - for stdout"
-        )
-    return target
-
-
-@contextmanager
-def atomic_write(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
-    """Open a binary file that appears at ``path`` only once it is complete.
-
-    Writes go to ``.<name>.<pid>.<random>.tmp`` in the same directory (a leading dot, so
-    pyarrow's dataset discovery and ``ls`` skip it), which is fsynced and then renamed
-    over ``path``: a rename within one filesystem is atomic. On any error, or on
-    cancellation, the temporary file is removed and ``path`` is left as it was. An
-    ``OSError`` names ``path``, never the temporary file: that name means nothing to the
-    caller, and it is gone.
-    """
-    target = output_target(path)
-    # The writer's pid in the name: a cleanup removes only a dead writer's leftovers.
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp")
-    try:
-        # open() rather than mkstemp(): mkstemp's mode 0600 would end up on the final file.
-        handle = open(tmp, "xb")  # noqa: SIM115  # closed below, before the rename
-    except OSError as exc:
-        raise _naming(exc, target) from exc
-    try:
-        with handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException as exc:
-        with suppress(FileNotFoundError):
-            os.unlink(tmp)
-        if isinstance(exc, OSError):
-            raise _naming(exc, target) from exc
-        raise
-    _fsync_directory(target.parent)
-
-
-def _naming(error: OSError, target: Path) -> OSError:
-    """``error`` again, about ``target``; OSError() picks the subclass from the errno."""
-    return OSError(error.errno, error.strerror or str(error), os.fspath(target))
 
 
 @contextmanager
@@ -359,6 +298,119 @@ def _csv_file(spec: TableSpec[Any], data: Grouped, shape: Shape) -> _Writer:
     return lambda stream: _csv_to(stream, spec, data, shape)
 
 
+def _remote_folder(
+    path: str | os.PathLike[str], storage_options: Mapping[str, Any] | None
+) -> tuple[Storage, str] | None:
+    """For an object-store ``path``, the storage of its folder and the file's name there;
+    ``None`` for a local path. ``storage_options`` with a local path, or a scheme no storage
+    knows (``gs://``), is refused: such a path is not quietly a local folder named ``gs:``."""
+    text = os.fspath(path)
+    if not is_remote(path):
+        if storage_options or "://" in text:
+            open_storage(text, storage_options=storage_options)  # raises, saying what is wrong
+        return None
+    scheme, _, rest = text.partition("://")
+    folder, slash, name = rest.rpartition("/")
+    if not (slash and folder and name):
+        raise InvalidArgumentError(
+            f"{text!r} names no file: write {scheme}://bucket/name.parquet (or .csv, .jsonl)"
+        )
+    return open_storage(f"{scheme}://{folder}", storage_options=storage_options), name
+
+
+def _file_names(path: str | os.PathLike[str], spec: TableSpec[Any], fmt: str) -> list[Path]:
+    """The files ``write_files`` writes, in the order of ``spec.files``: ``path`` alone for
+    JSON Lines (it holds every shape), each file shape's sibling otherwise."""
+    if _is_stdout(path):
+        raise InvalidArgumentError("'-' is standard output: use write_stdout, not write_files")
+    if compression_for_path(path) is not None and fmt == "parquet":
+        format_for_path(path)  # raises: Parquet compresses its own columns
+    if _check_format(fmt) == "jsonl":
+        return [Path(path)]
+    return [sibling_path(path, suffix) for _, suffix in spec.files]
+
+
+def check_output_location(
+    path: str | os.PathLike[str],
+    spec: TableSpec[Any],
+    fmt: Format,
+    *,
+    storage_options: Mapping[str, Any] | None = None,
+) -> None:
+    """Raise now, before anything is fetched, if :func:`write_files` could not write
+    ``path`` (and its siblings) at all; ``-`` (standard output) passes.
+
+    On an object store: one request (a HEAD of the bucket), and
+    :class:`~kaiko_liq.fs.StorageUnavailableError` for no bucket, access denied, an
+    unreachable endpoint or no credentials; never credentials in the message. Permission
+    to *write* the bucket shows only at the upload: S3 has no probe that neither writes nor
+    needs a conditional write the server may ignore.
+
+    Locally: a device, FIFO, socket or directory in the way is an
+    :class:`~kaiko_liq.errors.InvalidArgumentError`; a folder where no file can be made
+    (missing, read-only) raises the ``OSError``, naming the file.
+    """
+    if _is_stdout(path):
+        return
+    remote = _remote_folder(path, storage_options)
+    if remote is not None:
+        storage, name = remote
+        for file in _file_names(name, spec, fmt):
+            storage.url_of(file.name)  # a name S3 can hold, or InvalidArgumentError
+        storage.check()
+        return
+    for file in _file_names(path, spec, fmt):
+        check_writable(file)
+
+
+def check_writable(file: Path) -> None:
+    """Raise now if no file could be written at ``file`` (a local path): a device, FIFO,
+    socket or directory in the way is an :class:`InvalidArgumentError`; a folder where
+    no file can be made raises the ``OSError``, naming ``file``."""
+    output_target(file)  # not a device, FIFO or socket
+    if file.is_dir():
+        raise InvalidArgumentError(f"cannot write {file}: it is a directory")
+    # Not access(): it says yes to root everywhere, and some filesystems (/proc, sysfs,
+    # a read-only mount) refuse anyway. Create (and drop) a nameless file where the
+    # output's temporary file goes.
+    try:
+        with tempfile.TemporaryFile(dir=file.parent):
+            pass
+    except OSError as exc:
+        exc.filename = os.fspath(file)
+        raise
+
+
+def _in_memory(write: _Writer, compression: Compression) -> bytes:
+    """The whole file ``write`` makes, as bytes (the same bytes it writes to a file)."""
+    buffer = io.BytesIO()
+    with _maybe_gzip(buffer, compression) as out:
+        write(out)
+    return buffer.getvalue()
+
+
+@overload
+def write_files(
+    path: os.PathLike[str],
+    spec: TableSpec[Any],
+    rows_by_key: RowsByKey[Any],
+    fmt: Format,
+    *,
+    keys: bool = ...,
+    opener: Opener = ...,
+    storage_options: Mapping[str, Any] | None = ...,
+) -> list[Path]: ...
+@overload
+def write_files(
+    path: str,
+    spec: TableSpec[Any],
+    rows_by_key: RowsByKey[Any],
+    fmt: Format,
+    *,
+    keys: bool = ...,
+    opener: Opener = ...,
+    storage_options: Mapping[str, Any] | None = ...,
+) -> list[Path] | list[str]: ...
 def write_files(
     path: str | os.PathLike[str],
     spec: TableSpec[Any],
@@ -367,37 +419,45 @@ def write_files(
     *,
     keys: bool = True,
     opener: Opener = atomic_write,
-) -> list[Path]:
+    storage_options: Mapping[str, Any] | None = None,
+) -> list[Path] | list[str]:
     """Write the rows to ``path`` (and, for CSV and Parquet, each further file shape of
-    ``spec`` to its sibling); returns the paths written. A path ending in ``.gz`` is
-    gzip-compressed; standard output is :func:`write_stdout`.
+    ``spec`` to its sibling); returns the files written: paths, or ``s3://`` URLs for an
+    object store. A path ending in ``.gz`` is gzip-compressed; standard output is
+    :func:`write_stdout`.
 
-    Each file is written with ``opener`` (atomically by default). Parquet tables are built
-    before any file is touched, so a missing pyarrow or a conversion error writes nothing.
+    Locally each file is written with ``opener`` (atomically by default). On an object store
+    (``s3://bucket/key.parquet``, settings from the AWS environment or ``storage_options``)
+    each file is built whole in memory, then stored with one PUT, visible whole or not at
+    all; ``opener`` does not apply. Parquet tables are built before any file is touched, so
+    a missing pyarrow or a conversion error writes nothing.
+
+    A CSV or Parquet pair is built whole before either file is replaced, and the main file
+    is replaced last. A failure part-way (a full disk; an upload refused or cut off) leaves
+    the old files, or none, except when it falls between the two replacements: then the
+    breakdown (``.exchanges``) is new and the main file old (or absent), never the main
+    file newer than its breakdown. Run the write again to make the pair agree.
     """
-    if _is_stdout(path):
-        raise InvalidArgumentError("'-' is standard output: use write_stdout, not write_files")
-    target = Path(path)
-    compression = compression_for_path(target)
-    if compression is not None and fmt == "parquet":
-        format_for_path(target)  # raises: Parquet compresses its own columns
-    fmt = _check_format(fmt)
+    remote = _remote_folder(path, storage_options)
+    files = _file_names(path if remote is None else remote[1], spec, fmt)
+    compression = compression_for_path(path)
     data = group_rows(spec, rows_by_key, keys=keys, purpose="write_files")
     if fmt == "jsonl":
-        writers: list[tuple[Path, _Writer]] = [
-            (target, lambda stream: _write_jsonl(stream, spec, data))
-        ]
+        makers: list[_Writer] = [lambda stream: _write_jsonl(stream, spec, data)]
     elif fmt == "csv":
-        writers = [
-            (sibling_path(target, suffix), _csv_file(spec, data, spec.shape(name)))
-            for name, suffix in spec.files
-        ]
+        makers = [_csv_file(spec, data, spec.shape(name)) for name, _ in spec.files]
     else:
         parquet = Grouped(data.keys, data.groups, "writing Parquet")
-        writers = [
-            (sibling_path(target, suffix), _parquet_file(arrow_table(spec, parquet, shape)))
-            for shape, suffix in ((spec.shape(name), suffix) for name, suffix in spec.files)
+        makers = [
+            _parquet_file(arrow_table(spec, parquet, spec.shape(name))) for name, _ in spec.files
         ]
+    writers = list(zip(files, makers, strict=True))
+    if remote is not None:
+        storage, _ = remote
+        bodies = [(file.name, _in_memory(write, compression)) for file, write in writers]
+        for key, body in reversed(bodies):  # the main file last, as the renames below
+            storage.write_atomic(key, body)
+        return [storage.url_of(key) for key, _ in bodies]
     # Every file is written whole before any is renamed into place, so a failure while
     # writing (a full disk) leaves the old files, or none. The renames run as the stack
     # unwinds, the main file last: were we to die between them, the main file (the one
@@ -407,7 +467,7 @@ def write_files(
             stream = stack.enter_context(opener(file))
             with _maybe_gzip(stream, compression) as out:
                 write(out)
-    return [file for file, _ in writers]
+    return files
 
 
 def write_stdout(

@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from ipaddress import ip_address
 from types import ModuleType
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import msgspec
@@ -72,6 +72,7 @@ __all__ = [
     "REGIONS",
     "InflateStopped",
     "Page",
+    "PageSource",
     "Retry",
     "check_base_url",
     "check_next_url",
@@ -116,6 +117,20 @@ class Page(Generic[Row]):
     @property
     def is_last(self) -> bool:
         return self.next_url is None and self.continuation_token is None
+
+
+class PageSource(Protocol):
+    """What a page chain needs of a transport: one page, decoded by the route's decoder,
+    retried as the transport's policy says."""
+
+    base_url: str
+
+    async def get_page(
+        self,
+        url: str,
+        params: dict[str, str] | None,
+        decode: Callable[[bytes], Any],
+    ) -> Page[Any]: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,6 +29,7 @@ import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from typing import Protocol
 
 from .errors import InvalidArgumentError
 
@@ -38,12 +39,18 @@ __all__ = [
     "LATEST",
     "MAX_CONCURRENCY_RANGE",
     "MAX_PAGE_SIZE",
+    "MILLISECOND",
     "RATE_LIMIT_RANGE",
     "SORTS",
+    "Grid",
     "Interval",
+    "MillisecondGrid",
     "Request",
     "TimeLike",
+    "Window",
+    "epoch_ms",
     "format_time",
+    "from_epoch_ms",
     "parse_duration",
     "parse_interval",
     "parse_rate_limit",
@@ -114,6 +121,52 @@ class Interval:
 
     def __str__(self) -> str:
         return self.text
+
+
+class Grid(Protocol):
+    """Where a window's edges snap: an :class:`Interval`'s buckets, or milliseconds."""
+
+    def floor(self, t: datetime) -> datetime: ...
+
+    def ceil(self, t: datetime) -> datetime: ...
+
+
+@dataclass(frozen=True, slots=True)
+class MillisecondGrid:
+    """The grid of times sent to the millisecond: what rows with no buckets (events)
+    snap to, since requests write times to the millisecond (:func:`format_time`)."""
+
+    delta: timedelta = _MILLISECOND
+
+    def floor(self, t: datetime) -> datetime:
+        return t.replace(microsecond=t.microsecond // 1000 * 1000)
+
+    def ceil(self, t: datetime) -> datetime:
+        low = self.floor(t)
+        return low if low == t else low + self.delta
+
+
+MILLISECOND = MillisecondGrid()
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """A validated request's span and order: ``[start, end)``, ``sort``, ``page_size``."""
+
+    start: datetime
+    end: datetime
+    sort: str
+    page_size: int
+
+
+def epoch_ms(t: datetime) -> int:
+    """Milliseconds since the epoch, exactly (no float)."""
+    return (t - _EPOCH) // _MILLISECOND
+
+
+def from_epoch_ms(ms: int) -> datetime:
+    """The UTC datetime ``ms`` milliseconds after the epoch."""
+    return _EPOCH + timedelta(milliseconds=ms)
 
 
 def _whole_seconds(t: datetime) -> int:

@@ -9,18 +9,47 @@ this module decides when a chain is over.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from .errors import InconsistentDataError
 from .plan import SubRange
-from .protocol import check_next_url
-from .query import format_time
-from .routes import PageSource, Route
+from .protocol import PageSource, check_next_url
+from .query import Grid, format_time
 
-__all__ = ["Chain", "fetch_chain"]
+__all__ = ["Chain", "ChainRoute", "PageCheck", "fetch_chain"]
 
 Row = TypeVar("Row")
+RowIn = TypeVar("RowIn", contravariant=True)
+
+
+class PageCheck(Protocol[RowIn]):
+    """The checks one sub-range's pages must pass, page after page (it may keep state:
+    the last row's time, the ids seen); raises
+    :class:`~kaiko_liq.errors.InconsistentDataError`."""
+
+    def __call__(self, rows: Sequence[RowIn], url: str) -> None: ...
+
+
+class ChainRoute(Protocol[RowIn]):
+    """What a page chain needs of a route (:class:`kaiko_liq.routes.Route` has it all)."""
+
+    def path(self, target: Any) -> str: ...
+
+    def decode(self, body: bytes) -> Any: ...
+
+    def first_params(
+        self, target: Any, shard: SubRange, sort: str, page_size: int
+    ) -> dict[str, str]: ...
+
+    def grid(self, target: Any) -> Grid: ...
+
+    def page_check(
+        self, target: Any, lo: datetime, hi: datetime, sort: str
+    ) -> PageCheck[RowIn]: ...
+
+    def max_empty_pages(self, target: Any, lo: datetime, hi: datetime) -> tuple[int, str]: ...
 
 
 class Chain(Generic[Row]):
@@ -38,7 +67,7 @@ class Chain(Generic[Row]):
     def __init__(
         self,
         source: PageSource,
-        route: Route[Any, Row],
+        route: ChainRoute[Row],
         target: Any,
         shard: SubRange,
         sort: str,
@@ -111,7 +140,7 @@ class Chain(Generic[Row]):
 
 async def fetch_chain(
     source: PageSource,
-    route: Route[Any, Row],
+    route: ChainRoute[Row],
     target: Any,
     shard: SubRange,
     sort: str,

@@ -23,17 +23,18 @@ from __future__ import annotations
 
 import itertools
 import math
+from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import anyio
 
 from .plan import SubRange, plan_subranges
-from .query import Interval
-from .routes import PageSource, Route, ShardPolicy, Window, epoch_ms, from_epoch_ms
-from .shard import Chain, fetch_chain
+from .protocol import PageSource
+from .query import Interval, Window, epoch_ms, from_epoch_ms
+from .shard import Chain, ChainRoute, fetch_chain
 
 __all__ = [
     "FIRST_FANOUT",
@@ -41,11 +42,14 @@ __all__ = [
     "SPLIT_PAGES",
     "AdaptiveShards",
     "GridShards",
+    "PolicyRoute",
+    "ShardPolicy",
     "day_windows",
     "split_window",
 ]
 
 Row = TypeVar("Row")
+RowIn = TypeVar("RowIn", contravariant=True)
 
 #: A chain is split when its latest page says the rest of its window holds more than this
 #: many pages: the far part is then cut off and fetched concurrently.
@@ -63,10 +67,37 @@ MILLISECOND = timedelta(milliseconds=1)
 _DAY = timedelta(days=1)
 
 
-class GridShards(ShardPolicy[Any, Any]):
+class PolicyRoute(ChainRoute[RowIn], Protocol[RowIn]):
+    """What a shard policy needs of a route, besides its chain's needs."""
+
+    def time_of(self, row: RowIn) -> datetime: ...
+
+
+class ShardPolicy(ABC):
+    """How a window is cut into shards and how one shard's rows are fetched: the part
+    of a route (:attr:`kaiko_liq.routes.Route.policy`) the engine asks for both."""
+
+    @abstractmethod
+    def plan(self, route: PolicyRoute[Any], target: Any, window: Window) -> list[SubRange]:
+        """Shards covering ``[window.start, window.end)``, ascending (pure)."""
+
+    @abstractmethod
+    async def fetch(
+        self,
+        source: PageSource,
+        route: PolicyRoute[Row],
+        target: Any,
+        shard: SubRange,
+        sort: str,
+        page_size: int,
+    ) -> list[Row]:
+        """Every row of ``shard`` in ``sort`` order."""
+
+
+class GridShards(ShardPolicy):
     """Shards of whole grid units, about a page each, planned up front."""
 
-    def plan(self, route: Route[Any, Any], target: Any, window: Window) -> list[SubRange]:
+    def plan(self, route: PolicyRoute[Any], target: Any, window: Window) -> list[SubRange]:
         grid = route.grid(target)
         assert isinstance(grid, Interval)
         return plan_subranges(window.start, window.end, grid, window.page_size)
@@ -74,7 +105,7 @@ class GridShards(ShardPolicy[Any, Any]):
     async def fetch(
         self,
         source: PageSource,
-        route: Route[Any, Row],
+        route: PolicyRoute[Row],
         target: Any,
         shard: SubRange,
         sort: str,
@@ -109,16 +140,16 @@ def split_window(lo: datetime, hi: datetime, parts: int) -> list[SubRange]:
     ]
 
 
-class AdaptiveShards(ShardPolicy[Any, Any]):
+class AdaptiveShards(ShardPolicy):
     """Whole UTC days, split while fetched by the density their pages show."""
 
-    def plan(self, route: Route[Any, Any], target: Any, window: Window) -> list[SubRange]:
+    def plan(self, route: PolicyRoute[Any], target: Any, window: Window) -> list[SubRange]:
         return day_windows(window.start, window.end)
 
     async def fetch(
         self,
         source: PageSource,
-        route: Route[Any, Row],
+        route: PolicyRoute[Row],
         target: Any,
         shard: SubRange,
         sort: str,
@@ -155,7 +186,7 @@ class _Split(Generic[Row]):
     the far part of the window handed to concurrent sub-windows when it is not."""
 
     def __init__(
-        self, source: PageSource, route: Route[Any, Row], target: Any, sort: str, page_size: int
+        self, source: PageSource, route: PolicyRoute[Row], target: Any, sort: str, page_size: int
     ) -> None:
         self._source = source
         self._route = route

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from .routes import Grid
+from .query import Grid
 
 __all__ = ["gaps_in", "merge_spans"]
 

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.backfill import backfill_args, bound_seconds, n_min, read_backfill_rows
+from benchmarks.backfill import backfill_args
+from benchmarks.bounds import bound_seconds, n_min
 from benchmarks.cli_proc import run_command
 from benchmarks.config import BackfillMemoryRun, Settings, settings_for
 from benchmarks.decode import (
@@ -35,7 +36,7 @@ from benchmarks.decode import (
 from benchmarks.emulator_proc import Emulator
 from benchmarks.memory import backfill_memory
 from benchmarks.report import Table, Target, render_markdown, render_text, targets_table
-from benchmarks.rows import canonical_dict, canonical_struct, summarize
+from benchmarks.rows import canonical_dict, canonical_struct, read_backfill_rows, summarize
 from kaiko_liq import LiquidationClient
 from kaiko_liq.models import decode_page
 

@@ -317,7 +317,7 @@ def test_an_interrupted_fetch_is_130_in_process_too(
     async def interrupted(self: LiquidationClient, *args: Any, **kwargs: Any) -> Any:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(LiquidationClient, "fetch_many", interrupted)
+    monkeypatch.setattr(LiquidationClient, "fetch_requests", interrupted)
     assert main(["fetch", "eth", *WINDOW, "--emulator"]) == 130
     assert capsys.readouterr().err.splitlines()[-1] == "kaiko-liq: interrupted: nothing written"
 

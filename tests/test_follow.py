@@ -6,12 +6,15 @@ day passes in well under a second with no real sleep.
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import anyio
 import anyio.lowlevel
 import pytest
+from aiohttp import web
 
 from kaiko_liq import (
     AuthenticationError,
@@ -20,11 +23,11 @@ from kaiko_liq import (
     LiquidationRow,
     NotFoundError,
 )
-from kaiko_liq.live import POLL_MARGIN, Follow
+from kaiko_liq.live import POLL_MARGIN, Follow, Revision
 from kaiko_liq.query import parse_interval
 from kaiko_liq.retry import RetryPolicy
 from kaiko_liq.store import SETTLE, settled_horizon
-from tests.conftest import EmulatorFactory
+from tests.conftest import EmulatorFactory, Serve
 
 HOUR = timedelta(hours=1)
 
@@ -174,6 +177,8 @@ async def test_bad_arguments_are_refused_at_once(make_emulator: EmulatorFactory)
             client.follow("btc", interval="1m")
         with pytest.raises(ValueError, match="since"):
             client.follow("btc", since=1_700_000_000)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="on_revision must be a function"):
+            client.follow("btc", on_revision=42)  # type: ignore[arg-type]
     assert emu.stats.total_requests == 0
 
 
@@ -189,3 +194,67 @@ async def test_a_closed_client_ends_the_follow_instead_of_retrying(
         async for _ in follow:
             pass
     assert clock.sleeps == []
+
+
+def wire_row(when: datetime, amount: float) -> dict[str, Any]:
+    """A consistent wire row at ``when``: one exchange, all of it long."""
+    venue = {
+        "total_trades": 1,
+        "total_amount": amount,
+        "long_trades": 1,
+        "long_amount": amount,
+        "short_trades": 0,
+        "short_amount": 0.0,
+    }
+    return {
+        "interval_time": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "interval_timestamp": int(when.timestamp()) * 1_000_000_000,
+        **venue,
+        "exchanges": [{"exchange": "bbit", **venue}],
+    }
+
+
+async def test_each_kind_of_revision_goes_to_on_revision_before_the_new_rows(
+    serve: Serve,
+) -> None:
+    """A server whose figures the test changes between polls: a quiet bucket that gets a
+    row, a row that goes, a row that changes; each is a Revision, in time order, before
+    the next poll's new row, and the iterator hands out nothing twice."""
+    day = datetime(2025, 2, 1, tzinfo=UTC)
+    wire = {day + h * HOUR: wire_row(day + h * HOUR, 10.0 + h) for h in range(9) if h != 3}
+
+    async def handler(request: web.Request) -> web.Response:
+        lo = datetime.fromisoformat(request.query["start_time"])
+        hi = datetime.fromisoformat(request.query["end_time"])
+        rows = [wire[t] for t in sorted(wire) if lo <= t < hi]
+        answer = json.dumps({"result": "success", "data": rows})
+        return web.Response(text=answer, content_type="application/json")
+
+    base = await serve(handler)
+    clock = FakeClock(day + 10 * HOUR + timedelta(minutes=10))
+    events: list[Revision | LiquidationRow] = []
+    async with LiquidationClient(base_url=base, now=clock) as client:
+        follow = client.follow("btc", since=day, sleep=clock.sleep, on_revision=events.append)
+        async with follow:
+            async for row in follow:
+                events.append(row)
+                if row.interval_time == day + 8 * HOUR:  # the first poll's last row
+                    first = {r.interval_time: r for r in events if isinstance(r, LiquidationRow)}
+                    wire[day + 3 * HOUR] = wire_row(day + 3 * HOUR, 3.5)
+                    del wire[day + 5 * HOUR]
+                    wire[day + 6 * HOUR] = wire_row(day + 6 * HOUR, 99.0)
+                    wire[day + 9 * HOUR] = wire_row(day + 9 * HOUR, 19.0)
+                if row.interval_time == day + 9 * HOUR:
+                    break
+    revisions = [e for e in events if isinstance(e, Revision)]
+    assert [(r.interval_time - day, r.previous) for r in revisions] == [
+        (3 * HOUR, None),
+        (5 * HOUR, first[day + 5 * HOUR]),
+        (6 * HOUR, first[day + 6 * HOUR]),
+    ]
+    assert revisions[0].row is not None and revisions[0].row.total_amount == 3.5
+    assert revisions[1].row is None
+    assert revisions[2].row is not None and revisions[2].row.total_amount == 99.0
+    assert isinstance(events[-1], LiquidationRow) and events[-4:-1] == revisions
+    times = [e.interval_time for e in events if isinstance(e, LiquidationRow)]
+    assert times == sorted(set(times)) and follow.revised == 3

@@ -2,20 +2,27 @@
 server's clock as well as ours, and re-checks its newest buckets (issue 16).
 
 Each test runs the real emulator whose clock and settle delay change between runs, then
-checks that the cache equals the truth (a plain fetch of the caught-up server)."""
+checks that the cache, a backfill or a follow equals the truth (a plain fetch of the
+caught-up server)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import anyio.lowlevel
 import pytest
 
 from kaiko_liq import LiquidationClient, LiquidationRow
-from kaiko_liq.backfill import read_backfill, shard_filename
-from kaiko_liq.emulator import EmulatorConfig, running_emulator
+from kaiko_liq.backfill import backfill, read_backfill, shard_filename
+from kaiko_liq.emulator import EmulatorConfig, RunningEmulator, running_emulator
 from kaiko_liq.errors import InvalidArgumentError
+from kaiko_liq.export import to_arrow
+from kaiko_liq.live import Revision
 from tests.conftest import FIXED_NOW
 from tests.stores import tok, token_cache, token_store
 
@@ -34,10 +41,10 @@ class Clock:
         return self.now
 
 
-async def truth(settle: int = 3600, now: datetime = T) -> list[LiquidationRow]:
+async def truth(settle: int = 3600, now: datetime = T, end: datetime = END) -> list[LiquidationRow]:
     config = EmulatorConfig(now=now, settle_seconds=settle)
     async with running_emulator(config) as emu, LiquidationClient(base_url=emu.base_url) as c:
-        return await c.fetch("btc", START, END, sort="asc")
+        return await c.fetch("btc", START, end, sort="asc")
 
 
 async def cached_fetch(
@@ -115,8 +122,6 @@ def test_two_path_prefixes_on_one_origin_are_two_stores(tmp_path: Path) -> None:
 async def test_cache_on_a_backfill_directory_uses_it_and_readers_see_each_bucket_once(
     tmp_path: Path,
 ) -> None:
-    from kaiko_liq.backfill import backfill
-
     async with running_emulator(EmulatorConfig(now=T)) as emu:
         async with LiquidationClient(base_url=emu.base_url, now=lambda: T) as client:
             await backfill(client, ["btc"], START, T - 10 * H, tmp_path, now=T)
@@ -189,3 +194,236 @@ def test_an_empty_directory_argument_is_refused(
     window = ["--start", "2025-02-01", "--end", "2025-02-02"]
     assert main([command, "btc", *window, flag, "", "--emulator"]) == 2
     assert "must name a directory" in capsys.readouterr().err
+
+
+# -- backfill: the same three servers ---------------------------------------------------
+
+
+async def backfilled(
+    server: Callable[[], datetime] | datetime,
+    client_now: datetime,
+    out: Path,
+    *,
+    settle: int = 3600,
+) -> tuple[str, ...]:
+    """One ``backfill`` run of ``[START, END)`` into ``out``; its warnings. (The
+    namespace names the server: the emulator's port changes from run to run.)"""
+    config = EmulatorConfig(now=server, settle_seconds=settle)
+    async with (
+        running_emulator(config) as emu,
+        LiquidationClient(
+            base_url=emu.base_url, now=lambda: client_now, cache_namespace="e"
+        ) as client,
+    ):
+        summary = await backfill(client, ["btc"], START, END, out, now=client_now)
+    return summary.warnings
+
+
+def on_disk(out: Path) -> list[dict[str, Any]]:
+    return read_backfill(out, shape="nested").to_pylist()
+
+
+def as_stored(rows: list[LiquidationRow], before: datetime) -> list[dict[str, Any]]:
+    """``rows`` before ``before`` as the dataset holds them."""
+    kept = [r for r in rows if r.interval_time < before]
+    return to_arrow(kept, "btc", shape="nested").to_pylist()
+
+
+async def test_backfill_from_a_server_clock_six_hours_behind_then_caught_up(
+    tmp_path: Path,
+) -> None:
+    server = Clock(T - 6 * H)
+    await backfilled(server, T, tmp_path)
+    # Only what the server's own clock called settled is on disk; the rest is left.
+    assert on_disk(tmp_path) == as_stored(await truth(), (T - 7 * H).replace(minute=0))
+    server.now = T
+    await backfilled(server, T, tmp_path)
+    assert on_disk(tmp_path) == as_stored(await truth(), T - 2 * H)
+
+
+async def test_backfill_from_a_server_settling_three_hours_late_is_revised(
+    tmp_path: Path,
+) -> None:
+    await backfilled(T, T, tmp_path, settle=4 * 3600)
+    assert on_disk(tmp_path) != as_stored(await truth(), T - 2 * H)  # stored still growing
+    warnings = await backfilled(T, T, tmp_path)
+    assert on_disk(tmp_path) == as_stored(await truth(), T - 2 * H)
+    assert any("revised by the server" in w for w in warnings)
+
+
+async def test_backfill_with_a_client_clock_two_minutes_fast_keeps_no_partial_bucket(
+    tmp_path: Path,
+) -> None:
+    edge = T.replace(minute=0) + H + timedelta(seconds=10)  # the 1h settle just passed for us
+    await backfilled(edge, edge + timedelta(minutes=2), tmp_path)
+    later = edge + 3 * H
+    await backfilled(later, later, tmp_path)
+    assert on_disk(tmp_path) == as_stored(await truth(now=later), later.replace(minute=0) - 2 * H)
+
+
+# -- follow: the same three servers, one follow across the change ------------------------
+
+
+class FakeClock(Clock):
+    """The test's clock; the follow's sleeps move it, and ``at`` runs a change (a
+    server catching up) once the clock reaches its time."""
+
+    def __init__(self, now: datetime) -> None:
+        super().__init__(now)
+        self.changes: list[tuple[datetime, Callable[[], Any]]] = []
+        self.sleeps: list[float] = []
+
+    def at(self, when: datetime, change: Callable[[], Any]) -> None:
+        self.changes.append((when, change))
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += timedelta(seconds=seconds)
+        due = [c for c in self.changes if c[0] <= self.now]
+        self.changes = [c for c in self.changes if c[0] > self.now]
+        for _, change in due:
+            result = change()
+            if result is not None:
+                await result
+        await anyio.lowlevel.checkpoint()
+
+
+class Server:
+    """The emulator on one port, restarted there with another config: the follow's
+    client keeps its base URL, as with a real server redeployed."""
+
+    def __init__(self) -> None:
+        self._running: AbstractAsyncContextManager[RunningEmulator] | None = None
+        self.base_url = ""
+
+    async def start(self, config: EmulatorConfig) -> None:
+        await self.stop()
+        port = int(self.base_url.rsplit(":", 1)[1]) if self.base_url else 0
+        self._running = running_emulator(config, port=port)
+        self.base_url = (await self._running.__aenter__()).base_url
+
+    async def stop(self) -> None:
+        running, self._running = self._running, None
+        if running is not None:
+            await running.__aexit__(None, None, None)
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[Server]:
+    s = Server()
+    try:
+        yield s
+    finally:
+        await s.stop()
+
+
+class Followed:
+    """What a follow handed out, and the rows as its revisions left them."""
+
+    def __init__(self) -> None:
+        self.rows: list[LiquidationRow] = []
+        self.revisions: list[Revision] = []
+        self.view: dict[datetime, LiquidationRow] = {}
+
+    async def on_revision(self, revision: Revision) -> None:  # a coroutine: awaited
+        self.revisions.append(revision)
+        assert self.view.get(revision.interval_time) == revision.previous
+        if revision.row is None:
+            del self.view[revision.interval_time]
+        else:
+            self.view[revision.interval_time] = revision.row
+
+
+async def followed(
+    server: Server, clock: FakeClock, until: datetime, *, ahead: timedelta = timedelta(0)
+) -> tuple[Followed, datetime]:
+    """Follow btc from START until the cursor reaches ``until``; the client's clock is
+    ``ahead`` of the test's. What it handed out, and where it stopped."""
+    got = Followed()
+    async with LiquidationClient(base_url=server.base_url, now=lambda: clock.now + ahead) as client:
+        follow = client.follow("btc", since=START, sleep=clock.sleep, on_revision=got.on_revision)
+        async with follow:
+            async for row in follow:
+                got.rows.append(row)
+                got.view[row.interval_time] = row
+                if follow.cursor >= until:
+                    break
+        return got, follow.cursor
+
+
+def assert_the_truth(got: Followed, want: list[LiquidationRow]) -> None:
+    times = [r.interval_time for r in got.rows]
+    assert times == sorted(set(times))  # the iterator never repeats a bucket
+    assert sorted(got.view.values(), key=lambda r: r.interval_time) == want
+
+
+async def test_follow_from_a_server_clock_six_hours_behind_then_caught_up(
+    server: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = FakeClock(T)
+    lag = [6 * H]
+    await server.start(EmulatorConfig(now=lambda: clock.now - lag[0]))
+    clock.at(T + 2 * H, lambda: lag.__setitem__(0, timedelta(0)))
+    caplog.set_level(logging.WARNING, logger="kaiko_liq")
+    got, cursor = await followed(server, clock, T + 2 * H)
+    # Held back to the server's clock: nothing partial handed out, so nothing revised.
+    assert_the_truth(got, await truth(end=cursor, now=cursor + 2 * H))
+    assert got.revisions == [] and got.rows == list(got.view.values())
+    assert any("server's clock" in r.getMessage() for r in caplog.records)
+    # While held back it asked again every hour (it might have caught up), no sooner.
+    assert max(clock.sleeps) <= 3600 and min(clock.sleeps) >= 600
+
+
+async def test_follow_from_a_server_settling_three_hours_late_reports_revisions(
+    server: Server,
+) -> None:
+    clock = FakeClock(T)
+    await server.start(EmulatorConfig(now=clock, settle_seconds=4 * 3600))
+
+    async def caught_up() -> None:
+        await server.start(EmulatorConfig(now=clock))
+
+    clock.at(T + 2 * H, caught_up)
+    got, cursor = await followed(server, clock, T + 3 * H)
+    want = await truth(end=cursor, now=cursor + 2 * H)
+    assert [r for r in got.rows if r.interval_time >= START] != want  # handed out growing
+    assert got.revisions and all(r.previous is not None for r in got.revisions)
+    assert_the_truth(got, want)
+
+
+async def test_follow_without_on_revision_logs_revisions_and_never_repeats(
+    server: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = FakeClock(T)
+    await server.start(EmulatorConfig(now=clock, settle_seconds=4 * 3600))
+
+    async def caught_up() -> None:
+        await server.start(EmulatorConfig(now=clock))
+
+    clock.at(T + 2 * H, caught_up)
+    caplog.set_level(logging.WARNING, logger="kaiko_liq")
+    rows: list[LiquidationRow] = []
+    async with LiquidationClient(base_url=server.base_url, now=clock) as client:
+        follow = client.follow("btc", since=START, sleep=clock.sleep)
+        async with follow:
+            async for row in follow:
+                rows.append(row)
+                if follow.cursor >= T + 3 * H:
+                    break
+    times = [r.interval_time for r in rows]
+    assert times == sorted(set(times))
+    assert follow.revised > 0
+    assert any("revised by the server after" in r.getMessage() for r in caplog.records)
+
+
+async def test_follow_with_a_client_clock_two_minutes_fast_hands_out_no_partial_bucket(
+    server: Server,
+) -> None:
+    edge = T.replace(minute=0) + timedelta(seconds=10)
+    clock = FakeClock(edge)
+    await server.start(EmulatorConfig(now=clock))
+    got, cursor = await followed(server, clock, edge + 3 * H, ahead=timedelta(minutes=2))
+    assert_the_truth(got, await truth(end=cursor, now=cursor + 2 * H))
+    assert got.revisions == []
+    # Once the server's clock is known, one poll a bucket, when it settles there.
+    assert clock.sleeps[1:] == [3600.0] * (len(clock.sleeps) - 1)

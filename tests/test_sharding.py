@@ -23,7 +23,7 @@ from kaiko_liq.errors import InconsistentDataError
 from kaiko_liq.models import LiquidationEvent
 from kaiko_liq.plan import SubRange
 from kaiko_liq.protocol import Page
-from kaiko_liq.routes import epoch_ms, from_epoch_ms
+from kaiko_liq.query import epoch_ms, from_epoch_ms
 from kaiko_liq.routes.events import EVENTS, Instrument
 from kaiko_liq.shard import fetch_chain
 from kaiko_liq.sharding import day_windows, split_window

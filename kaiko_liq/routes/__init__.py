@@ -15,15 +15,16 @@ an emulator route, a facade method on the client and a CLI registration.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 from urllib.parse import quote
+
+from ..query import MILLISECOND, Grid, MillisecondGrid, Window, epoch_ms, from_epoch_ms
+from ..shard import PageCheck
+from ..sharding import ShardPolicy
 
 if TYPE_CHECKING:
     from ..plan import SubRange
-    from ..protocol import Page
     from ..tables import TableSpec
 
 __all__ = [
@@ -31,92 +32,15 @@ __all__ = [
     "Grid",
     "MillisecondGrid",
     "PageCheck",
-    "PageSource",
     "Route",
     "ShardPolicy",
     "Window",
+    "epoch_ms",
+    "from_epoch_ms",
 ]
 
 Row = TypeVar("Row")
-RowIn = TypeVar("RowIn", contravariant=True)
 Target = TypeVar("Target")
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-class Grid(Protocol):
-    """Where a window's edges snap: a token route's buckets, or events' milliseconds."""
-
-    def floor(self, t: datetime) -> datetime: ...
-
-    def ceil(self, t: datetime) -> datetime: ...
-
-
-@dataclass(frozen=True, slots=True)
-class MillisecondGrid:
-    """The grid of times sent to the millisecond: what an event route's windows snap to."""
-
-    delta: timedelta = timedelta(milliseconds=1)
-
-    def floor(self, t: datetime) -> datetime:
-        return t.replace(microsecond=t.microsecond // 1000 * 1000)
-
-    def ceil(self, t: datetime) -> datetime:
-        low = self.floor(t)
-        return low if low == t else low + self.delta
-
-
-MILLISECOND = MillisecondGrid()
-
-
-@dataclass(frozen=True, slots=True)
-class Window:
-    """A validated request's span and order: ``[start, end)``, ``sort``, ``page_size``."""
-
-    start: datetime
-    end: datetime
-    sort: str
-    page_size: int
-
-
-class PageSource(Protocol):
-    """What a page chain needs of a transport: one page, decoded by the route's decoder."""
-
-    base_url: str
-
-    async def get_page(
-        self,
-        url: str,
-        params: dict[str, str] | None,
-        decode: Callable[[bytes], Any],
-    ) -> Page[Any]: ...
-
-
-class PageCheck(Protocol[RowIn]):
-    """The checks one sub-range's pages must pass, page after page (it may keep state:
-    the last row's time, the ids seen). Raises :class:`~kaiko_liq.errors.InconsistentDataError`."""
-
-    def __call__(self, rows: Sequence[RowIn], url: str) -> None: ...
-
-
-class ShardPolicy(ABC, Generic[Target, Row]):
-    """How a window is cut into shards and how one shard's rows are fetched."""
-
-    @abstractmethod
-    def plan(self, route: Route[Target, Row], target: Target, window: Window) -> list[SubRange]:
-        """Shards covering ``[window.start, window.end)``, ascending (pure)."""
-
-    @abstractmethod
-    async def fetch(
-        self,
-        source: PageSource,
-        route: Route[Target, Row],
-        target: Target,
-        shard: SubRange,
-        sort: str,
-        page_size: int,
-    ) -> list[Row]:
-        """Every row of ``shard`` in ``sort`` order."""
 
 
 class Route(ABC, Generic[Target, Row]):
@@ -129,7 +53,7 @@ class Route(ABC, Generic[Target, Row]):
     #: The path, ``{name}`` for each path parameter, as Kaiko's reference writes it.
     path_template: ClassVar[str]
     #: How a window is cut into shards and a shard fetched.
-    policy: ClassVar[ShardPolicy[Any, Any]]
+    policy: ClassVar[ShardPolicy]
 
     def path(self, target: Target) -> str:
         """The path for ``target``: each parameter quoted as exactly one segment."""
@@ -198,12 +122,3 @@ class Route(ABC, Generic[Target, Row]):
         """The cache's folder for ``target``'s kind of data under one server's folder
         (a token route keeps each interval apart)."""
         return self.name
-
-
-def epoch_ms(t: datetime) -> int:
-    """Milliseconds since the epoch, exactly (no float)."""
-    return (t - _EPOCH) // timedelta(milliseconds=1)
-
-
-def from_epoch_ms(ms: int) -> datetime:
-    return _EPOCH + timedelta(milliseconds=ms)

@@ -48,10 +48,10 @@ from typing import ClassVar
 from ..errors import InconsistentDataError, InvalidArgumentError
 from ..models import LiquidationEvent, decode_event_page
 from ..plan import SubRange
-from ..query import format_time
+from ..query import MILLISECOND, MillisecondGrid, epoch_ms, format_time, from_epoch_ms
 from ..sharding import AdaptiveShards
 from ..tables import Shape, TableSpec, derived, plain
-from . import MILLISECOND, MillisecondGrid, Route, from_epoch_ms
+from . import Route
 
 __all__ = [
     "EVENTS",
@@ -59,7 +59,9 @@ __all__ = [
     "INSTRUMENT_CLASSES",
     "EventsRoute",
     "Instrument",
+    "event_ms",
     "parse_instrument",
+    "parse_instrument_spec",
 ]
 
 INSTRUMENT_CLASSES = ("future", "perpetual-future")
@@ -164,8 +166,6 @@ class _EventOrder:
 
 
 def _ms(t: datetime) -> int:
-    from . import epoch_ms
-
     return epoch_ms(t)
 
 
