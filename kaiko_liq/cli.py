@@ -1019,7 +1019,8 @@ def _run_events_dataset(
         )
 
     labels = [str(t) for t in instruments]
-    return _finish_dataset(args, out, labels, watch, lambda: _backfill(args, key, watch, run))
+    make = functools.partial(_backfill, args, key, watch, run)
+    return _finish_dataset(args, out, labels, watch, make, events=True)
 
 
 # --- backfill ---------------------------------------------------------------------------------
@@ -1074,7 +1075,9 @@ def _run_backfill(args: argparse.Namespace) -> int:
             on_progress=watch.on_progress,
         )
 
-    return _finish_dataset(args, out, assets, watch, lambda: _backfill(args, key, watch, run))
+    return _finish_dataset(
+        args, out, assets, watch, functools.partial(_backfill, args, key, watch, run)
+    )
 
 
 def _finish_dataset(
@@ -1083,6 +1086,8 @@ def _finish_dataset(
     names: list[str],
     watch: _BackfillWatch,
     make: Callable[[], Awaitable[BackfillSummary]],
+    *,
+    events: bool = False,
 ) -> int:
     """Run a dataset command (``backfill``, ``events --out``) and say how it ended: what
     was saved when interrupted, the summary and what is on disk when done."""
@@ -1099,11 +1104,11 @@ def _finish_dataset(
         return _TERM.code()
     except BackfillIncompleteError as exc:
         if not args.quiet:
-            _print_disk_table(out, names)
+            _print_disk_table(out, names, events=events)
         return _fail(str(exc), _EXIT_FAILED)
     if not args.quiet:
         _say(f"backfill done: {summary}")
-        _print_disk_table(out, names)
+        _print_disk_table(out, names, events=events)
     elif summary.deferred is not None:
         _say(summary.deferred)  # said even then: part of what was asked for is not on disk
     if summary.reason_empty is not None:
@@ -1115,14 +1120,18 @@ async def _awaited(make: Callable[[], Awaitable[T]]) -> T:
     return await make()
 
 
-def _print_disk_table(out: str, assets: list[str]) -> None:
-    for row in _disk_table(describe_backfill(out, assets=assets)):
+def _print_disk_table(out: str, names: list[str], *, events: bool = False) -> None:
+    described = describe_backfill(out, assets=names)
+    header = ("instrument", "time") if events else ("asset", "interval_time")
+    for row in _disk_table(described, *header):
         print(f"  {row}", file=sys.stderr)
 
 
-def _disk_table(described: Sequence[AssetOnDisk]) -> list[str]:
-    """What is on disk now, one line per asset under a header, columns aligned."""
-    header = ("asset", "files", "rows", "first interval_time", "last interval_time")
+def _disk_table(
+    described: Sequence[AssetOnDisk], noun: str = "asset", time_column: str = "interval_time"
+) -> list[str]:
+    """What is on disk now, one line per asset (instrument) under a header, aligned."""
+    header = (noun, "files", "rows", f"first {time_column}", f"last {time_column}")
     cells = [header] + [
         (
             d.asset,
