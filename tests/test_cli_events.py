@@ -4,15 +4,18 @@ and --out writes a dataset that resumes and heals as a backfill does."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
+import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
+from kaiko_liq.backfill import read_backfill
 from kaiko_liq.emulator import DENSE_INSTRUMENT, SPARSE_INSTRUMENT, Instrument, events_for
 from kaiko_liq.models import LiquidationEvent
 from kaiko_liq.routes.events import event_ms
@@ -102,3 +105,60 @@ async def test_bad_arguments_are_one_line_and_exit_2(
     assert done.code == 2, done.stderr
     assert said in one_error_line(done.stderr)
     assert list(tmp_path.iterdir()) == []  # noqa: ASYNC240  # a quick look, nothing running
+
+
+@pytest.mark.realtime
+def test_events_dataset_killed_resumes_and_heals(tmp_path: Path) -> None:
+    """``events --out`` as a subprocess against a slow emulator: killed (-9) part-way, the
+    files on disk are whole and kept; the rerun completes the dataset; a truncated and a
+    deleted file are found and fetched again; the dataset equals the emulator's events."""
+    from tests.test_cli import (
+        CLI,
+        environment,
+        serve_slow_emulator,
+        visible_shards,
+        wait_for_shards,
+    )
+
+    out = tmp_path / "events"
+    days = 6
+    with contextlib.contextmanager(serve_slow_emulator)() as url:
+        args = [
+            "events", DENSE, SPARSE, "--start", "2025-05-14", "--end", "2025-05-20",
+            "--out", str(out), "--base-url", url, "--page-size", "1000",
+        ]  # fmt: skip
+        proc = subprocess.Popen(
+            [*CLI, *args, "--max-concurrency", "2"],
+            env=environment(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        done = wait_for_shards(proc, out, at_least=3)
+        proc.kill()  # SIGKILL: no cleanup at all
+        proc.wait()
+        survivors = visible_shards(out)
+        assert done <= len(survivors) < 2 * days
+
+        again = subprocess.run([*CLI, *args], env=environment(), capture_output=True, check=False)
+        assert again.returncode == 0, again.stderr
+        assert f"{len(survivors)} already on disk" in again.stderr.decode()
+        files = visible_shards(out)
+        assert len(files) == 2 * days
+        assert {p: files[p] for p in survivors} == survivors  # kept as they were
+
+        damaged, gone = sorted(files)[0], sorted(files)[-1]
+        damaged.write_bytes(damaged.read_bytes()[:100])
+        gone.unlink()
+        healed = subprocess.run([*CLI, *args], env=environment(), capture_output=True, check=False)
+        assert healed.returncode == 0, healed.stderr
+        assert "moved" in healed.stderr.decode()  # the damaged file, said in a warning
+        assert len(visible_shards(out)) == 2 * days
+
+    table = read_backfill(out)
+    lo, hi = datetime(2025, 5, 14, tzinfo=UTC), datetime(2025, 5, 20, tzinfo=UTC)
+    want = sorted(
+        e.trade_id
+        for instrument in (DENSE_INSTRUMENT, SPARSE_INSTRUMENT)
+        for e in events_for(instrument, lo, hi, now=FIXED_NOW)
+    )
+    assert sorted(table["trade_id"].to_pylist()) == want
