@@ -1004,7 +1004,10 @@ def _entry() -> NoReturn:
     # Files and manifests are durable when main() returns (written through atomic_write,
     # fsynced, closed). Teardown would still join the non-daemon threads (AnyIO's workers
     # were told to stop when the loop ended) and flush stdio: done here, briefly. A thread
-    # that does not end, or a flush that fails, leaves the exit to the usual teardown.
+    # that does not end, or a flush that fails, leaves the exit to the usual teardown; so
+    # does a profiler or coverage tracer, which writes its data at exit.
+    if sys.getprofile() is not None or sys.gettrace() is not None:
+        sys.exit(code)
     deadline = time.monotonic() + _THREAD_GRACE
     for thread in threading.enumerate():
         if thread is not threading.current_thread() and not thread.daemon:
