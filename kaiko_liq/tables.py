@@ -613,10 +613,13 @@ def footer_time_bounds(meta: Any, column: str) -> tuple[datetime, datetime] | No
     imports pandas (~0.3 s) to give a ``pandas.Timestamp`` when pandas is installed."""
     if meta.num_rows == 0:
         return None
-    index = meta.schema.names.index(column)
-    unit = json.loads(meta.schema.column(index).logical_type.to_json()).get("timeUnit")
-    if unit not in _PARQUET_TIME_UNITS:
-        raise InvalidArgumentError(f"column {column!r} of the file is not a timestamp")
+    names = meta.schema.names  # leaf columns: a top-level one's index is its own
+    index = names.index(column) if column in names else None
+    unit = None
+    if index is not None:
+        unit = json.loads(meta.schema.column(index).logical_type.to_json()).get("timeUnit")
+    if index is None or unit not in _PARQUET_TIME_UNITS:
+        raise InvalidArgumentError(f"the file has no timestamp column {column!r}")
     lows, highs = [], []
     for group in range(meta.num_row_groups):
         stats = meta.row_group(group).column(index).statistics

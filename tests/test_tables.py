@@ -404,8 +404,10 @@ def test_footer_time_bounds_match_the_statistics(tmp_path: Path) -> None:
     assert tables.footer_time_bounds(pq.read_metadata(path), "interval_time") is None
     pq.write_table(table, path, coerce_timestamps="ms")
     assert tables.footer_time_bounds(pq.read_metadata(path), "interval_time") == (first, last)
-    with pytest.raises(InvalidArgumentError, match="'total_trades' of the file is not a timestamp"):
+    with pytest.raises(InvalidArgumentError, match="no timestamp column 'total_trades'"):
         tables.footer_time_bounds(pq.read_metadata(path), "total_trades")
+    with pytest.raises(InvalidArgumentError, match="no timestamp column 'time'"):
+        tables.footer_time_bounds(pq.read_metadata(path), "time")
 
 
 def test_tables_files_and_the_way_back_never_import_pandas(tmp_path: Path) -> None:
