@@ -56,7 +56,7 @@ def command_prefix() -> list[str]:
     script = Path(sys.executable).with_name("kaiko-liq")
     if script.exists():
         return [str(script)]
-    return [sys.executable, "-c", "import sys; from kaiko_liq.cli import main; sys.exit(main())"]
+    return [sys.executable, "-c", "from kaiko_liq.cli import _entry; _entry()"]
 
 
 def _env(api_key: str, extra: Mapping[str, str] | None) -> dict[str, str]:

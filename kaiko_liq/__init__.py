@@ -1,13 +1,15 @@
-"""kaiko-liq: Kaiko token-level liquidation volumes, fetched fast, completely and safely."""
+"""kaiko-liq: Kaiko token-level liquidation volumes, fetched fast, completely and safely.
 
-import importlib.metadata as _metadata
+The names below are imported on first use (PEP 562), so ``import kaiko_liq`` (and the
+command line, which imports only what its command runs) does not pay for aiohttp,
+msgspec or :mod:`importlib.metadata` until something needs them.
+"""
 
-from .client import (
-    DEFAULT_MAX_CONCURRENCY,
-    DEFAULT_RATE_LIMIT,
-    LiquidationClient,
-    RowStream,
-)
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 from .errors import (
     APIError,
     AuthenticationError,
@@ -28,18 +30,67 @@ from .errors import (
     UnexpectedResponseError,
     UnsafeURLError,
 )
-from .keys import resolve_api_key
-from .live import Follow
-from .models import ExchangeVolume, LiquidationRow
-from .plan import SubRange
-from .retry import RetryPolicy
-from .sync import fetch, fetch_frame
-from .transport import DEFAULT_MAX_RESPONSE_BYTES, ClientStats, Timeouts
 
-try:
-    __version__ = _metadata.version("kaiko-liq")
-except _metadata.PackageNotFoundError:  # run from a source tree that was never installed
-    __version__ = "0+unknown"
+if TYPE_CHECKING:
+    from .client import (
+        DEFAULT_MAX_CONCURRENCY,
+        DEFAULT_RATE_LIMIT,
+        LiquidationClient,
+        RowStream,
+    )
+    from .keys import resolve_api_key
+    from .live import Follow
+    from .models import ExchangeVolume, LiquidationRow
+    from .plan import SubRange
+    from .retry import RetryPolicy
+    from .sync import fetch, fetch_frame
+    from .transport import DEFAULT_MAX_RESPONSE_BYTES, ClientStats, Timeouts
+
+    __version__: str
+
+#: Where each lazily imported name lives.
+_LAZY = {
+    "DEFAULT_MAX_CONCURRENCY": "client",
+    "DEFAULT_RATE_LIMIT": "client",
+    "LiquidationClient": "client",
+    "RowStream": "client",
+    "resolve_api_key": "keys",
+    "Follow": "live",
+    "ExchangeVolume": "models",
+    "LiquidationRow": "models",
+    "SubRange": "plan",
+    "RetryPolicy": "retry",
+    "fetch": "sync",
+    "fetch_frame": "sync",
+    "DEFAULT_MAX_RESPONSE_BYTES": "transport",
+    "ClientStats": "transport",
+    "Timeouts": "transport",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        value: Any = _version()
+    elif name in _LAZY:
+        value = getattr(import_module(f".{_LAZY[name]}", __name__), name)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value  # once: later lookups find it without this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
+
+def _version() -> str:
+    import importlib.metadata as metadata  # ~50 ms: only for --version and __version__
+
+    try:
+        return metadata.version("kaiko-liq")
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "0+unknown"
+
 
 __all__ = [
     "DEFAULT_MAX_CONCURRENCY",

@@ -1,6 +1,6 @@
 """``python -m kaiko_liq``: the ``kaiko-liq`` command line."""
 
-from .cli import main
+from .cli import _entry
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    _entry()

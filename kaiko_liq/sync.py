@@ -211,7 +211,8 @@ async def builtin_emulator_client(**options: Any) -> AsyncIterator[LiquidationCl
     ``--emulator`` run."""
     from .emulator import EmulatorConfig, running_emulator
 
-    async with running_emulator(EmulatorConfig(), host="127.0.0.1", port=0) as emu:
+    # Pages unzipped: in one process, gzip would only cost both sides CPU.
+    async with running_emulator(EmulatorConfig(gzip=False), host="127.0.0.1", port=0) as emu:
         options = {"cache_namespace": BUILTIN_EMULATOR_NAMESPACE, **options}
         async with LiquidationClient(base_url=emu.base_url, **options) as client:
             yield client

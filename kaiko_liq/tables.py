@@ -30,23 +30,29 @@ routes join and concatenate without a cast and pandas gets its native
 Builders: :func:`to_arrow`, :func:`to_pandas`, :func:`to_polars` (built without pyarrow),
 :func:`schema`, :func:`column_values` (what CSV writes), :func:`reshape` (a stored table
 into another shape) and the way back, :func:`rows_from_arrow`, which gives back exactly
-the rows a table was built from.
+the rows a table was built from, and :func:`footer_time_bounds`, a file's time span
+from its footer.
 
 Speed: tables are built column by column: ``map(attrgetter(name), rows)`` walks the
-Structs in C, one pass per column, then one ``pyarrow.array`` per column; a nested column
-is built from its flat child columns and offsets, with no dict per element and no
-per-element type inference. The row-by-row build this replaced, with a dict per exchange,
-took ~1.7x a page's decode alone and ~6x inside a backfill (the cycle collector scanning
-those dicts); see the README's Performance. pandas is imported only by :func:`to_pandas`.
+Structs in C, one pass per column; each column's values are then packed into the
+buffers Arrow holds (``struct.pack`` of ints and floats, one encode of a column's text,
+times as integer nanoseconds from ``(t - epoch) // 1 µs``) and wrapped by
+``pyarrow.Array.from_buffers``, which copies nothing; a nested column is built from its
+flat child columns and offsets, with no dict per element and no per-element type
+inference. No ``pyarrow.array`` over Python objects: its first call imports pandas
+(~0.3 s of a small job's start-up); pandas is imported only by :func:`to_pandas`, and
+:func:`footer_time_bounds` reads a file's time span without it.
 """
 
 from __future__ import annotations
 
+import json
+import struct
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import accumulate, chain, pairwise, repeat
-from operator import attrgetter
+from operator import attrgetter, floordiv, mul, sub
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 import msgspec
@@ -72,6 +78,7 @@ __all__ = [
     "datetime_from_ms",
     "datetime_from_ns",
     "derived",
+    "footer_time_bounds",
     "group_rows",
     "nested",
     "plain",
@@ -366,20 +373,97 @@ def _schema(pa: Any, spec: TableSpec[Any], shape: Shape, keys: bool) -> Any:
 
 
 def _arrow_array(pa: Any, column: Column, values: list[Any]) -> Any:
-    if column.kind == "list":
+    """One column from its Python values, through buffers (see the module docstring)."""
+    kind = column.kind
+    if kind == "list":
         return _list_array(pa, column, values)
-    if column.kind == "time_ms":
-        # Built as milliseconds, then cast (exactly; an overflow raises) to nanoseconds.
-        millis = pa.array(values, type=pa.timestamp("ms", tz="UTC"))
-        return millis.cast(_arrow_type(pa, column))
-    return pa.array(values, type=_arrow_type(pa, column))
+    if kind == "string":
+        return _string_array(pa, values)
+    if kind == "float64?" and None in values:
+        return _nullable_floats(pa, values)
+    if kind in ("float64", "float64?"):
+        return _fixed(pa, pa.float64(), "d", values)
+    if kind == "int64":
+        return _fixed(pa, pa.int64(), "q", values)
+    nanos = _nanos_of_datetimes(pa, values) if kind == "time" else _nanos_of_ms(pa, values)
+    return _fixed(pa, pa.timestamp("ns", tz="UTC"), "q", nanos)
+
+
+def _pack(code: str, values: Sequence[Any]) -> bytes:
+    """``values`` as little-endian ``code`` (struct's ``q``, ``i``, ``d``): Arrow's
+    memory layout. Refuses a float where an int goes and an int out of range (a
+    ``struct.error``), as ``pa.array`` did."""
+    return struct.pack(f"<{len(values)}{code}", *values)
+
+
+def _fixed(pa: Any, arrow_type: Any, code: str, values: Sequence[Any]) -> Any:
+    data = pa.py_buffer(_pack(code, values))
+    return pa.Array.from_buffers(arrow_type, len(values), [None, data], null_count=0)
+
+
+def _string_array(pa: Any, values: list[str]) -> Any:
+    text = "".join(values)  # a TypeError unless every value is a str
+    if text.isascii():  # the usual case (codes, ids): one encode, a str's length its bytes'
+        data, lengths = text.encode("ascii"), map(len, values)
+    else:
+        encoded = [value.encode() for value in values]
+        data, lengths = b"".join(encoded), map(len, encoded)
+    # int32 offsets: more than 2 GiB of text in one column is a struct.error.
+    offsets = _pack("i", list(accumulate(lengths, initial=0)))
+    buffers = [None, pa.py_buffer(offsets), pa.py_buffer(data)]
+    return pa.Array.from_buffers(pa.string(), len(values), buffers, null_count=0)
+
+
+def _nullable_floats(pa: Any, values: list[float | None]) -> Any:
+    import numpy as np  # pyarrow's own dependency, loaded with it
+
+    present = np.fromiter((v is not None for v in values), dtype=bool, count=len(values))
+    validity = pa.py_buffer(np.packbits(present, bitorder="little"))
+    data = pa.py_buffer(_pack("d", [0.0 if v is None else v for v in values]))
+    nulls = len(values) - int(present.sum())
+    return pa.Array.from_buffers(pa.float64(), len(values), [validity, data], null_count=nulls)
+
+
+#: The nanosecond timestamps Arrow holds: int64, about 1677-09-21 to 2262-04-11.
+_MAX_MICROS = (2**63 - 1) // 1000
+_MAX_MILLIS = (2**63 - 1) // _NANOS_PER_MS
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _nanos_of_datetimes(pa: Any, values: list[datetime]) -> list[int]:
+    """Nanoseconds since the epoch of UTC datetimes (a naive one read as UTC, as Arrow
+    reads it), computed in C: ``(t - epoch) // 1 µs``, then x 1000."""
+    try:
+        micros = list(map(floordiv, map(sub, values, repeat(_EPOCH)), repeat(_MICROSECOND)))
+    except TypeError:  # a naive datetime among them, or not a datetime at all
+        micros = [(_aware(t) - _EPOCH) // _MICROSECOND for t in values]
+    return _scaled(pa, micros, 1000, _MAX_MICROS, values)
+
+
+def _aware(t: datetime) -> datetime:
+    if not isinstance(t, datetime):
+        raise TypeError(f"a time column holds {type(t).__name__} {t!r}, not a datetime")
+    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
+
+
+def _nanos_of_ms(pa: Any, values: list[int]) -> list[int]:
+    return _scaled(pa, values, _NANOS_PER_MS, _MAX_MILLIS, values)
+
+
+def _scaled(pa: Any, values: list[int], factor: int, limit: int, given: list[Any]) -> list[int]:
+    """``values`` x ``factor``, or the error ``pa.array`` gave for a time beyond
+    nanoseconds' range (naming the value ``given``)."""
+    if values and (max(values) > limit or min(values) < -limit):
+        bad = next(g for v, g in zip(values, given, strict=True) if not -limit <= v <= limit)
+        raise pa.ArrowInvalid(f"time {bad!r} is out of bounds for nanosecond resolution")
+    return list(map(mul, values, repeat(factor)))
 
 
 def _list_array(pa: Any, column: Column, per_row: list[list[Any]]) -> Any:
     """A ``list<struct>`` column from its flat children and offsets: no dict per element,
     no per-element type inference."""
     flat = list(chain.from_iterable(per_row))
-    offsets = pa.array([0, *accumulate(map(len, per_row))], type=pa.int32())
+    offsets = _fixed(pa, pa.int32(), "i", list(accumulate(map(len, per_row), initial=0)))
     children = [_arrow_array(pa, c, list(map(c.get, flat))) for c in column.fields]
     list_type = _arrow_type(pa, column)
     structs = pa.StructArray.from_arrays(children, fields=list(list_type.value_type))
@@ -404,7 +488,7 @@ def arrow_table(spec: TableSpec[Any], data: Grouped, shape: Shape) -> pa.Table:
     rows = data.rows()
     counts = [len(group) for _, group in data.groups]
     arrays = [
-        pa.array(data.key_column(i, counts), type=pa.string())
+        _string_array(pa, data.key_column(i, counts))
         for i in range(len(spec.keys) if data.keys else 0)
     ]
     arrays += [_arrow_array(pa, c, list(map(c.get, rows))) for c in shape.columns]
@@ -514,6 +598,37 @@ def rows_from_arrow(spec: TableSpec[Row], table: pa.Table) -> list[Row]:
         return []
     values = {c.field: _pylist(pa, pc, c, table.column(c.name)) for c in stored.columns if c.field}
     return list(map(spec.row, *(values[name] for name in spec.row.__struct_fields__)))
+
+
+#: Nanoseconds per unit of a Parquet timestamp, by the logical type's ``timeUnit``.
+_PARQUET_TIME_UNITS = {"milliseconds": _NANOS_PER_MS, "microseconds": 1000, "nanoseconds": 1}
+
+
+def footer_time_bounds(meta: Any, column: str) -> tuple[datetime, datetime] | None:
+    """The first and last time of the top-level timestamp ``column`` from a Parquet
+    footer's statistics (a ``pyarrow.parquet.FileMetaData``): ``None`` for a file with
+    no rows or a row group without them.
+
+    Read from the statistics' raw integers: ``Statistics.min`` of a nanosecond timestamp
+    imports pandas (~0.3 s) to give a ``pandas.Timestamp`` when pandas is installed."""
+    if meta.num_rows == 0:
+        return None
+    names = meta.schema.names  # leaf columns: a top-level one's index is its own
+    index = names.index(column) if column in names else None
+    unit = None
+    if index is not None:
+        unit = json.loads(meta.schema.column(index).logical_type.to_json()).get("timeUnit")
+    if index is None or unit not in _PARQUET_TIME_UNITS:
+        raise InvalidArgumentError(f"the file has no timestamp column {column!r}")
+    lows, highs = [], []
+    for group in range(meta.num_row_groups):
+        stats = meta.row_group(group).column(index).statistics
+        if stats is None or not stats.has_min_max:
+            return None
+        lows.append(stats.min_raw)
+        highs.append(stats.max_raw)
+    scale = _PARQUET_TIME_UNITS[unit]
+    return datetime_from_ns(min(lows) * scale), datetime_from_ns(max(highs) * scale)
 
 
 def _pylist(pa: Any, pc: Any, column: Column, array: Any) -> list[Any]:

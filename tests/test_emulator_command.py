@@ -86,6 +86,8 @@ def test_the_flags_default_to_the_config_defaults() -> None:
         assert getattr(args, field) == getattr(defaults, field), field
     assert (args.seed, args.api_key, args.empty_last_page) == (0, None, False)
     assert (args.retry_after, args.paging, args.now) == (False, "rows", None)
+    assert args.gzip is defaults.gzip is True
+    assert parser.parse_args(["--no-gzip"]).gzip is False
     args = parser.parse_args(
         [
             *("--retry-after", "--empty-last-page", "--rate-limit", "6000/min"),

@@ -289,6 +289,20 @@ async def test_gzip_is_served_when_asked_and_only_then(emulator: RunningEmulator
     assert len(tokens) == 1 and None not in tokens
 
 
+async def test_gzip_off_serves_every_page_as_it_is(make_emulator: EmulatorFactory) -> None:
+    # What --emulator runs in process: no compressing for a socket inside one process.
+    emu = await make_emulator(gzip=False)
+    params = {"page_size": "1000", "sort": "asc"}
+    gzip_please = {"Accept-Encoding": "gzip"}
+    async with (
+        aiohttp.ClientSession(auto_decompress=False, headers=KEY) as session,
+        session.get(emu.base_url + PATH + "btc", params=params, headers=gzip_please) as r,
+    ):
+        assert r.status == 200 and "Content-Encoding" not in r.headers
+        raw = await r.read()
+    assert len(decode_envelope(raw).data or b"") > 0
+
+
 # --- errors ---------------------------------------------------------------------------------
 
 

@@ -7,7 +7,11 @@ import csv
 import gzip
 import io
 import json
-from datetime import UTC, datetime
+import struct
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta, timezone
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -300,3 +304,131 @@ def test_a_spec_whose_stored_shape_misses_a_field_is_refused() -> None:
         TableSpec(LiquidationEvent, ("exchange",), (events,), (("events", ""),), "events", "price")
     with pytest.raises(InvalidArgumentError, match="missing: total_trades, total_amount"):
         nested("exchanges", ExchangeVolume, (plain("exchange", "string"),))
+
+
+# --- built from buffers ------------------------------------------------------------------------
+
+
+class Sample(msgspec.Struct, frozen=True):
+    name: str
+    at: datetime
+    ms: int
+    count: int
+    value: float
+    maybe: float | None
+
+
+_SAMPLE_COLUMNS = (
+    plain("name", "string"),
+    plain("at", "time"),
+    derived("ms_time", "time_ms", attrgetter("ms")),
+    plain("ms", "int64"),
+    plain("count", "int64"),
+    plain("value", "float64"),
+    plain("maybe", "float64?"),
+)
+SAMPLES = TableSpec(
+    Sample, ("key",), (Shape("flat", _SAMPLE_COLUMNS),), (("flat", ""),), "flat", "at"
+)
+_NS = pa.timestamp("ns", tz="UTC")
+_ZONES = [None, UTC, timezone(timedelta(hours=5, minutes=30)), timezone(-timedelta(hours=8))]
+_SAMPLE = st.builds(
+    Sample,
+    st.text(max_size=5),
+    st.builds(
+        lambda t, zone: t.replace(tzinfo=zone),
+        st.datetimes(datetime(1678, 1, 2), datetime(2262, 4, 10)),
+        st.sampled_from(_ZONES),
+    ),
+    st.integers(-((2**63 - 1) // 10**6), (2**63 - 1) // 10**6),
+    st.integers(-(2**63), 2**63 - 1),
+    st.floats(allow_nan=False),
+    st.none() | st.floats(allow_nan=False),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(_SAMPLE, max_size=6), st.lists(_SAMPLE, max_size=3))
+def test_columns_from_buffers_equal_arrows_own_conversion(
+    first: list[Sample], second: list[Sample]
+) -> None:
+    # Arrow's own pa.array over the same Python values is the reference (it reads a
+    # naive datetime as UTC); the builders never call it (it imports pandas).
+    samples = first + second
+    keys = ["k1"] * len(first) + ["kü"] * len(second)
+    expected = pa.table(
+        {
+            "key": pa.array(keys, pa.string()),
+            "name": pa.array([s.name for s in samples], pa.string()),
+            "at": pa.array([s.at for s in samples], _NS),
+            "ms_time": pa.array([s.ms for s in samples], pa.timestamp("ms", tz="UTC")).cast(_NS),
+            "ms": pa.array([s.ms for s in samples], pa.int64()),
+            "count": pa.array([s.count for s in samples], pa.int64()),
+            "value": pa.array([s.value for s in samples], pa.float64()),
+            "maybe": pa.array([s.maybe for s in samples], pa.float64()),
+        }
+    )
+    table = tables.to_arrow(SAMPLES, {"k1": first, "kü": second})
+    assert table.equals(expected)
+    table.validate(full=True)
+
+
+def test_values_arrow_cannot_hold_are_refused() -> None:
+    now = datetime(2025, 2, 1, tzinfo=UTC)
+    ok = Sample("a", now, 0, 1, 1.0, None)
+    far = msgspec.structs.replace(ok, at=datetime(2300, 1, 1, tzinfo=UTC))
+    with pytest.raises(pa.ArrowInvalid, match=r"datetime\(2300, 1, 1.*out of bounds"):
+        tables.to_arrow(SAMPLES, {"k": [ok, far]})
+    with pytest.raises(pa.ArrowInvalid, match="out of bounds"):
+        tables.to_arrow(SAMPLES, {"k": [msgspec.structs.replace(ok, ms=2**62)]})
+    with pytest.raises(struct.error):
+        tables.to_arrow(SAMPLES, {"k": [msgspec.structs.replace(ok, count=2**63)]})
+    with pytest.raises(struct.error):
+        tables.to_arrow(SAMPLES, {"k": [msgspec.structs.replace(ok, count=1.5)]})  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        tables.to_arrow(SAMPLES, {"k": [msgspec.structs.replace(ok, name=1)]})  # type: ignore[arg-type]
+
+
+def test_footer_time_bounds_match_the_statistics(tmp_path: Path) -> None:
+    table = tables.to_arrow(TOKEN_TABLE, BUCKETS, "nested", keys=False)
+    path = tmp_path / "t.parquet"
+    pq.write_table(table, path, row_group_size=2)  # two row groups
+    meta = pq.read_metadata(path)
+    assert meta.num_row_groups == 2
+    first, last = BUCKETS["btc"][0].interval_time, BUCKETS["btc"][2].interval_time
+    assert tables.footer_time_bounds(meta, "interval_time") == (first, last)
+    index = meta.schema.names.index("interval_time")
+    stats = [meta.row_group(g).column(index).statistics for g in range(2)]
+    assert (first, last) == (min(s.min for s in stats), max(s.max for s in stats))
+    pq.write_table(table.slice(0, 0), path)
+    assert tables.footer_time_bounds(pq.read_metadata(path), "interval_time") is None
+    pq.write_table(table, path, coerce_timestamps="ms")
+    assert tables.footer_time_bounds(pq.read_metadata(path), "interval_time") == (first, last)
+    with pytest.raises(InvalidArgumentError, match="no timestamp column 'total_trades'"):
+        tables.footer_time_bounds(pq.read_metadata(path), "total_trades")
+    with pytest.raises(InvalidArgumentError, match="no timestamp column 'time'"):
+        tables.footer_time_bounds(pq.read_metadata(path), "time")
+
+
+def test_tables_files_and_the_way_back_never_import_pandas(tmp_path: Path) -> None:
+    code = f"""
+import sys
+import pyarrow.parquet as pq
+from kaiko_liq import tables
+from kaiko_liq.routes.token import TOKEN_TABLE
+from kaiko_liq.emulator import INSTRUMENTS, events_for, rows_for
+from kaiko_liq.routes.events import EVENTS_TABLE
+BUCKETS = {{"btc": rows_for("btc", "2025-02-01", "2025-02-03", "1h")}}
+EVENTS = {{INSTRUMENTS[0].path: events_for(INSTRUMENTS[0], "2025-02-01", "2025-02-03")}}
+for spec, rows in ((TOKEN_TABLE, BUCKETS), (EVENTS_TABLE, EVENTS)):
+    for shape in spec.shapes:
+        tables.to_arrow(spec, rows, shape.name)
+    stored = tables.to_arrow(spec, rows, spec.stored, keys=False)
+    pq.write_table(stored, {str(tmp_path / "s.parquet")!r})
+    table = pq.ParquetFile({str(tmp_path / "s.parquet")!r}).read()  # (pyarrow.dataset imports it)
+    tables.rows_from_arrow(spec, table)
+    tables.footer_time_bounds(pq.read_metadata({str(tmp_path / "s.parquet")!r}), spec.time)
+assert "pandas" not in sys.modules, "pandas was imported"
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr

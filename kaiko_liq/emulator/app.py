@@ -104,6 +104,10 @@ class _Emulator:
         rate = config.requests_per_second
         self._limiter = None if rate is None else KeyedRateLimiter(rate, clock=clock)
 
+    def _gzips(self, request: web.Request) -> bool:
+        """Whether this page answer goes gzipped (the config allows, the client accepts)."""
+        return self.config.gzip and _accepts_gzip(request)
+
     @web.middleware
     async def observe(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         """Count every request and its outcome; make framework errors JSON too."""
@@ -145,7 +149,7 @@ class _Emulator:
         head, page, tail = self._page(request, query, position, request_time)
         if truncate:
             return await _send_truncated(request, 200, head + encode_rows(page.rows) + tail)
-        if not _accepts_gzip(request):
+        if not self._gzips(request):
             return web.Response(body=head + encode_rows(page.rows) + tail, headers=_HEADERS)
         # A page's rows never change: compress them once (see compression.py). Its first
         # and last buckets and its length say which rows they are.
@@ -183,7 +187,7 @@ class _Emulator:
             return _respond(request, rejection.status, body, rejection.headers)
         if truncate:
             return await _send_truncated(request, 200, page.head + page.rows() + page.tail)
-        if not _accepts_gzip(request):
+        if not self._gzips(request):
             return web.Response(body=page.head + page.rows() + page.tail, headers=_HEADERS)
         if page.key is None:
             body = gzip_bytes(page.head + page.rows() + page.tail)

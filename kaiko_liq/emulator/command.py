@@ -166,6 +166,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="accept only this X-Api-Key (default: any non-empty key)",
     )
     parser.add_argument(
+        "--gzip",
+        action=argparse.BooleanOptionalAction,
+        default=defaults.gzip,
+        help="gzip pages for clients that accept it (default: yes)",
+    )
+    parser.add_argument(
         "--empty-last-page",
         action="store_true",
         help="give every full page a next_url, so the stream can end on an empty page",
@@ -210,6 +216,7 @@ def run(args: argparse.Namespace, *, prog: str = "python -m kaiko_liq.emulator")
             paging=args.paging,
             now=args.now,
             settle_seconds=args.settle_seconds,
+            gzip=args.gzip,
         )
     except EmulatorConfigError as exc:  # argparse checked each flag; this is a backstop
         print(f"{prog}: error: {exc}", file=sys.stderr)

@@ -82,6 +82,10 @@ class EmulatorConfig:
             2025-01-08 up to now.
         settle_seconds: a bucket's figures are final once it closed this long ago;
             until then they grow (see :mod:`.data`).
+        gzip: gzip pages for a client whose ``Accept-Encoding`` takes it (Kaiko's
+            servers do). Off, pages go as they are: what the in-process emulator of
+            ``emulator=True`` and ``--emulator`` uses, where compressing for a socket
+            inside one process only costs CPU (~4 ms a 1000-row page, ~3 ms to inflate).
     """
 
     latency: float = 0.0
@@ -96,6 +100,7 @@ class EmulatorConfig:
     empty_last_page: bool = False
     now: Now = None
     settle_seconds: int = 3600
+    gzip: bool = True
 
     def __post_init__(self) -> None:
         for name in ("latency", "jitter"):
