@@ -1,4 +1,5 @@
-"""kaiko-liq: Kaiko token-level liquidation volumes, fetched fast, completely and safely.
+"""kaiko-liq: Kaiko's liquidation data (token-level volumes and liquidation events),
+fetched fast, completely and safely.
 
 The names below are imported on first use (PEP 562), so ``import kaiko_liq`` (and the
 command line, which imports only what its command runs) does not pay for aiohttp,
@@ -32,18 +33,22 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
+    from .backfill import backfill, backfill_events, read_backfill
     from .client import (
         DEFAULT_MAX_CONCURRENCY,
         DEFAULT_RATE_LIMIT,
         LiquidationClient,
         RowStream,
     )
+    from .fs import StorageError
     from .keys import resolve_api_key
-    from .live import Follow
-    from .models import ExchangeVolume, LiquidationRow
+    from .live import Follow, Revision
+    from .models import ExchangeVolume, LiquidationEvent, LiquidationRow
     from .plan import SubRange
     from .retry import RetryPolicy
-    from .sync import fetch, fetch_frame
+    from .routes.events import Instrument
+    from .routes.token import Token
+    from .sync import fetch, fetch_events, fetch_frame
     from .transport import DEFAULT_MAX_RESPONSE_BYTES, ClientStats, Timeouts
 
     __version__: str
@@ -56,8 +61,17 @@ _LAZY = {
     "RowStream": "client",
     "resolve_api_key": "keys",
     "Follow": "live",
+    "Revision": "live",
     "ExchangeVolume": "models",
+    "LiquidationEvent": "models",
     "LiquidationRow": "models",
+    "Instrument": "routes.events",
+    "Token": "routes.token",
+    "backfill": "backfill",
+    "backfill_events": "backfill",
+    "read_backfill": "backfill",
+    "StorageError": "fs",
+    "fetch_events": "sync",
     "SubRange": "plan",
     "RetryPolicy": "retry",
     "fetch": "sync",
@@ -107,24 +121,33 @@ __all__ = [
     "Follow",
     "IncompleteFetchError",
     "InconsistentDataError",
+    "Instrument",
     "InvalidArgumentError",
     "KaikoLiqError",
     "LiquidationClient",
+    "LiquidationEvent",
     "LiquidationRow",
     "NotFoundError",
     "RateLimitedError",
     "RequestTimeoutError",
     "ResponseTooLargeError",
     "RetryPolicy",
+    "Revision",
     "RowStream",
     "ServerError",
+    "StorageError",
     "SubRange",
     "Timeouts",
+    "Token",
     "TransportError",
     "UnexpectedResponseError",
     "UnsafeURLError",
     "__version__",
+    "backfill",
+    "backfill_events",
     "fetch",
+    "fetch_events",
     "fetch_frame",
+    "read_backfill",
     "resolve_api_key",
 ]
