@@ -253,19 +253,27 @@ class Engine:
             return None
         return rows
 
+    def _final_part(
+        self, req: Request[Any, Row], shard: SubRange, rows: list[Row]
+    ) -> tuple[datetime, list[Row]]:
+        """The end of the part of ``shard`` that is final, judged again now that the
+        server has answered (its clock may say less than before), and its rows."""
+        end = min(shard.end, self._horizon(req.route, req.target))
+        if end < shard.end:
+            time_of = req.route.time_of
+            rows = [r for r in rows if time_of(r) < end]
+        return end, rows
+
     async def _save(
         self, shelf: Shelf[Row], req: Request[Any, Row], shard: SubRange, rows: list[Row]
     ) -> None:
         from .store import StorageError
 
-        # Judged again now that the server has answered: rows its clock says may still
-        # change are returned but not stored (they are fetched again next time).
-        end = min(shard.end, self._horizon(req.route, req.target))
+        # Rows the server's clock says may still change are returned but not stored
+        # (they are fetched again next time).
+        end, rows = self._final_part(req, shard, rows)
         if end <= shard.start:
             return
-        if end < shard.end:
-            time_of = req.route.time_of
-            rows = [r for r in rows if time_of(r) < end]
         # Shielded: once fetched, a shard lands in the store whole, or not at all.
         with anyio.CancelScope(shield=True):
             try:
@@ -283,12 +291,9 @@ class Engine:
         revisions, they would overwrite settled rows with partial ones for ever."""
         from .store import StorageError
 
-        end = min(shard.end, self._horizon(req.route, req.target))
+        end, rows = self._final_part(req, shard, rows)
         if end <= shard.start:
             return
-        if end < shard.end:
-            time_of = req.route.time_of
-            rows = [r for r in rows if time_of(r) < end]
         with anyio.CancelScope(shield=True):
             try:
                 changed = await anyio.to_thread.run_sync(shelf.revise, shard.start, end, rows)
