@@ -38,6 +38,7 @@ __all__ = [
     "join_location",
     "origin_slug",
     "read_identity",
+    "server_identity",
     "server_slug",
     "write_identity",
 ]
@@ -45,6 +46,38 @@ __all__ = [
 _SAFE_HOST = re.compile(r"[a-z0-9.-]+")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _NAMESPACE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def server_identity(base_url: str) -> str:
+    """Whose data a store holds, as its manifest records it: ``base_url`` with the
+    scheme and host in lower case, the default port dropped, no ``user:password@`` and
+    no trailing ``/`` (``HTTP://Proxy:80/a/`` is ``http://proxy/a``). The one spelling
+    of a server: its folder (:func:`server_slug`), its manifest and
+    :attr:`LiquidationClient.server <kaiko_liq.client.LiquidationClient.server>`."""
+    parts = urlsplit(base_url)
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    try:
+        port = parts.port
+    except ValueError:
+        raise InvalidArgumentError(f"base_url {base_url!r} has an invalid port") from None
+    if not scheme or not host:
+        raise InvalidArgumentError(f"base_url {base_url!r} has no scheme or host")
+    netloc = f"[{host}]" if ":" in host else host
+    if port is not None and port != _DEFAULT_PORTS.get(scheme):
+        netloc = f"{netloc}:{port}"
+    return f"{scheme}://{netloc}{parts.path.rstrip('/')}"
+
+
+def _same_server(recorded: str, server: str) -> bool:
+    """Whether a manifest's ``server`` is ``server``: compared as identities, so a
+    store written before they were normalised (a trailing ``/``, ``:80``) still is."""
+    if recorded == server:
+        return True
+    try:
+        return server_identity(recorded) == server_identity(server)
+    except InvalidArgumentError:
+        return False  # a namespace, or not a URL: only the exact text is the same
 
 
 def origin_slug(base_url: str) -> str:
@@ -121,7 +154,7 @@ def check_store(
     loose = read_identity(storage)
     if loose:
         recorded = loose.get("server")
-        if server is not None and isinstance(recorded, str) and recorded != server:
+        if server is not None and isinstance(recorded, str) and not _same_server(recorded, server):
             raise InvalidArgumentError(
                 f"{storage.url} holds data of {recorded}, not {server}: one store holds "
                 "one server's data; use another directory"
@@ -201,7 +234,7 @@ def cache_store(
             f"cache namespace {namespace!r} must be letters, digits, '.', '_' or '-'"
         )
     grid = route.grid(target)
-    server = base_url if namespace is None else f"namespace:{namespace}"
+    server = server_identity(base_url) if namespace is None else f"namespace:{namespace}"
     top = open_storage(cache_dir, storage_options=storage_options)
     top.check()
     if top.exists(MANIFEST_NAME):
@@ -212,7 +245,7 @@ def cache_store(
             f"{top.url} holds {route.table.keys[0]}= partitions but no {MANIFEST_NAME}: not a "
             "cache nor a dataset of kaiko-liq's; use another directory"
         )
-    folder = server_slug(base_url) if namespace is None else f"ns_{namespace}"
+    folder = server_slug(server) if namespace is None else f"ns_{namespace}"
     root = join_location(cache_dir, folder, route.store_folder(target))
     storage = open_storage(root, storage_options=storage_options)
     if not check_store(storage, route=route, grid=grid, server=server):

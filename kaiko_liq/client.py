@@ -1,15 +1,18 @@
-"""LiquidationClient: a sharded, concurrent fetch that equals one plain query.
+"""LiquidationClient: the library's facade, a fetch that equals one plain query.
 
-A window is cut into shards (:mod:`kaiko_liq.plan`), the shards are fetched concurrently
-under one limiter (:mod:`kaiko_liq.transport`), each shard follows its ``next_url`` chain
-to the end, and the shards' rows are handed back in the requested order. Every shard's
-rows are checked to lie inside the shard, on the grid and strictly in order, so rows can
-neither repeat nor go missing at a boundary without an error.
+The client checks its arguments once, turns each call into a typed request of a route
+(:mod:`kaiko_liq.routes`: token volumes, :mod:`~kaiko_liq.routes.token`; liquidation
+events, :mod:`~kaiko_liq.routes.events`) and hands it to the fetch engine
+(:mod:`kaiko_liq.engine`): the window is cut into shards by the route's policy, the
+shards are fetched concurrently under one limiter (:mod:`kaiko_liq.transport`), each
+follows its page chain to the end, and the rows are handed back in the requested order,
+checked by the route so that none can repeat or go missing at a boundary unnoticed.
 
-With ``cache_dir`` a window is cut into *pieces* instead: settled spans the local store
-(:mod:`kaiko_liq.store`) already holds are read from it, settled spans it lacks are
-fetched and added to it, and buckets not settled yet are fetched and never stored. The
-answer is the same rows either way.
+With ``cache_dir`` a window is cut into *pieces* instead: settled spans the store
+(:mod:`kaiko_liq.cache`) already holds are read from it, settled spans it lacks are
+fetched and added to it, and rows not settled yet are fetched and never stored. The
+answer is the same rows either way. What "settled" means is the client's one rule,
+:meth:`LiquidationClient.final_before`.
 
 Example, against the built-in emulator::
 
@@ -17,6 +20,9 @@ Example, against the built-in emulator::
         async with LiquidationClient(base_url=emu.base_url) as client:
             rows = await client.fetch("eth", "2025-02-01", "2025-03-01", interval="4h")
             frame = await client.fetch_frame(["btc", "eth"], "2025-02-01", "2025-03-01")
+            events = await client.fetch_events(
+                "binc", "perpetual-future", "btc-usdt", "2025-02-01", "2025-02-02"
+            )
             async for row in client.stream("btc", "2025-01-08", "2026-01-08"):
                 ...
 """
@@ -34,6 +40,7 @@ from urllib.parse import urlsplit
 
 import anyio
 
+from .cache import server_identity
 from .engine import Engine, Request, RowStream, Shelf
 from .errors import ClientClosedError, InvalidArgumentError, redact_url, register_secret
 from .fs import open_storage
@@ -65,7 +72,7 @@ from .retry import RetryPolicy
 from .routes import Route
 from .routes.events import EVENTS, Instrument, parse_instrument, parse_instrument_spec
 from .routes.token import TOKEN, Token
-from .settle import CLOCK_MARGIN, RECHECK, SETTLE, settled_horizon
+from .settle import RECHECK, SETTLE
 from .transport import DEFAULT_MAX_RESPONSE_BYTES, ClientStats, Timeouts, Transport
 
 if TYPE_CHECKING:
@@ -111,7 +118,11 @@ CLOCK_WARNING = timedelta(minutes=1)
 
 
 class LiquidationClient:
-    """Async client of Kaiko's token-level liquidation volumes.
+    """Async client of Kaiko's liquidation data: token-level volumes (:meth:`fetch`,
+    :meth:`fetch_many`, :meth:`fetch_frame`, :meth:`stream`, :meth:`follow`) and
+    liquidation events (:meth:`fetch_events`, :meth:`fetch_events_many`,
+    :meth:`stream_events`, :meth:`fetch_events_frame`); every setting below applies to
+    both.
 
     Args:
         api_key: Kaiko API key; defaults to the ``KAIKO_API_KEY`` environment variable
@@ -134,16 +145,18 @@ class LiquidationClient:
             events), and fetch only what it lacks.
         max_response_bytes: the largest decompressed body accepted; a larger answer is
             :class:`~kaiko_liq.errors.ResponseTooLargeError`.
-        now: our clock (default: the system's, UTC); tests inject one. Which buckets
+        now: our clock (default: the system's, UTC); tests inject one. Which rows
             have settled is judged on the earlier of it and the server's clock (the
             ``answer_time`` of its latest answer, or its ``Date`` header); see
-            :meth:`settled_before`.
-        settle: how long after a bucket closes its figures count as final (default
-            1 h; a ``timedelta`` or ``"90m"``, ``"2h"``). Only final buckets are
+            :meth:`final_before`.
+        settle: how long after a bucket closes (an event happens) it counts as final
+            (default 1 h; a ``timedelta`` or ``"90m"``, ``"2h"``). Only final rows are
             stored; later ones are fetched every time.
-        recheck: how far back from the newest stored bucket every fetch that touches
-            it fetches again and replaces what changed (default 24 h, at most one page;
-            ``0`` turns it off): figures a server revised after they were stored.
+        recheck: how far back from the newest stored row every fetch that touches it
+            fetches again and replaces what changed (default 24 h; at most one page of
+            buckets, an hour of events; ``0`` turns it off): rows a server revised
+            after they were stored. A recheck that fails is logged and the stored rows
+            are served.
         cache_namespace: the name of this server's store under ``cache_dir`` (default:
             its origin). The built-in emulator gets a fixed one, since it listens on a
             new port each time but serves the same settled data.
@@ -192,6 +205,12 @@ class LiquidationClient:
             raise InvalidArgumentError(
                 f"cache_dir must be a directory path, got {type(cache_dir).__name__}"
             )
+        if cache_dir is not None and not os.fspath(cache_dir).strip():
+            # '' would be the current directory: a store dropped wherever the caller runs.
+            raise InvalidArgumentError(
+                f"cache_dir {os.fspath(cache_dir)!r} is empty: it must name a directory, "
+                "e.g. cache_dir='kaiko-cache', '.' for this one, or 's3://bucket/prefix'"
+            )
         if cache_dir is not None:
             # Checked now: found missing at the first write, it would fail a good answer.
             require_optional("pyarrow.parquet", "cache_dir", extra="parquet")
@@ -231,6 +250,12 @@ class LiquidationClient:
         # Cancelled by aclose: a follow waits under one, and wakes to raise.
         self._wakers: set[anyio.CancelScope] = set()
         self._stores: dict[str, ShardStore[Any, Any]] = {}
+        self._stores_lock = anyio.Lock()
+        # Whose data a store holds: the base URL normalised, so spellings of one server
+        # share a store (and its manifest agrees with its folder).
+        self._server = (
+            server_identity(base) if cache_namespace is None else f"namespace:{cache_namespace}"
+        )
         self._clock_warned = False
         self._engine = Engine(
             self._transport,
@@ -254,10 +279,10 @@ class LiquidationClient:
 
     @property
     def server(self) -> str:
-        """Whose data a store of this client holds: the base URL, or the cache
-        namespace (the built-in emulator's, whose port changes from run to run)."""
-        ns = self._cache_namespace
-        return self.base_url if ns is None else f"namespace:{ns}"
+        """Whose data a store of this client holds: the base URL as
+        :func:`~kaiko_liq.cache.server_identity` normalises it, or the cache namespace
+        (the built-in emulator's, whose port changes from run to run)."""
+        return self._server
 
     @property
     def revised(self) -> int:
@@ -282,12 +307,19 @@ class LiquidationClient:
         return t.astimezone(UTC)
 
     def settled_before(self, interval: str = "1h") -> datetime:
-        """Buckets starting before this are final: closed :attr:`settle` ago (plus a
-        small margin) on the earlier of our clock and the server's, as its latest
-        answer gave it. ``row.interval_time < client.settled_before(interval)`` tells a
-        final row from one the server may still change: the one test used by the cache,
-        ``backfill``, ``follow`` and the CLI."""
-        return settled_horizon(parse_interval(interval), self.judged_now(), settle=self.settle)
+        """Buckets of ``interval`` starting before this are final:
+        ``row.interval_time < client.settled_before(interval)`` tells a final row from
+        one the server may still change. :meth:`final_before` for token volumes."""
+        # The horizon depends on the interval only, not on the asset.
+        return self.final_before(TOKEN, Token("", parse_interval(interval)))
+
+    def final_before(self, route: Route[Any, Any], target: Any) -> datetime:
+        """Rows of ``target`` before this are final: the one rule, used by the cache,
+        ``backfill``, ``follow`` and the CLI. A row is final :attr:`settle` (plus a small
+        margin) after its span closed (a bucket's end, an event's time) on the earlier
+        of our clock and the server's, as its latest answer gave it
+        (:meth:`~kaiko_liq.routes.Route.horizon`)."""
+        return route.horizon(target, self.judged_now(), self.settle)
 
     def judged_now(self) -> datetime:
         """The earlier of our clock and the server's; a difference over a minute is
@@ -454,29 +486,34 @@ class LiquidationClient:
         shard completes when every part of it has been read or fetched)."""
         return self._token(asset, start, end, interval, "asc", page_size).shards
 
-    def _store_for(self, route: Route[Any, Any], target: Any) -> Shelf[Any] | None:
+    async def _store_for(self, route: Route[Any, Any], target: Any) -> Shelf[Any] | None:
+        """``target``'s shelf of the cache, found once per kind of rows (route folder)
+        in a worker thread: finding it reads the location (S3's head, list and get
+        block), which must not hold up the loop."""
         if self.cache_dir is None:
             return None
         folder = route.store_folder(target)
         store = self._stores.get(folder)
         if store is None:
-            from .cache import cache_store
-
-            store = cache_store(
-                self.cache_dir,
-                self.base_url,
-                route,
-                target,
-                namespace=self._cache_namespace,
-                storage_options=self._storage_options,
-            )
-            self._stores[folder] = store
+            async with self._stores_lock:  # concurrent requests find it once
+                store = self._stores.get(folder)
+                if store is None:
+                    store = await anyio.to_thread.run_sync(self._open_store, route, target)
+                    self._stores[folder] = store
         return store.shelf(target)
 
-    def final_before(self, route: Route[Any, Any], target: Any) -> datetime:
-        """Rows of ``target`` before this are final (:meth:`settled_before` for any
-        route: ``settle`` after their span closed, on the earlier of the two clocks)."""
-        return route.horizon(target, self.judged_now(), self.settle + CLOCK_MARGIN)
+    def _open_store(self, route: Route[Any, Any], target: Any) -> ShardStore[Any, Any]:
+        from .cache import cache_store
+
+        assert self.cache_dir is not None
+        return cache_store(
+            self.cache_dir,
+            self.base_url,
+            route,
+            target,
+            namespace=self._cache_namespace,
+            storage_options=self._storage_options,
+        )
 
     # -- token volumes ----------------------------------------------------------------
 

@@ -22,7 +22,7 @@ import asyncio
 import bisect
 import itertools
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Generic, Literal, Protocol, TypeVar
@@ -103,17 +103,18 @@ class Engine:
     """Fetches requests through ``source`` (the transport).
 
     ``store_for(route, target)`` gives the shelf that keeps ``target``'s settled rows,
-    or ``None`` (no cache); ``horizon(route, target)`` the end of what has settled now,
-    asked again when a fetched piece is about to be stored (the server's clock may have
-    said more meanwhile); ``recheck`` how far back from the newest stored row every
-    request that reaches it fetches again, replacing what the server revised.
+    or ``None`` (no cache), awaited (finding a store may read S3: never on the loop);
+    ``horizon(route, target)`` the end of what has settled now, asked again when a
+    fetched piece is about to be stored or revised (the server's clock may have said
+    less meanwhile); ``recheck`` how far back from the newest stored row every request
+    that reaches it fetches again, replacing what the server revised.
     """
 
     def __init__(
         self,
         source: PageSource,
         *,
-        store_for: Callable[[Route[Any, Any], Any], Shelf[Any] | None],
+        store_for: Callable[[Route[Any, Any], Any], Awaitable[Shelf[Any] | None]],
         horizon: Callable[[Route[Any, Any], Any], datetime],
         check_open: Callable[[], None],
         recheck: timedelta = timedelta(0),
@@ -141,7 +142,7 @@ class Engine:
     async def pieces(self, req: Request[Any, Any]) -> list[_Piece]:
         """What a request is made of, ascending. Without a store, its planned shards."""
         route, target, window = req.route, req.target, req.window
-        store = self._store_for(route, target)
+        store = await self._store_for(route, target)
         if store is None:
             return [_Piece(shard, "net") for shard in req.shards]
         grid = route.grid(target)
@@ -153,8 +154,9 @@ class Engine:
             gaps = gaps_in(lo, horizon, grid, covered)
             # The newest stored rows are fetched again and compared (about a page).
             newest = covered[-1][1] if covered else lo
-            span = route.recheck_span(target, self._recheck, window.page_size)
-            recheck_from = max(lo, grid.ceil(newest - span)) if span else newest
+            recheck_from = max(
+                lo, route.recheck_from(target, newest, self._recheck, window.page_size)
+            )
             cursor = lo
             for gap_start, gap_end in [*gaps, (horizon, horizon)]:
                 if cursor < gap_start:
@@ -198,20 +200,42 @@ class Engine:
         sort = req.window.sort
         if piece.source == "net":
             return await self._fetch_piece(req, piece.shard, sort)
-        shelf = self._store_for(req.route, req.target)
+        shelf = await self._store_for(req.route, req.target)
         assert shelf is not None
         shard = piece.shard
         rows: list[Row] | None = None
         if piece.source == "stored":
             rows = await self._read(shelf, req, shard)
+        elif piece.source == "recheck":
+            rows = await self._recheck_piece(shelf, req, shard)
         if rows is None:
             # Fetched ascending, as the store keeps them; reversed below for "desc".
             rows = await self._fetch_piece(req, shard, "asc")
-            if piece.source == "recheck":
-                await self._revise(shelf, req, shard, rows)
-            else:
-                await self._save(shelf, req, shard, rows)
+            await self._save(shelf, req, shard, rows)
         return rows if sort == "asc" else rows[::-1]
+
+    async def _recheck_piece(
+        self, shelf: Shelf[Row], req: Request[Any, Row], shard: SubRange
+    ) -> list[Row] | None:
+        """A rechecked span's rows: fetched, and what the server revised replaced in the
+        store. When the fetch fails the stored rows are served (they are settled; only
+        the check is missed, and the next run makes it), so a window the store holds
+        whole never fails for the recheck; ``None`` if they cannot be read either."""
+        try:
+            rows = await self._fetch_piece(req, shard, "asc")
+        except KaikoLiqError as exc:
+            if isinstance(exc, ClientClosedError | InvalidArgumentError):
+                raise
+            logger.warning(
+                "cache: %s %s: recheck failed, serving the stored rows (the next run "
+                "checks again): %s",
+                req.label,
+                _span(shard),
+                exc,
+            )
+            return await self._read(shelf, req, shard)
+        await self._revise(shelf, req, shard, rows)
+        return rows
 
     async def _read(
         self, shelf: Shelf[Row], req: Request[Any, Row], shard: SubRange
@@ -229,19 +253,27 @@ class Engine:
             return None
         return rows
 
+    def _final_part(
+        self, req: Request[Any, Row], shard: SubRange, rows: list[Row]
+    ) -> tuple[datetime, list[Row]]:
+        """The end of the part of ``shard`` that is final, judged again now that the
+        server has answered (its clock may say less than before), and its rows."""
+        end = min(shard.end, self._horizon(req.route, req.target))
+        if end < shard.end:
+            time_of = req.route.time_of
+            rows = [r for r in rows if time_of(r) < end]
+        return end, rows
+
     async def _save(
         self, shelf: Shelf[Row], req: Request[Any, Row], shard: SubRange, rows: list[Row]
     ) -> None:
         from .store import StorageError
 
-        # Judged again now that the server has answered: rows its clock says may still
-        # change are returned but not stored (they are fetched again next time).
-        end = min(shard.end, self._horizon(req.route, req.target))
+        # Rows the server's clock says may still change are returned but not stored
+        # (they are fetched again next time).
+        end, rows = self._final_part(req, shard, rows)
         if end <= shard.start:
             return
-        if end < shard.end:
-            time_of = req.route.time_of
-            rows = [r for r in rows if time_of(r) < end]
         # Shielded: once fetched, a shard lands in the store whole, or not at all.
         with anyio.CancelScope(shield=True):
             try:
@@ -253,12 +285,18 @@ class Engine:
     async def _revise(
         self, shelf: Shelf[Row], req: Request[Any, Row], shard: SubRange, rows: list[Row]
     ) -> None:
-        """Replace the stored rows of a rechecked span that the server changed."""
+        """Replace the stored rows of a rechecked span that the server changed: only
+        those its clock, as it just answered, calls final. A server behind ours (its clock
+        or its aggregation) answers for buckets it has not settled yet; taken as
+        revisions, they would overwrite settled rows with partial ones for ever."""
         from .store import StorageError
 
+        end, rows = self._final_part(req, shard, rows)
+        if end <= shard.start:
+            return
         with anyio.CancelScope(shield=True):
             try:
-                changed = await anyio.to_thread.run_sync(shelf.revise, shard.start, shard.end, rows)
+                changed = await anyio.to_thread.run_sync(shelf.revise, shard.start, end, rows)
             except StorageError as exc:
                 logger.warning("cache: could not revise %s %s: %s", req.label, _span(shard), exc)
                 return

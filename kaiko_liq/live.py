@@ -1,7 +1,8 @@
 """Following an asset live: the settled past, then each new bucket as soon as it settles.
 
 A bucket is final once it has closed and had the client's ``settle`` to settle, on the
-earlier of our clock and the server's (:meth:`LiquidationClient.settled_before`).
+earlier of our clock and the server's (:meth:`LiquidationClient.final_before`, the
+client's one rule).
 :class:`Follow` keeps a *cursor*, the start of the first bucket not handed out yet; each
 poll fetches up to the horizon our clock allows, judges again on the clock the server's
 answer gave, hands out the buckets before that and moves the cursor there, so no bucket
@@ -10,9 +11,12 @@ until the next bucket settles, plus :data:`POLL_MARGIN` for clocks that disagree
 little; longer (up to an interval) while the server's clock holds it back.
 
 Each poll also re-reads the buckets handed out in the last ``client.recheck`` (at most a
-page, in the same request): a bucket the server changed since is a :class:`Revision`,
-given to ``on_revision`` when there is one, else logged as a warning. The iterator itself
-never repeats a bucket.
+page, in the same request; where it starts is the route's rule,
+:meth:`~kaiko_liq.routes.Route.recheck_from`): a bucket the server changed since is a
+:class:`Revision`, given to ``on_revision`` when there is one, else logged as a warning.
+Only buckets the server's clock (as it just answered) calls final are compared: a server
+that falls behind answers for buckets it has not settled, which are no revision. The
+iterator itself never repeats a bucket.
 
 A failure retrying can fix (5xx, 429, timeouts, dropped connections, a fetch with failed
 shards) is retried forever with capped exponential backoff, each one logged on the
@@ -37,7 +41,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import anyio
 
@@ -51,8 +55,10 @@ from .errors import (
 from .models import LiquidationRow
 from .progress import plural
 from .query import TimeLike, format_time, parse_interval, parse_time, validate_asset
+from .routes import Route
+from .routes.token import TOKEN, Token
 from .rowiter import RowIterator
-from .settle import CLOCK_MARGIN, settled_horizon
+from .settle import CLOCK_MARGIN
 from .store import StorageError
 
 
@@ -69,7 +75,7 @@ class FollowedClient(Protocol):
 
     def judged_now(self) -> datetime: ...
 
-    def settled_before(self, interval: str = "1h") -> datetime: ...
+    def final_before(self, route: Route[Any, Any], target: Any) -> datetime: ...
 
     def check_open(self) -> None: ...
 
@@ -153,6 +159,7 @@ class Follow(RowIterator[LiquidationRow]):
         self._client = client
         self._asset = validate_asset(asset)
         self._interval = parse_interval(interval)
+        self._target = Token(self._asset, self._interval)
         now = client.now()
         start = now - DEFAULT_LOOKBACK if since is None else parse_time(since, "since")
         if start > now:
@@ -205,9 +212,9 @@ class Follow(RowIterator[LiquidationRow]):
     def _recheck_from(self) -> datetime:
         """Where a poll starts: the recheck window (at most a page) before the cursor,
         never before this follow's start (nothing before it was handed out)."""
-        grid, client = self._interval, self._client
-        span = min(client.recheck, grid.delta * client.page_size)
-        return max(self._start, grid.ceil(self._cursor - span))
+        client = self._client
+        start = TOKEN.recheck_from(self._target, self._cursor, client.recheck, client.page_size)
+        return max(self._start, start)
 
     async def _rows(self) -> AsyncIterator[LiquidationRow]:
         if self._started:
@@ -218,7 +225,7 @@ class Follow(RowIterator[LiquidationRow]):
         while True:
             # Our clock bounds what can have settled; the server's, once it answers, may
             # say less.
-            ours = settled_horizon(grid, self._client.now(), settle=self._client.settle)
+            ours = TOKEN.horizon(self._target, self._client.now(), self._client.settle)
             answered = False
             if ours > self._cursor:
                 start = self._recheck_from()
@@ -248,8 +255,8 @@ class Follow(RowIterator[LiquidationRow]):
                     await self._until_closed(functools.partial(self._sleep, delay))
                     continue
                 failures, answered = 0, True
-                final = min(ours, self._client.settled_before(grid.text))
-                await self._revise(start, [r for r in rows if r.interval_time < self._cursor])
+                final = min(ours, self._client.final_before(TOKEN, self._target))
+                await self._revise(start, final, [r for r in rows if r.interval_time < final])
                 for row in rows:
                     if self._cursor <= row.interval_time < final:
                         # Moved before the row is handed out: a consumer that stops after
@@ -261,14 +268,17 @@ class Follow(RowIterator[LiquidationRow]):
                 self._cursor = max(self._cursor, final)
             await self._pause(answered)
 
-    async def _revise(self, start: datetime, rows: list[LiquidationRow]) -> None:
-        """Compare the re-read ``[start, cursor)`` with what was handed out; report each
-        bucket that changed, and remember it as it is now."""
-        fetched = {row.interval_time: row for row in rows}
+    async def _revise(self, start: datetime, final: datetime, rows: list[LiquidationRow]) -> None:
+        """Compare the re-read ``[start, min(cursor, final))`` with what was handed out;
+        report each bucket that changed, and remember it as it is now. Buckets from
+        ``final`` on are not final on the server's clock (it has fallen behind): its
+        answer for them is no revision, and they are compared once it has caught up."""
+        end = min(self._cursor, final)
+        fetched = {row.interval_time: row for row in rows if row.interval_time < end}
         self._recent = {t: r for t, r in self._recent.items() if t >= start}
         changed = [
             Revision(t, fetched.get(t), self._recent.get(t))
-            for t in sorted(fetched.keys() | self._recent.keys())
+            for t in sorted(fetched.keys() | {t for t in self._recent if t < end})
             if fetched.get(t) != self._recent.get(t)
         ]
         for revision in changed:

@@ -2,7 +2,7 @@
 
 Kaiko's docs do not say when a bucket's figures (or an event) stop changing; exchanges
 report liquidations late at times. So "settled" is a policy with a setting, judged on the
-earlier of our clock and the server's (:meth:`LiquidationClient.settled_before`):
+earlier of our clock and the server's (:meth:`LiquidationClient.final_before`):
 
 * a row is final :data:`SETTLE` after its span closed (a bucket's end; an event's time),
   plus :data:`CLOCK_MARGIN` for clocks that disagree a little;
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from .query import Interval
+from .query import Grid
 
 __all__ = ["CLOCK_MARGIN", "RECHECK", "SETTLE", "settled_horizon"]
 
@@ -31,9 +31,12 @@ RECHECK = timedelta(hours=24)
 CLOCK_MARGIN = timedelta(seconds=30)
 
 
-def settled_horizon(grid: Interval, now: datetime, *, settle: timedelta = SETTLE) -> datetime:
-    """The end of the last bucket that closed at least ``settle`` (plus
-    :data:`CLOCK_MARGIN`) before ``now``: every bucket before it is final; the one
-    starting at it may still be filling. ``now`` should be the earlier of our clock and
-    the server's (:meth:`LiquidationClient.settled_before` does that)."""
+def settled_horizon(grid: Grid, now: datetime, *, settle: timedelta = SETTLE) -> datetime:
+    """The end of what is final at ``now``: ``now`` less ``settle`` and
+    :data:`CLOCK_MARGIN`, floored to the grid. Every row before it is final: a bucket
+    before it closed at least that long ago (it ends at or before the floor), an event
+    before it happened at least that long ago; the bucket starting at it may still be
+    filling. ``now`` should be the earlier of our clock and the server's
+    (:meth:`LiquidationClient.final_before` does that). The one rule: routes
+    (:meth:`~kaiko_liq.routes.Route.horizon`) and the client only call it."""
     return grid.floor(now - settle - CLOCK_MARGIN)

@@ -1,4 +1,5 @@
-"""Blocking faces of the client: ``kaiko_liq.fetch(...)`` and ``kaiko_liq.fetch_frame(...)``.
+"""Blocking faces of the client: ``kaiko_liq.fetch(...)``, ``kaiko_liq.fetch_frame(...)``
+and ``kaiko_liq.fetch_events(...)``, each taking the client's arguments too.
 
 Each call makes its own :class:`~kaiko_liq.client.LiquidationClient`, runs the async call
 on an event loop of its own and closes everything before it returns, so calls are
@@ -26,8 +27,9 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any, Generic, TypeVar
 from urllib.parse import urlsplit
 
@@ -36,6 +38,7 @@ from .errors import InvalidArgumentError, redact_url
 from .models import LiquidationEvent, LiquidationRow
 from .query import TimeLike
 from .retry import RetryPolicy
+from .settle import RECHECK, SETTLE
 from .transport import DEFAULT_MAX_RESPONSE_BYTES, Timeouts
 
 __all__ = [
@@ -75,6 +78,9 @@ def fetch(
     allow_credentials: bool = False,
     cache_dir: str | os.PathLike[str] | None = None,
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+    settle: timedelta | str = SETTLE,
+    recheck: timedelta | str = RECHECK,
+    storage_options: Mapping[str, Any] | None = None,
     emulator: bool = False,
 ) -> list[LiquidationRow]:
     """Blocking :meth:`LiquidationClient.fetch`: every row of ``[start, end)`` in ``sort``
@@ -113,6 +119,9 @@ def fetch_frame(
     allow_credentials: bool = False,
     cache_dir: str | os.PathLike[str] | None = None,
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+    settle: timedelta | str = SETTLE,
+    recheck: timedelta | str = RECHECK,
+    storage_options: Mapping[str, Any] | None = None,
     emulator: bool = False,
 ) -> Any:
     """Blocking :meth:`LiquidationClient.fetch_frame`: one asset or several as a pandas
@@ -156,8 +165,12 @@ def fetch_events(
     retry: RetryPolicy | None = None,
     adaptive_rate: bool = True,
     allow_insecure_http: bool = False,
+    allow_credentials: bool = False,
     cache_dir: str | os.PathLike[str] | None = None,
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+    settle: timedelta | str = SETTLE,
+    recheck: timedelta | str = RECHECK,
+    storage_options: Mapping[str, Any] | None = None,
     emulator: bool = False,
 ) -> list[LiquidationEvent]:
     """Blocking :meth:`LiquidationClient.fetch_events`: every liquidation event of one
@@ -170,6 +183,7 @@ def fetch_events(
             exchange, instrument_class, instrument, start, end, sort=sort, page_size=page_size
         )
 
+    _refuse_self_served("fetch_events", options["base_url"])
     return _run(lambda: _with_client(options, emulator, call))
 
 
@@ -186,6 +200,9 @@ _CLIENT_ARGUMENTS = (
     "allow_credentials",
     "cache_dir",
     "max_response_bytes",
+    "settle",
+    "recheck",
+    "storage_options",
 )
 
 

@@ -427,3 +427,32 @@ async def test_follow_with_a_client_clock_two_minutes_fast_hands_out_no_partial_
     assert got.revisions == []
     # Once the server's clock is known, one poll a bucket, when it settles there.
     assert clock.sleeps[1:] == [3600.0] * (len(clock.sleeps) - 1)
+
+
+# -- a server that falls behind after it was on time ------------------------------------
+
+
+async def test_a_recheck_against_a_server_fallen_behind_changes_nothing_stored(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    await cached_fetch(T, T, tmp_path)  # an on-time server fills the cache
+    before = stored(tmp_path)
+    assert before[-1].interval_time >= T - 3 * H
+    caplog.set_level(logging.WARNING, logger="kaiko_liq")
+    # The same cache, the server's clock (its aggregation) now six hours behind: its
+    # answer for the newest stored hours is partial, and no revision.
+    await cached_fetch(T - 6 * H, T, tmp_path)
+    assert stored(tmp_path) == before
+    assert not any("revised" in r.getMessage() for r in caplog.records)
+
+
+async def test_follow_reports_no_revision_when_the_server_falls_behind(server: Server) -> None:
+    clock = FakeClock(T)
+    lag = [timedelta(0)]
+    await server.start(EmulatorConfig(now=lambda: clock.now - lag[0]))
+    clock.at(T + 2 * H, lambda: lag.__setitem__(0, 6 * H))  # falls behind
+    clock.at(T + 5 * H, lambda: lag.__setitem__(0, timedelta(0)))  # and catches up
+    got, cursor = await followed(server, clock, T + 7 * H)
+    # The hours it answered for while behind were not final on its clock: no revision.
+    assert got.revisions == []
+    assert_the_truth(got, await truth(end=cursor, now=cursor + 2 * H))

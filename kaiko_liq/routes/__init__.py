@@ -3,10 +3,11 @@
 A :class:`Route` says what the generic machinery cannot know: the path and its typed
 parameters (a *target*: an asset at an interval, an instrument), the row Struct and its
 decoder, the first page's parameters, a row's time, the checks a page must pass, how a
-window is cut into shards (:class:`ShardPolicy`), when a row is final, and the table a
-row becomes. Page decoding (:mod:`kaiko_liq.protocol`), the page chain
-(:mod:`kaiko_liq.chain`), the fetch engine (:mod:`kaiko_liq.engine`), the store and the
-writers only ever ask a route; they never name an endpoint.
+window is cut into shards (:class:`ShardPolicy`), when a row is final, how far back a
+store checks its newest rows again, and the table a row becomes. Page decoding
+(:mod:`kaiko_liq.protocol`), the page chain (:mod:`kaiko_liq.shard`), the fetch engine
+(:mod:`kaiko_liq.engine`), the store and the writers only ever ask a route; they never
+name an endpoint.
 
 Adding an endpoint is writing one module here (see :mod:`.token` and :mod:`.events`),
 an emulator route, a facade method on the client and a CLI registration.
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 from urllib.parse import quote
 
 from ..query import MILLISECOND, Grid, MillisecondGrid, Window, epoch_ms, from_epoch_ms
+from ..settle import settled_horizon
 from ..shard import PageCheck
 from ..sharding import ShardPolicy
 
@@ -86,18 +88,27 @@ class Route(ABC, Generic[Target, Row]):
     def time_of(self, row: Row) -> datetime:
         """The instant a row is at (its bucket's start, an event's time), UTC."""
 
-    def settles_at(self, target: Target, row_time: datetime, settle: timedelta) -> datetime:
-        """When a row at ``row_time`` is final: ``settle`` after its span closed. A
-        route whose rows span time (buckets) overrides this."""
-        return row_time + settle
-
     def recheck_span(self, target: Target, recheck: timedelta, page_size: int) -> timedelta:
-        """How far back from the newest stored row a store fetches again on each run."""
+        """How far back from the newest stored row a store fetches again on each run
+        (``recheck``, the client's setting, bounded by what one run should cost)."""
         return recheck
 
+    def recheck_from(
+        self, target: Target, newest: datetime, recheck: timedelta, page_size: int
+    ) -> datetime:
+        """Where the recheck of rows stored up to ``newest`` starts (on the grid):
+        :meth:`recheck_span` back, or ``newest`` itself when it is off. The one rule for
+        the cache, ``backfill`` and ``follow``; each clamps it to its own start."""
+        grid = self.grid(target)
+        span = self.recheck_span(target, recheck, page_size)
+        return grid.ceil(newest - span) if span else grid.ceil(newest)
+
     def horizon(self, target: Target, now: datetime, settle: timedelta) -> datetime:
-        """The end of what is final at ``now``: every row before it has settled."""
-        return self.grid(target).floor(now - settle)
+        """The end of what is final at ``now`` (:func:`~kaiko_liq.settle.settled_horizon`:
+        ``settle`` and the clock margin back, on the grid); every row before it has
+        settled. ``now`` is the earlier of the two clocks
+        (:meth:`~kaiko_liq.client.LiquidationClient.final_before`)."""
+        return settled_horizon(self.grid(target), now, settle=settle)
 
     @abstractmethod
     def page_check(self, target: Target, lo: datetime, hi: datetime, sort: str) -> PageCheck[Row]:

@@ -10,10 +10,11 @@ is decided here, each marked **Assumption**:
 * ``start_time`` is inclusive, ``end_time`` exclusive, both sent to the millisecond; the
   window travels inside the continuation token (Kaiko), so later pages follow the cursor.
 * ``timestamp`` is documented in milliseconds. **Assumption**: as with the token route's
-  ``interval_timestamp``, the label may be wrong, so the magnitude decides: 13 digits or
-  fewer are ms, up to 16 µs, more ns. A row's instant is its timestamp floored to the
-  millisecond, the grid that requests are written on, so "inside ``[start, end)``" means
-  what the server means.
+  ``interval_timestamp``, the label may be wrong, so the magnitude decides
+  (:func:`event_ms`): below ``10**14`` it is milliseconds (up to the year 5138), below
+  ``10**17`` microseconds, else nanoseconds. A row's instant is its timestamp floored
+  to the millisecond, the grid that requests are written on, so "inside
+  ``[start, end)``" means what the server means.
 * **Assumption**: several events can share a millisecond, and a page can stop inside
   one: rows are in the requested order, ties allowed; a ``trade_id`` seen twice in one
   sub-range is a repeat (Kaiko makes one up where the exchange gives none, so every event
@@ -21,8 +22,20 @@ is decided here, each marked **Assumption**:
 * **Assumption**: nothing says how dense a window is, so shards are whole UTC days split
   as they are fetched (:class:`~kaiko_liq.sharding.AdaptiveShards`). For the loop bound a
   page is taken to span at least a minute when a server sizes pages by time.
+* **Assumption**: events sharing a millisecond come in the server's own order, and a
+  ``desc`` query gives them in exactly the reverse of an ``asc`` one. A cache keeps
+  events ascending and serves ``desc`` by reversing them, so through a cache ties come
+  in that order; a plain ``desc`` query from a server that orders ties some other way
+  (by ``trade_id`` both ways, say) would give the same events, but ties in another
+  order. Nothing else depends on the order within a millisecond.
 * ``rate`` may be a number or null.
 * An event is final ``settle`` after it happened (see :mod:`kaiko_liq.settle`).
+* The recheck (a store fetching its newest rows again on each run, see
+  :mod:`kaiko_liq.settle`) covers at most :data:`RECHECK_LIMIT` (an hour) of events,
+  not the client's whole ``recheck`` (a day by default): a dense instrument has tens of
+  pages a day, and the recheck should cost about a page per instrument and run (a
+  sparse hour is one page, a dense one a few). An exchange that reports events later
+  than that is covered by a longer ``settle``, not by the recheck.
 
 The table a row becomes, :data:`EVENTS_TABLE`: one flat row per liquidation event.
 
@@ -57,6 +70,7 @@ __all__ = [
     "EVENTS",
     "EVENTS_TABLE",
     "INSTRUMENT_CLASSES",
+    "RECHECK_LIMIT",
     "EventsRoute",
     "Instrument",
     "event_ms",
@@ -67,6 +81,8 @@ __all__ = [
 INSTRUMENT_CLASSES = ("future", "perpetual-future")
 _CODE_RE = re.compile(r"[A-Za-z0-9_-]+")
 _MINUTE = timedelta(minutes=1)
+#: The most of the newest stored events a store fetches again on each run.
+RECHECK_LIMIT = timedelta(hours=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,8 +142,8 @@ class _EventOrder:
 
     def __init__(self, lo: datetime, hi: datetime, sort: str) -> None:
         self._lo, self._hi = lo, hi
-        self._low = _ms(lo)
-        self._high = _ms(hi)
+        self._low = epoch_ms(lo)
+        self._high = epoch_ms(hi)
         self._ascending = sort == "asc"
         self._sort = sort
         self._last: int | None = None
@@ -163,10 +179,6 @@ class _EventOrder:
             ids.add(row.trade_id)
             last = t
         self._last = last
-
-
-def _ms(t: datetime) -> int:
-    return epoch_ms(t)
 
 
 class EventsRoute(Route[Instrument, LiquidationEvent]):
@@ -211,6 +223,10 @@ class EventsRoute(Route[Instrument, LiquidationEvent]):
 
     def max_empty_pages(self, target: Instrument, lo: datetime, hi: datetime) -> tuple[int, str]:
         return (hi - lo) // _MINUTE + 1, "minutes"
+
+    def recheck_span(self, target: Instrument, recheck: timedelta, page_size: int) -> timedelta:
+        # An hour at most: about a page per instrument and run (see the module docstring).
+        return min(recheck, RECHECK_LIMIT)
 
     @property
     def table(self) -> TableSpec[LiquidationEvent]:

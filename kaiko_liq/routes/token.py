@@ -175,9 +175,6 @@ class TokenRoute(Route[Token, LiquidationRow]):
     def time_of(self, row: LiquidationRow) -> datetime:
         return row.interval_time
 
-    def settles_at(self, target: Token, row_time: datetime, settle: timedelta) -> datetime:
-        return row_time + target.interval.delta + settle
-
     def page_check(self, target: Token, lo: datetime, hi: datetime, sort: str) -> _RowOrder:
         return _RowOrder(target.interval, lo, hi, sort)
 
