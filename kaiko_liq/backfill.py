@@ -117,7 +117,7 @@ from .query import (
 from .routes import Grid, Route
 from .routes.events import EVENTS, Instrument, parse_instrument_spec
 from .routes.token import TOKEN, Token
-from .settle import CLOCK_MARGIN, SETTLE
+from .settle import SETTLE
 from .spans import gaps_in
 from .store import Damaged, Shard, ShardStore, grid_text
 
@@ -728,7 +728,7 @@ class _Run:
         self.now = now
         self.held = held
         # Nothing after it is fetched; narrowed again by the server's clock as it answers.
-        self.horizon = self.route.horizon(targets[0], now, self.client.settle + CLOCK_MARGIN)
+        self.horizon = self.route.horizon(targets[0], now, self.client.settle)
         self.manifest = Manifest(interval=grid_text(grid), route=self.route.name)
         self.state: dict[str, _State] = {}
         self.runs: list[str] = []  # this run's partitions, in the order asked
