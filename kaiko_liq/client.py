@@ -184,7 +184,7 @@ class LiquidationClient:
         now: Callable[[], datetime] | None = None,
         cache_namespace: str | None = None,
         settle: timedelta | str = SETTLE,
-        recheck: timedelta | str = RECHECK,
+        recheck: timedelta | str | int = RECHECK,
         storage_options: Mapping[str, Any] | None = None,
     ) -> None:
         if region not in REGIONS:

@@ -198,9 +198,11 @@ _DURATION_RE = re.compile(r"\s*(\d+)\s*([smhd]?)\s*")
 _DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400}
 
 
-def parse_duration(value: timedelta | str, name: str) -> timedelta:
-    """A non-negative span from a ``timedelta`` or text such as ``"90m"``, ``"2h"``,
-    ``"1d"`` or ``"0"`` (a bare number is seconds)."""
+def parse_duration(value: timedelta | str | int, name: str) -> timedelta:
+    """A non-negative span from a ``timedelta``, text such as ``"90m"``, ``"2h"``,
+    ``"1d"`` or ``"0"`` (a bare number is seconds), or the integer ``0`` (off)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value == 0:
+        return timedelta(0)
     if isinstance(value, timedelta):
         if value < timedelta(0):
             raise InvalidArgumentError(f"{name} must not be negative, got {value}")

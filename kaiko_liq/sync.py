@@ -79,7 +79,7 @@ def fetch(
     cache_dir: str | os.PathLike[str] | None = None,
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     settle: timedelta | str = SETTLE,
-    recheck: timedelta | str = RECHECK,
+    recheck: timedelta | str | int = RECHECK,
     storage_options: Mapping[str, Any] | None = None,
     emulator: bool = False,
 ) -> list[LiquidationRow]:
@@ -120,7 +120,7 @@ def fetch_frame(
     cache_dir: str | os.PathLike[str] | None = None,
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     settle: timedelta | str = SETTLE,
-    recheck: timedelta | str = RECHECK,
+    recheck: timedelta | str | int = RECHECK,
     storage_options: Mapping[str, Any] | None = None,
     emulator: bool = False,
 ) -> Any:
@@ -169,7 +169,7 @@ def fetch_events(
     cache_dir: str | os.PathLike[str] | None = None,
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     settle: timedelta | str = SETTLE,
-    recheck: timedelta | str = RECHECK,
+    recheck: timedelta | str | int = RECHECK,
     storage_options: Mapping[str, Any] | None = None,
     emulator: bool = False,
 ) -> list[LiquidationEvent]:
