@@ -623,12 +623,12 @@ def fail_writes_after(monkeypatch: pytest.MonkeyPatch, n: int, error: OSError) -
     real = LocalStorage.write_atomic
     calls = [0]
 
-    def write_atomic(self: LocalStorage, key: str, data: Any) -> None:
+    def write_atomic(self: LocalStorage, key: str, data: Any, **how: Any) -> None:
         if key.endswith(".parquet"):
             calls[0] += 1
             if calls[0] > n:
                 raise error
-        real(self, key, data)
+        real(self, key, data, **how)
 
     monkeypatch.setattr(LocalStorage, "write_atomic", write_atomic)
 
