@@ -486,43 +486,49 @@ class LocalStorage(Storage):
 
 
 class _FlockLock(WriterLock):
-    """``flock`` on a lock file: held until released or the process ends (even by kill -9)."""
+    """``flock`` on a lock file: held until released or the process ends (even by kill -9).
+
+    The file holds the last :meth:`mark`'s token (fixed length, overwritten in place: a
+    truncate would make ext4 flush the file), part of :attr:`stamp`."""
 
     def __init__(self, path: Path) -> None:
         self._path = path
-        self._handle = open(path, "a+b")  # noqa: SIM115  # closed by release()
+        self._fd: int | None = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
         try:
             import fcntl
         except ImportError:  # not POSIX: run unlocked rather than not at all
             return
         try:
-            fcntl.flock(self._handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            self._handle.close()
+            self.release()
             raise StorageLockedError(os.fspath(path), "another process on this machine") from None
-        # The file holds the last marker's token; the folder's mtime also moves when a
-        # writer that never marks (an older version) renames a file in.
-        self._handle.seek(0)
-        self.stamp = self._stamp(self._handle.read(64).decode("ascii", "replace"))
+        # The folder's mtime moves too when a writer that never marks (an older version)
+        # renames a file in.
+        self.stamp = self._stamp(os.pread(self._fd, _TOKEN_BYTES, 0))
 
-    def _stamp(self, token: str) -> str:
+    def _stamp(self, token: bytes) -> str:
         st = os.stat(self._path.parent)
-        return f"{token}:{st.st_mtime_ns}:{st.st_ino}"
+        return f"{token.hex()}:{st.st_mtime_ns}:{st.st_ino}"
 
     def mark(self) -> None:
-        if self.stamp is None:
+        if self.stamp is None or self._fd is None:
             return  # not locked (not POSIX): nothing to trust anyway
-        token = secrets.token_hex(8)
-        self._handle.truncate(0)
-        self._handle.write(token.encode())
-        self._handle.flush()
+        token = secrets.token_bytes(_TOKEN_BYTES)
+        os.pwrite(self._fd, token, 0)
         self.stamp = self._stamp(token)
 
     def refresh(self) -> None:
         """Nothing to do: a flock does not expire."""
 
     def release(self) -> None:
-        self._handle.close()  # closing drops the flock
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)  # closing drops the flock
+
+
+#: The length of a lock file's token.
+_TOKEN_BYTES = 16
 
 
 # --- S3 ---------------------------------------------------------------------------------------
