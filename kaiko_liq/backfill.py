@@ -893,7 +893,9 @@ class _Run:
                 "%s: %s: recheck failed, next run tries again: %s", self.shown, state.label, exc
             )
             return None
-        changed = await anyio.to_thread.run_sync(self.store.revise, state.target, lo, hi, rows)
+        changed = await anyio.to_thread.run_sync(
+            self.store.revise, state.target, lo, hi, rows, limiter=self.writers
+        )
         if not changed:
             return None
         shards = await anyio.to_thread.run_sync(self.store.shards, state.target)
