@@ -33,7 +33,10 @@ Two writers, one store
     lock (``<partition>/.lock``: ``flock`` locally, a conditional-write lock object on
     S3) while they look at what is there and write. A window another writer stored
     meanwhile is not written again: only the parts no file covers yet are, each under its
-    own name. So files never overlap and no reader sees a row twice. Should a partition
+    own name. So files never overlap and no reader sees a row twice. What a write saw
+    and wrote is trusted by the next one without listing again while the lock's stamp
+    (:attr:`~kaiko_liq.fs.WriterLock.stamp`: the last writer's token and the folder's
+    state) is unchanged; an S3 lock has none, so each write there lists again. Should a partition
     hold overlapping files anyway (copied by hand), :meth:`~ShardStore.read_rows` takes
     each instant from one file only, the earliest-starting one.
 
