@@ -13,10 +13,10 @@ from typing import IO
 
 from .errors import InvalidArgumentError
 
-__all__ = ["atomic_write", "output_target"]
+__all__ = ["atomic_write", "fsync_directory", "output_target"]
 
 
-def _fsync_directory(directory: Path) -> None:
+def fsync_directory(directory: Path) -> None:
     """Make a rename durable: on POSIX the directory entry needs its own fsync."""
     if os.name != "posix":
         return
@@ -48,7 +48,9 @@ def output_target(path: str | os.PathLike[str]) -> Path:
 
 
 @contextmanager
-def atomic_write(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
+def atomic_write(
+    path: str | os.PathLike[str], *, sync_directory: bool = True
+) -> Iterator[IO[bytes]]:
     """Open a binary file that appears at ``path`` only once it is complete.
 
     Writes go to ``.<name>.<pid>.<random>.tmp`` in the same directory (a leading dot, so
@@ -57,6 +59,10 @@ def atomic_write(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
     cancellation, the temporary file is removed and ``path`` is left as it was. An
     ``OSError`` names ``path``, never the temporary file: that name means nothing to the
     caller, and it is gone.
+
+    ``sync_directory=False`` leaves the directory's fsync (what makes the rename itself
+    survive a power loss) to the caller, who may sync once for many files
+    (:func:`fsync_directory`); the file's bytes are synced before the rename either way.
     """
     target = output_target(path)
     # The writer's pid in the name: a cleanup removes only a dead writer's leftovers.
@@ -78,7 +84,8 @@ def atomic_write(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
         if isinstance(exc, OSError):
             raise _naming(exc, target) from exc
         raise
-    _fsync_directory(target.parent)
+    if sync_directory:
+        fsync_directory(target.parent)
 
 
 def _naming(error: OSError, target: Path) -> OSError:

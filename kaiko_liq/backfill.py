@@ -148,6 +148,8 @@ logger = logging.getLogger("kaiko_liq")
 
 #: Seconds between manifest rewrites while shards land (it is also written at the end).
 MANIFEST_EVERY = 0.5
+#: Threads that store pages at once (Arrow build, Parquet write, fsync): two cores' worth.
+WRITE_THREADS = 2
 #: Failed shards of one target in a row (after their retries) before the target's other
 #: shards are left for the next run: the server is not serving it now.
 GIVE_UP_AFTER = 3
@@ -678,7 +680,9 @@ async def _backfill(
     except OSError as exc:
         raise StorageError.from_os_error(exc, storage.url_of(LOCK_NAME), doing="lock") from exc
     try:
-        store = ShardStore(storage.url, route, grid, storage=storage)
+        # Folder entries synced once per manifest, not per file (the manifest, written
+        # last, lists only files made durable before it).
+        store = ShardStore(storage.url, route, grid, storage=storage, sync_each=False)
         shown = Path(out_dir) if not isinstance(out_dir, str) or "://" not in out_dir else out_dir
         run = _Run(fetcher, targets, start, end, grid, store, shown, workers, clock, held)
         return await run.run(on_progress)
@@ -740,6 +744,9 @@ class _Run:
         self.fatal: BaseException | None = None
         self.total = self.skipped = self.written = self.rows = self.rows_skipped = 0
         self._manifest_lock = anyio.Lock()
+        # Page work (Arrow build, Parquet write, fsync) in as many threads as it can use:
+        # more would only queue on the GIL and the disk.
+        self.writers = anyio.CapacityLimiter(WRITE_THREADS)
         self._manifest_written = 0.0
         self.jobs: list[tuple[str, SubRange]] = []
         self.requests0, self.retries0 = self.client.stats.requests, self.client.stats.retries
@@ -794,7 +801,13 @@ class _Run:
         }
         snapshot = msgspec.structs.replace(self.manifest)
         async with self._manifest_lock:
-            await anyio.to_thread.run_sync(_write_manifest, self.store.storage, snapshot)
+            await anyio.to_thread.run_sync(self._sync_and_record, snapshot)
+
+    def _sync_and_record(self, snapshot: Manifest) -> None:
+        """The files the snapshot lists made durable (their folders synced: the store
+        writes with ``sync_each=False``), then the manifest written."""
+        self.store.sync()
+        _write_manifest(self.store.storage, snapshot)
 
     async def _start(self) -> list[tuple[str, SubRange]]:
         storage = self.store.storage
@@ -831,37 +844,63 @@ class _Run:
 
     async def _recheck(self) -> None:
         """Fetch the newest stored rows of each target again (about a page) and replace
-        those the server changed since: figures revised after they were stored."""
+        those the server changed since: figures revised after they were stored. The
+        targets at once, as shards are fetched (the client's limits apply); the notes in
+        the order the targets were asked."""
+        notes: dict[str, str] = {}
+        fatal: list[Exception] = []
+        slots = anyio.CapacityLimiter(self.workers)
+
+        async def one(partition: str, tg: TaskGroup) -> None:
+            async with slots:
+                try:
+                    note = await self._recheck_one(self.state[partition])
+                except Exception as exc:  # raised as itself below, not as a group
+                    fatal.append(exc)
+                    tg.cancel_scope.cancel()
+                    return
+            if note is not None:
+                notes[partition] = note
+
+        async with anyio.create_task_group() as tg:
+            for partition in self.runs:
+                if self.state[partition].on_disk:
+                    tg.start_soon(one, partition, tg)
+        if fatal:
+            raise fatal[0]
         for partition in self.runs:
-            state = self.state[partition]
-            if not state.on_disk:
-                continue
-            window = self.route.recheck_span(
-                state.target, self.client.recheck, self.fetcher.page_size or MAX_PAGE_SIZE
+            if partition in notes:
+                logger.warning("%s: %s", self.shown, notes[partition])
+                self.warnings.append(notes[partition])
+
+    async def _recheck_one(self, state: _State) -> str | None:
+        """One target's recheck; what it revised, if anything."""
+        window = self.route.recheck_span(
+            state.target, self.client.recheck, self.fetcher.page_size or MAX_PAGE_SIZE
+        )
+        if not window:
+            return None
+        newest = self.grid.ceil(max(r.end for r in state.on_disk))
+        lo, hi = max(self.start, newest - window), min(newest, self.end, self.horizon)
+        if not lo < hi:
+            return None  # this run does not touch the newest rows
+        try:
+            rows = await self.fetcher.fetch(state.target, SubRange(lo, hi))
+        except KaikoLiqError as exc:
+            if is_fatal(exc):
+                raise
+            logger.warning(
+                "%s: %s: recheck failed, next run tries again: %s", self.shown, state.label, exc
             )
-            if not window:
-                return
-            newest = self.grid.ceil(max(r.end for r in state.on_disk))
-            lo, hi = max(self.start, newest - window), min(newest, self.end, self.horizon)
-            if not lo < hi:
-                continue  # this run does not touch the newest rows
-            try:
-                rows = await self.fetcher.fetch(state.target, SubRange(lo, hi))
-            except KaikoLiqError as exc:
-                if is_fatal(exc):
-                    raise
-                logger.warning(
-                    "%s: %s: recheck failed, next run tries again: %s", self.shown, state.label, exc
-                )
-                continue
-            changed = await anyio.to_thread.run_sync(self.store.revise, state.target, lo, hi, rows)
-            if changed:
-                revised = plural(len(changed), self.route.row_name)
-                note = f"{state.label}: {revised} revised by the server"
-                logger.warning("%s: %s", self.shown, note)
-                self.warnings.append(note)
-                shards = await anyio.to_thread.run_sync(self.store.shards, state.target)
-                state.on_disk = [_record(shard) for shard in shards]
+            return None
+        changed = await anyio.to_thread.run_sync(
+            self.store.revise, state.target, lo, hi, rows, limiter=self.writers
+        )
+        if not changed:
+            return None
+        shards = await anyio.to_thread.run_sync(self.store.shards, state.target)
+        state.on_disk = [_record(shard) for shard in shards]
+        return f"{state.label}: {plural(len(changed), self.route.row_name)} revised by the server"
 
     async def _keep_lock(self) -> None:
         """Refresh a lock that expires (S3's) while the run goes on; a lost one stops it."""
@@ -1042,7 +1081,7 @@ class _Run:
                 return
         # Not cancellable once started: the file lands whole, or (if killed) not at all.
         written = await anyio.to_thread.run_sync(
-            self.store.write, state.target, shard.start, end, rows
+            self.store.write, state.target, shard.start, end, rows, limiter=self.writers
         )
         for piece in written:
             insort(state.on_disk, _record(piece), key=lambda r: r.start)

@@ -45,6 +45,7 @@ path for its Parquet and dataset readers. Nothing heavy is imported until it is 
 from __future__ import annotations
 
 import errno
+import io
 import json
 import logging
 import os
@@ -53,13 +54,13 @@ import socket
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
 from .errors import InvalidArgumentError, KaikoLiqError, register_secret
@@ -267,9 +268,29 @@ class Storage(ABC):
     def read_bytes(self, key: str) -> bytes:
         """The whole of ``key``; ``FileNotFoundError`` if it is not there."""
 
+    def open_read(self, key: str) -> BinaryIO:
+        """``key`` as a seekable binary file, for a reader that needs only part of it (a
+        Parquet footer); ``FileNotFoundError`` if it is not there. The whole object, read
+        at once, unless the storage can do better (a local file is opened as it is)."""
+        return io.BytesIO(self.read_bytes(key))
+
     @abstractmethod
-    def write_atomic(self, key: str, data: bytes | bytearray | memoryview) -> None:
-        """Store ``data`` at ``key``, replacing it: visible whole or not at all."""
+    def write_atomic(
+        self, key: str, data: bytes | bytearray | memoryview, *, durable: bool = True
+    ) -> None:
+        """Store ``data`` at ``key``, replacing it: visible whole or not at all.
+
+        ``durable=False`` leaves the key's folder entry to :meth:`sync_folders` (one sync
+        per folder for a batch of writes, on a local disk): the bytes themselves are
+        synced before the key appears either way, so a crash leaves the old state or the
+        whole new file, but a key written so may be lost with power until its folder is
+        synced."""
+
+    def sync_folders(self, folders: Iterable[str]) -> None:
+        """Make the entries of keys written with ``durable=False`` under ``folders``
+        (``"asset=btc"``; ``""`` for the root) survive a power loss. Nothing to do where
+        a write is durable when it returns (an object store)."""
+        del folders
 
     @abstractmethod
     def exists(self, key: str) -> bool:
@@ -326,6 +347,15 @@ class WriterLock(ABC):
 
     #: Seconds between :meth:`refresh` calls that keep it (``None``: it never expires).
     refresh_every: float | None = None
+    #: What changed under the lock when it was taken (a writer's last :meth:`mark` and the
+    #: folder's state): the same stamp at two takings says nobody changed the folder in
+    #: between, so a holder may trust what it saw then. ``None``: not known (look again).
+    stamp: str | None = None
+
+    def mark(self) -> None:
+        """Say that this holder changed the folder the lock guards (a new :attr:`stamp`,
+        which every other holder will see differs from the one it remembers)."""
+        self.stamp = None  # a lock that cannot say: every holder looks again
 
     @abstractmethod
     def refresh(self) -> None:
@@ -391,13 +421,24 @@ class LocalStorage(Storage):
     def read_bytes(self, key: str) -> bytes:
         return self._path(key).read_bytes()
 
-    def write_atomic(self, key: str, data: bytes | bytearray | memoryview) -> None:
+    def open_read(self, key: str) -> BinaryIO:
+        return open(self._path(key), "rb")  # the caller closes it
+
+    def write_atomic(
+        self, key: str, data: bytes | bytearray | memoryview, *, durable: bool = True
+    ) -> None:
         from .atomic import atomic_write  # the one home of the local temp+fsync+rename
 
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_write(path) as handle:
+        with atomic_write(path, sync_directory=durable) as handle:
             handle.write(data)
+
+    def sync_folders(self, folders: Iterable[str]) -> None:
+        from .atomic import fsync_directory
+
+        for folder in sorted(set(folders)):
+            fsync_directory(self._path(folder))
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
@@ -445,26 +486,49 @@ class LocalStorage(Storage):
 
 
 class _FlockLock(WriterLock):
-    """``flock`` on a lock file: held until released or the process ends (even by kill -9)."""
+    """``flock`` on a lock file: held until released or the process ends (even by kill -9).
+
+    The file holds the last :meth:`mark`'s token (fixed length, overwritten in place: a
+    truncate would make ext4 flush the file), part of :attr:`stamp`."""
 
     def __init__(self, path: Path) -> None:
         self._path = path
-        self._handle = open(path, "a")  # noqa: SIM115  # closed by release()
+        self._fd: int | None = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
         try:
             import fcntl
         except ImportError:  # not POSIX: run unlocked rather than not at all
             return
         try:
-            fcntl.flock(self._handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            self._handle.close()
+            self.release()
             raise StorageLockedError(os.fspath(path), "another process on this machine") from None
+        # The folder's mtime moves too when a writer that never marks (an older version)
+        # renames a file in.
+        self.stamp = self._stamp(os.pread(self._fd, _TOKEN_BYTES, 0))
+
+    def _stamp(self, token: bytes) -> str:
+        st = os.stat(self._path.parent)
+        return f"{token.hex()}:{st.st_mtime_ns}:{st.st_ino}"
+
+    def mark(self) -> None:
+        if self.stamp is None or self._fd is None:
+            return  # not locked (not POSIX): nothing to trust anyway
+        token = secrets.token_bytes(_TOKEN_BYTES)
+        os.pwrite(self._fd, token, 0)
+        self.stamp = self._stamp(token)
 
     def refresh(self) -> None:
         """Nothing to do: a flock does not expire."""
 
     def release(self) -> None:
-        self._handle.close()  # closing drops the flock
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)  # closing drops the flock
+
+
+#: The length of a lock file's token.
+_TOKEN_BYTES = 16
 
 
 # --- S3 ---------------------------------------------------------------------------------------
@@ -672,7 +736,9 @@ class S3Storage(Storage):
             # StreamingBody checks Content-Length: a body cut short raises, never returns.
             return bytes(answer["Body"].read())
 
-    def write_atomic(self, key: str, data: bytes | bytearray | memoryview) -> None:
+    def write_atomic(
+        self, key: str, data: bytes | bytearray | memoryview, *, durable: bool = True
+    ) -> None:
         # One PutObject with the whole body: S3 stores it whole or not at all.
         with self._calling(key):
             self._client.put_object(Bucket=self.bucket, Key=self._key(key), Body=bytes(data))

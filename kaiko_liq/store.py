@@ -33,7 +33,10 @@ Two writers, one store
     lock (``<partition>/.lock``: ``flock`` locally, a conditional-write lock object on
     S3) while they look at what is there and write. A window another writer stored
     meanwhile is not written again: only the parts no file covers yet are, each under its
-    own name. So files never overlap and no reader sees a row twice. Should a partition
+    own name. So files never overlap and no reader sees a row twice. What a write saw
+    and wrote is trusted by the next one without listing again while the lock's stamp
+    (:attr:`~kaiko_liq.fs.WriterLock.stamp`: the last writer's token and the folder's
+    state) is unchanged; an S3 lock has none, so each write there lists again. Should a partition
     hold overlapping files anyway (copied by hand), :meth:`~ShardStore.read_rows` takes
     each instant from one file only, the earliest-starting one.
 
@@ -63,7 +66,7 @@ from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 from .errors import InvalidArgumentError, KaikoLiqError
-from .fs import Entry, Storage, StorageError, open_storage
+from .fs import Entry, Storage, StorageError, WriterLock, open_storage
 from .layout import (
     aside_name,
     is_hidden,
@@ -193,6 +196,10 @@ class ShardStore(Generic[Target, Row]):
         storage_options: S3 settings (:data:`kaiko_liq.fs.STORAGE_OPTIONS`); the AWS
             environment otherwise.
         storage: an opened :class:`~kaiko_liq.fs.Storage` instead of ``location``.
+        sync_each: make each write durable (its folder entry too) before it returns;
+            ``False`` leaves folder entries to :meth:`sync`, once for many writes (a
+            backfill syncs before its manifest lists them). A file's bytes are synced
+            before it appears either way, so a crash never leaves a torn shard.
     """
 
     def __init__(
@@ -203,8 +210,10 @@ class ShardStore(Generic[Target, Row]):
         *,
         storage_options: Mapping[str, Any] | None = None,
         storage: Storage | None = None,
+        sync_each: bool = True,
     ) -> None:
         self.storage = storage or open_storage(location, storage_options=storage_options)
+        self.sync_each = sync_each
         #: The root as a path or URL, for messages.
         self.location = self.storage.url
         self.route = route
@@ -218,6 +227,13 @@ class ShardStore(Generic[Target, Row]):
         self._writers: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
         # Partitions whose dead writers' temporary files this store has removed.
         self._swept: set[str] = set()
+        # What a write saw and wrote in each partition, and the lock's stamp then: the next
+        # write trusts it without listing while the stamp says nobody changed the folder.
+        self._views: dict[str, tuple[str, list[Shard]]] = {}
+        # Bumped when this store moves a file aside: a view taken before is not kept.
+        self._moved: defaultdict[str, int] = defaultdict(int)
+        # Partitions written with their folder entry not yet synced (``sync_each=False``).
+        self._unsynced: set[str] = set()
         self._meta = json.dumps({"route": route.name, **_grid_meta(grid)}, sort_keys=True).encode()
 
     def __repr__(self) -> str:
@@ -301,11 +317,16 @@ class ShardStore(Generic[Target, Row]):
             return known[1]
         if signature[0] == 0:
             raise _Unreadable("empty (0 bytes)")
-        data = self._read_bytes(key)
-        pa = import_optional("pyarrow", "reading a shard store", extra="parquet")
         pq = import_optional("pyarrow.parquet", "reading a shard store", extra="parquet")
         try:
-            meta = pq.read_metadata(pa.BufferReader(data))
+            handle = self.storage.open_read(key)  # a local file: only its footer is read
+        except FileNotFoundError:
+            raise
+        except OSError as exc:
+            raise StorageError.from_os_error(exc, self.storage.url_of(key), doing="read") from exc
+        try:
+            with handle:
+                meta = pq.read_metadata(handle)
             file_schema = meta.schema.to_arrow_schema()
         except (OSError, ValueError, KeyError, IndexError) as exc:  # ArrowInvalid among them
             raise _Unreadable(f"not a readable Parquet file ({exc})") from None
@@ -360,9 +381,12 @@ class ShardStore(Generic[Target, Row]):
                 return None
         damaged = Damaged(url, self.storage.url_of(moved), reason)
         logger.warning("%s; it will be fetched again", damaged)
+        partition = split_key(key)[0]
         with self._lock:
             self.damaged.append(damaged)
             self._checked.pop(key, None)
+            self._views.pop(partition, None)
+            self._moved[partition] += 1
         return damaged
 
     def covered(self, target: Target) -> list[tuple[datetime, datetime]]:
@@ -454,8 +478,11 @@ class ShardStore(Generic[Target, Row]):
         partition = self.route.partition(target)
         body = self._encode(rows)  # before the lock: only the look and the write wait
         written: list[Shard] = []
-        with self._writing(partition):
-            for seg_lo, seg_hi in gaps_in(start, end, grid, self.covered(target)):
+        with self._writing(partition) as held:
+            moved = self._moved[partition]
+            stored = self._seen(partition, held)
+            covered = merge_spans(self._spans(stored))
+            for seg_lo, seg_hi in gaps_in(start, end, grid, covered):
                 if (seg_lo, seg_hi) == (start, end):
                     part_rows, part_body = list(rows), body
                 else:
@@ -466,7 +493,22 @@ class ShardStore(Generic[Target, Row]):
                 self._put(key, part_body)
                 url = self.storage.url_of(key)
                 written.append(Shard(partition, seg_lo, seg_hi, len(part_rows), key, url))
+            if written:
+                held.mark()
+            with self._lock:
+                if held.stamp is not None and self._moved[partition] == moved:
+                    view = sorted([*stored, *written], key=lambda s: (s.start, s.key))
+                    self._views[partition] = (held.stamp, view)
         return written
+
+    def _seen(self, partition: str, held: WriterLock) -> list[Shard]:
+        """The partition's checked shards as this store last saw and wrote them, while the
+        lock's stamp says nobody changed the folder since; else listed afresh."""
+        with self._lock:
+            known = self._views.pop(partition, None)  # kept again only if the write ends well
+        if known is not None and held.stamp is not None and known[0] == held.stamp:
+            return known[1]
+        return self.shards_in(partition)
 
     def revise(
         self, target: Target, start: datetime, end: datetime, rows: Sequence[Row]
@@ -482,7 +524,8 @@ class ShardStore(Generic[Target, Row]):
         check_rows(self.route, grid, rows, lo, hi)
         fresh = _by_instant(rows, time_of)
         changed: list[datetime] = []
-        with self._writing(self.route.partition(target)):
+        partition = self.route.partition(target)
+        with self._writing(partition) as held:
             for shard in self.shards(target):
                 s_lo, s_hi = grid.floor(shard.start), grid.ceil(shard.end)
                 seg_lo, seg_hi = max(s_lo, lo), min(s_hi, hi)
@@ -501,6 +544,10 @@ class ShardStore(Generic[Target, Row]):
                 merged += [r for r in old if time_of(r) >= seg_hi]
                 self._put(shard.key, self._encode(merged))
                 changed += differ
+            if changed:
+                held.mark()
+            with self._lock:
+                self._views.pop(partition, None)  # row counts changed: listed again
         return changed
 
     def _encode(self, rows: Sequence[Row]) -> bytes:
@@ -515,19 +562,30 @@ class ShardStore(Generic[Target, Row]):
 
     def _put(self, key: str, body: bytes) -> None:
         with _storage_errors(self.storage.url_of(key), "write"):
-            self.storage.write_atomic(key, body)
+            self.storage.write_atomic(key, body, durable=self.sync_each)
         with self._lock:
             self._checked.pop(key, None)  # checked again when next listed, as any file
+            if not self.sync_each:
+                self._unsynced.add(split_key(key)[0])
+
+    def sync(self) -> None:
+        """Make every file written so far durable, folder entries included (one sync per
+        folder written since the last call; nothing to do with ``sync_each``)."""
+        with self._lock:
+            folders, self._unsynced = self._unsynced, set()
+        if folders:
+            with _storage_errors(self.location, "sync"):
+                self.storage.sync_folders(folders)
 
     @contextmanager
-    def _writing(self, partition: str) -> Iterator[None]:
+    def _writing(self, partition: str) -> Iterator[WriterLock]:
         """The partition's writer lock: this process's threads queue on a thread lock,
         other processes on the storage's lock (flock, or an S3 lock object)."""
         with self._writers[partition]:
             with _storage_errors(self.location, "lock"):
                 held = self.storage.lock(f"{partition}/.lock", wait=_WRITE_LOCK_WAIT)
             with held:
-                yield
+                yield held
 
     def shelf(self, target: Target) -> TargetShelf[Target, Row]:
         """The store as ``target``'s shelf (what the fetch engine reads and fills)."""

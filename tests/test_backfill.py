@@ -281,6 +281,46 @@ async def test_fresh_backfill_writes_one_file_per_shard_and_a_manifest(tmp_path:
     assert breakdown.to_pylist() == to_arrow({"eth": want["eth"]}, shape="exchanges").to_pylist()
 
 
+async def test_the_manifest_lists_only_files_whose_folder_was_synced_before_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Durability without a folder fsync per file: each manifest write comes after one
+    sync of every folder a file it lists was written to."""
+    import kaiko_liq.atomic
+    from kaiko_liq.fs import LocalStorage
+
+    events: list[tuple[str, str]] = []
+    deferred: list[bool] = []
+    real_sync, real_write = kaiko_liq.atomic.fsync_directory, LocalStorage.write_atomic
+
+    def sync(directory: Path) -> None:
+        events.append(("sync", Path(directory).name))
+        real_sync(directory)
+
+    def write_atomic(self: LocalStorage, key: str, data: Any, **how: Any) -> None:
+        real_write(self, key, data, **how)
+        events.append(("write", key))
+        if key != MANIFEST_NAME:
+            deferred.append(how.get("durable") is False)
+
+    monkeypatch.setattr(kaiko_liq.atomic, "fsync_directory", sync)
+    monkeypatch.setattr(LocalStorage, "write_atomic", write_atomic)
+    await run(FakeClient(), tmp_path, "eth", "btc", end=T0 + 6 * D)
+
+    unsynced: set[str] = set()
+    for kind, what in events:
+        if kind == "write" and what != MANIFEST_NAME:
+            unsynced.add(what.split("/")[0])
+        elif kind == "sync":
+            unsynced.discard(what)
+        elif kind == "write":
+            assert not unsynced, f"{MANIFEST_NAME} written before syncing {unsynced}"
+    files = [w for k, w in events if k == "write" and w != MANIFEST_NAME]
+    assert len(files) == 12
+    assert events[-1] == ("write", MANIFEST_NAME)
+    assert deferred == [True] * 12  # no folder fsync per file: one per manifest
+
+
 async def test_running_it_again_fetches_nothing(tmp_path: Path) -> None:
     await run(FakeClient(), tmp_path, "eth")
     before = mtimes(tmp_path)
@@ -623,12 +663,12 @@ def fail_writes_after(monkeypatch: pytest.MonkeyPatch, n: int, error: OSError) -
     real = LocalStorage.write_atomic
     calls = [0]
 
-    def write_atomic(self: LocalStorage, key: str, data: Any) -> None:
+    def write_atomic(self: LocalStorage, key: str, data: Any, **how: Any) -> None:
         if key.endswith(".parquet"):
             calls[0] += 1
             if calls[0] > n:
                 raise error
-        real(self, key, data)
+        real(self, key, data, **how)
 
     monkeypatch.setattr(LocalStorage, "write_atomic", write_atomic)
 

@@ -356,3 +356,59 @@ def test_two_processes_filling_one_store_at_once_never_duplicate_a_bucket(tmp_pa
     assert not [p for p in (tmp_path / "asset=btc").iterdir() if p.name.startswith(".")
                 and p.name != ".lock"]  # fmt: skip
     assert sum(int(out) for out, _ in outputs) == len(spans)  # each file written once
+
+
+# --- what a write costs -------------------------------------------------------------------------
+
+
+def test_writes_list_a_partition_once_yet_see_another_writers_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, other = token_store(tmp_path, "1h"), token_store(tmp_path, "1h")
+    listed: list[str] = []
+    real = store.storage.list
+    monkeypatch.setattr(store.storage, "list", lambda p="": listed.append(p) or real(p))
+    for day in range(3):
+        store.write(tok("btc"), T0 + day * D, T0 + (day + 1) * D, hourly(T0 + day * D, 24))
+    assert listed == ["asset=btc/"]  # what it wrote, it knows
+    # Another writer (its own lock stamp) stores day 3: the next write looks again.
+    other.write(tok("btc"), T0 + 3 * D, T0 + 4 * D, hourly(T0 + 3 * D, 24))
+    written = store.write(tok("btc"), T0 + 3 * D, T0 + 5 * D, hourly(T0 + 3 * D, 48))
+    assert [(s.start, s.end) for s in written] == [(T0 + 4 * D, T0 + 5 * D)]
+    assert listed == ["asset=btc/", "asset=btc/"]
+    days = [r for day in range(4) for r in hourly(T0 + day * D, 24)]
+    tail = [r for r in hourly(T0 + 3 * D, 48) if r.interval_time >= T0 + 4 * D]
+    assert store.read_rows(tok("btc"), T0, T0 + 5 * D) == days + tail
+
+
+def test_a_local_file_is_checked_from_its_footer_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token_store(tmp_path, "1h").write(tok("btc"), T0, T0 + D, hourly(T0, 24))
+    fresh = token_store(tmp_path, "1h")
+
+    def whole(key: str) -> bytes:
+        raise AssertionError(f"read {key} whole")
+
+    monkeypatch.setattr(fresh.storage, "read_bytes", whole)
+    assert [(s.start, s.rows) for s in fresh.shards(tok("btc"))] == [(T0, len(hourly(T0, 24)))]
+
+
+def test_folder_entries_are_synced_once_per_sync_when_not_each_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import kaiko_liq.atomic
+
+    synced: list[Path] = []
+    monkeypatch.setattr(kaiko_liq.atomic, "fsync_directory", synced.append)
+    store = token_store(tmp_path, "1h", sync_each=False)
+    for day in range(3):
+        store.write(tok("btc"), T0 + day * D, T0 + (day + 1) * D, hourly(T0 + day * D, 24))
+    store.write(tok("eth"), T0, T0 + D, hourly(T0, 24))
+    assert synced == []
+    store.sync()
+    assert sorted(synced) == [tmp_path / "asset=btc", tmp_path / "asset=eth"]
+    store.sync()
+    assert len(synced) == 2  # nothing written since
+    token_store(tmp_path, "1h").write(tok("sol"), T0, T0 + D, hourly(T0, 24))
+    assert synced[2:] == [tmp_path / "asset=sol"]  # by default each write is durable
