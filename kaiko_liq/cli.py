@@ -49,7 +49,7 @@ from .backfill import (
     BackfillIncompleteError,
     BackfillProgress,
     BackfillSummary,
-    backfill,
+    backfill_targets,
     describe_backfill,
 )
 from .client import LiquidationClient
@@ -1074,7 +1074,8 @@ _FILE_SUFFIXES = (".csv", ".parquet", ".jsonl", ".json", ".pq")
 
 
 def _run_backfill(args: argparse.Namespace) -> int:
-    assets = [r.asset for r in _check_arguments(args)]
+    requests = _check_arguments(args)
+    assets = [r.asset for r in requests]
     out: str = args.out
     suffix = PurePosixPath(out).suffix.lower()
     if suffix in _FILE_SUFFIXES and (is_remote(out) or not Path(out).is_dir()):
@@ -1087,13 +1088,13 @@ def _run_backfill(args: argparse.Namespace) -> int:
     watch = _BackfillWatch(_progress_line(args), args.quiet)
 
     async def run(client: LiquidationClient) -> BackfillSummary:
-        return await backfill(
+        return await backfill_targets(
             client,
-            assets,
-            args.start,
-            args.end,
-            args.out,
-            interval=args.interval,
+            TOKEN,
+            [Token(r.asset, r.interval) for r in requests],
+            requests[0].start,
+            requests[0].end,
+            out,
             page_size=args.page_size,
             on_progress=watch.on_progress,
         )

@@ -31,6 +31,7 @@ from kaiko_liq.backfill import (
 )
 from kaiko_liq.client import LiquidationClient
 from kaiko_liq.emulator import RunningEmulator
+from kaiko_liq.engine import Request as EngineRequest
 from kaiko_liq.errors import (
     AuthenticationError,
     InvalidArgumentError,
@@ -40,7 +41,8 @@ from kaiko_liq.errors import (
 from kaiko_liq.export import arrow_schema, to_arrow
 from kaiko_liq.models import ExchangeVolume, LiquidationRow
 from kaiko_liq.plan import SubRange, plan_subranges
-from kaiko_liq.query import Request, parse_interval, parse_time, validate_request
+from kaiko_liq.query import Request, Window, parse_interval, parse_time, validate_request
+from kaiko_liq.routes.token import Token
 from kaiko_liq.store import CLOCK_MARGIN, StorageError, gaps_in
 from tests.conftest import DEAD_PID
 
@@ -98,7 +100,8 @@ class Stats:
 
 
 class FakeClient:
-    """What backfill uses of LiquidationClient: plan, fetch_shard, stats, max_concurrency."""
+    """What backfill uses of LiquidationClient: request, fetch_part, final_before, now,
+    stats, max_concurrency. ``fetch_shard`` is the fake's own hook (tests override it)."""
 
     def __init__(
         self,
@@ -119,14 +122,31 @@ class FakeClient:
         self.unknown = unknown or set()  # 404 for every shard
         self.broken = broken or set()  # 503 for every shard, after its retries
 
-    def settled_before(self, interval: str) -> datetime:
+    page_size = 1000
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+    def final_before(self, route: Any, target: Token) -> datetime:
         return datetime.max.replace(tzinfo=UTC)  # the run's own ``now`` decides
 
-    def plan(
-        self, asset: str, start: Any, end: Any, *, interval: str, page_size: int | None
-    ) -> list[SubRange]:
-        return plan_subranges(
-            parse_time(start), parse_time(end), parse_interval(interval), page_size or 1000
+    def request(
+        self, route: Any, target: Token, start: Any, end: Any, *, sort: str, page_size: int | None
+    ) -> EngineRequest[Token, LiquidationRow]:
+        window = Window(parse_time(start), parse_time(end), sort, page_size or self.page_size)
+        shards = plan_subranges(window.start, window.end, target.interval, window.page_size)
+        return EngineRequest(route, target, window, shards)
+
+    async def fetch_part(
+        self, req: EngineRequest[Token, LiquidationRow], shard: SubRange
+    ) -> list[LiquidationRow]:
+        target = req.target
+        return await self.fetch_shard(
+            target.asset,
+            shard,
+            interval=target.interval.text,
+            sort=req.window.sort,
+            page_size=req.window.page_size,
         )
 
     async def fetch_shard(
@@ -637,6 +657,34 @@ async def test_an_unknown_asset_among_good_ones_stops_only_itself(tmp_path: Path
     assert read_backfill(tmp_path).to_pylist() == totals(want)
     last = manifest(tmp_path)["runs"][-1]
     assert last["complete"] is False and "zzz" in last["failed_assets"]
+
+
+async def test_an_asset_delisted_since_stops_only_itself_in_the_recheck(tmp_path: Path) -> None:
+    await run(FakeClient(), tmp_path, "btc", "eth")
+    client = FakeClient(unknown={"btc"})
+    client.recheck = timedelta(hours=24)  # the rerun fetches the newest stored day again
+    with pytest.raises(BackfillIncompleteError) as info:
+        await run(client, tmp_path, "btc", "eth", end=T0 + 5 * D)
+    err = info.value
+    assert set(err.failed_assets) == {"btc"}
+    assert isinstance(err.failed_assets["btc"], NotFoundError)
+    # eth goes on: its recheck and its new day; btc's new day is not even tried.
+    assert [f for f in client.fetched if f[0] == "eth"] == [
+        ("eth", T0 + 3 * D, T0 + 4 * D),
+        ("eth", T0 + 4 * D, T0 + 5 * D),
+    ]
+    assert [f[0] for f in client.fetched].count("btc") == 1
+    assert manifest(tmp_path)["runs"][-1]["failed_assets"].keys() == {"btc"}
+
+
+async def test_the_recheck_requests_are_counted_in_the_summary(tmp_path: Path) -> None:
+    await run(FakeClient(), tmp_path, "btc", "eth")
+    client = FakeClient()
+    client.recheck = timedelta(hours=24)
+    summary = await run(client, tmp_path, "btc", "eth")
+    assert summary.shards_written == 0 and len(client.fetched) == 2  # one page per asset
+    assert summary.requests == 2 and summary.recheck_requests == 2
+    assert "2 requests (2 for the recheck)" in str(summary)
 
 
 async def test_an_asset_whose_shards_keep_failing_is_left_after_a_few(tmp_path: Path) -> None:

@@ -261,6 +261,19 @@ async def test_backfill_with_a_client_clock_two_minutes_fast_keeps_no_partial_bu
     assert on_disk(tmp_path) == as_stored(await truth(now=later), later.replace(minute=0) - 2 * H)
 
 
+async def test_a_backfill_recheck_against_a_server_fallen_behind_changes_nothing_stored(
+    tmp_path: Path,
+) -> None:
+    await backfilled(T, T, tmp_path)  # an on-time server fills the dataset
+    before = on_disk(tmp_path)
+    assert before[-1]["interval_time"] >= T - 3 * H
+    # The same dataset, the server's clock (its aggregation) now six hours behind: its
+    # answer for the newest stored hours is partial, and no revision.
+    warnings = await backfilled(T - 6 * H, T, tmp_path)
+    assert on_disk(tmp_path) == before
+    assert not any("revised" in w for w in warnings)
+
+
 # -- follow: the same three servers, one follow across the change ------------------------
 
 

@@ -52,6 +52,8 @@ class Route(ABC, Generic[Target, Row]):
     name: ClassVar[str]
     #: What one of its rows is called in messages ("3 buckets revised").
     row_name: ClassVar[str]
+    #: What one of its targets is called in messages and tables ("asset").
+    noun: ClassVar[str]
     #: The path, ``{name}`` for each path parameter, as Kaiko's reference writes it.
     path_template: ClassVar[str]
     #: How a window is cut into shards and a shard fetched.

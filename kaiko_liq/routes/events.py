@@ -184,6 +184,7 @@ class _EventOrder:
 class EventsRoute(Route[Instrument, LiquidationEvent]):
     name: ClassVar[str] = "events"
     row_name: ClassVar[str] = "instant"
+    noun: ClassVar[str] = "instrument"
     path_template: ClassVar[str] = (
         "/v2/data/liquidation.v1/trades/{exchange}/{instrument_class}/{instrument}"
     )

@@ -144,6 +144,7 @@ class _RowOrder:
 class TokenRoute(Route[Token, LiquidationRow]):
     name: ClassVar[str] = "token"
     row_name: ClassVar[str] = "bucket"
+    noun: ClassVar[str] = "asset"
     path_template: ClassVar[str] = "/v2/data/liquidation.v1/token/{asset}"
     policy = GridShards()
 
