@@ -94,6 +94,7 @@ from .query import (
     validate_request,
     validate_window,
 )
+from .routes import Route
 from .routes.events import EVENTS, Instrument, parse_instrument_spec
 from .routes.token import TOKEN, Token
 from .store import StorageError
@@ -1043,7 +1044,7 @@ def _run_events_dataset(
 
     labels = [str(t) for t in instruments]
     make = functools.partial(_backfill, args, key, watch, run)
-    return _finish_dataset(args, out, labels, watch, make, events=True)
+    return _finish_dataset(args, out, labels, watch, make, EVENTS)
 
 
 # --- backfill ---------------------------------------------------------------------------------
@@ -1100,7 +1101,7 @@ def _run_backfill(args: argparse.Namespace) -> int:
         )
 
     return _finish_dataset(
-        args, out, assets, watch, functools.partial(_backfill, args, key, watch, run)
+        args, out, assets, watch, functools.partial(_backfill, args, key, watch, run), TOKEN
     )
 
 
@@ -1110,8 +1111,7 @@ def _finish_dataset(
     names: list[str],
     watch: _BackfillWatch,
     make: Callable[[], Awaitable[BackfillSummary]],
-    *,
-    events: bool = False,
+    route: Route[Any, Any],
 ) -> int:
     """Run a dataset command (``backfill``, ``events --out``) and say how it ended: what
     was saved when interrupted, the summary and what is on disk when done."""
@@ -1128,11 +1128,11 @@ def _finish_dataset(
         return _TERM.code()
     except BackfillIncompleteError as exc:
         if not args.quiet:
-            _print_disk_table(out, names, events=events)
+            _print_disk_table(out, names, route)
         return _fail(str(exc), _EXIT_FAILED)
     if not args.quiet:
         _say(f"backfill done: {summary}")
-        _print_disk_table(out, names, events=events)
+        _print_disk_table(out, names, route)
     elif summary.deferred is not None:
         _say(summary.deferred)  # said even then: part of what was asked for is not on disk
     if summary.reason_empty is not None:
@@ -1144,10 +1144,9 @@ async def _awaited(make: Callable[[], Awaitable[T]]) -> T:
     return await make()
 
 
-def _print_disk_table(out: str, names: list[str], *, events: bool = False) -> None:
-    described = describe_backfill(out, assets=names)
-    header = ("instrument", "time") if events else ("asset", "interval_time")
-    for row in _disk_table(described, *header):
+def _print_disk_table(out: str, names: list[str], route: Route[Any, Any]) -> None:
+    described = describe_backfill(out, assets=names, route=route)
+    for row in _disk_table(described, route.noun, route.table.time):
         print(f"  {row}", file=sys.stderr)
 
 

@@ -41,15 +41,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from ..errors import InconsistentDataError
 from ..models import ExchangeVolume, LiquidationRow, decode_page
 from ..plan import SubRange, buckets_in
-from ..query import Interval, format_time
+from ..query import Interval, format_time, validate_asset
 from ..sharding import GridShards
 from ..tables import Column, Shape, TableSpec, nested, plain
-from . import Route
+from . import Route, register
 
 __all__ = ["FIGURES", "TOKEN", "TOKEN_TABLE", "Token", "TokenRoute"]
 
@@ -154,6 +154,9 @@ class TokenRoute(Route[Token, LiquidationRow]):
     def label(self, target: Token) -> str:
         return target.asset
 
+    def label_of(self, given: Any) -> str:
+        return given.asset if isinstance(given, Token) else validate_asset(given)
+
     def decode(self, body: bytes) -> object:
         return decode_page(body)
 
@@ -197,4 +200,4 @@ class TokenRoute(Route[Token, LiquidationRow]):
 
 
 #: The one instance: routes are stateless.
-TOKEN = TokenRoute()
+TOKEN = register(TokenRoute())
