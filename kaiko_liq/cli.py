@@ -60,7 +60,7 @@ from .errors import (
     NotFoundError,
     redact,
 )
-from .fs import StorageLockedError, StorageUnavailableError, is_remote
+from .fs import StorageError, StorageLockedError, StorageUnavailableError, is_remote
 from .keys import resolve_api_key
 from .models import LiquidationEvent, LiquidationRow
 from .optional import MissingDependencyError, import_optional
@@ -97,7 +97,6 @@ from .query import (
 from .routes import Route
 from .routes.events import EVENTS, Instrument, parse_instrument_spec
 from .routes.token import TOKEN, Token
-from .store import StorageError
 
 if TYPE_CHECKING:
     from .tables import TableSpec

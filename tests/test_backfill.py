@@ -39,11 +39,13 @@ from kaiko_liq.errors import (
     ServerError,
 )
 from kaiko_liq.export import arrow_schema, to_arrow
+from kaiko_liq.fs import StorageError
 from kaiko_liq.models import ExchangeVolume, LiquidationRow
 from kaiko_liq.plan import SubRange, plan_subranges
 from kaiko_liq.query import Request, Window, parse_interval, parse_time, validate_request
 from kaiko_liq.routes.token import Token
-from kaiko_liq.store import CLOCK_MARGIN, StorageError, gaps_in
+from kaiko_liq.settle import CLOCK_MARGIN
+from kaiko_liq.spans import gaps_in
 from tests.conftest import DEAD_PID
 
 H = timedelta(hours=1)

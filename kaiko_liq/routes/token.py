@@ -195,8 +195,7 @@ class TokenRoute(Route[Token, LiquidationRow]):
         return min(recheck, target.interval.delta * page_size)
 
     def store_folder(self, target: Token) -> str:
-        seconds = target.interval.seconds
-        return f"{seconds // 86_400}d" if seconds % 86_400 == 0 else f"{seconds // 3600}h"
+        return target.interval.name
 
 
 #: The one instance: routes are stateless.
