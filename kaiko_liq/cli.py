@@ -296,27 +296,27 @@ def _directory(text: str) -> str:
     return text
 
 
-def _settle_options(parser: argparse.ArgumentParser) -> None:
+def _settle_options(parser: argparse.ArgumentParser, row: str = "bucket") -> None:
     parser.add_argument(
         "--settle",
         metavar="DURATION",
-        help="a bucket is final this long after it closes, e.g. 90m (default: 1h)",
+        help=f"a {row} is final this long after it ends, e.g. 90m (default: 1h)",
     )
     parser.add_argument(
         "--recheck",
         metavar="DURATION",
-        help="fetch again this far back from the newest stored bucket; 0: off (default: 24h)",
+        help=f"fetch again this far back from the newest stored {row}; 0: off (default: 24h)",
     )
 
 
-def _cache_option(parser: argparse.ArgumentParser) -> None:
+def _cache_option(parser: argparse.ArgumentParser, row: str = "bucket") -> None:
     parser.add_argument(
         "--cache",
         type=_directory,
         metavar="DIR",
-        help="keep settled buckets in DIR and fetch only what it lacks",
+        help=f"keep settled {row}s in DIR and fetch only what it lacks",
     )
-    _settle_options(parser)
+    _settle_options(parser, row)
 
 
 class _VersionAction(argparse.Action):
@@ -435,7 +435,7 @@ def _build_parser(arguments: Sequence[str]) -> _Parser:
     events.add_argument(
         "--format", choices=FORMATS, help="with -o: default from PATH's extension; jsonl on stdout"
     )
-    _cache_option(events)
+    _cache_option(events, "event")
     events.set_defaults(handler=_run_events)
 
     chart = commands.add_parser(
@@ -682,6 +682,11 @@ def _check_arguments(args: argparse.Namespace, *, sort: str | None = None) -> li
 
 
 def _check_connection(args: argparse.Namespace) -> None:
+    no_store = getattr(args, "out", None) is None and getattr(args, "cache", False) is None
+    if no_store and getattr(args, "recheck", None) is not None:
+        # Nothing stored, nothing to fetch again. (--settle still says which rows of the
+        # answer are not final yet.)
+        raise InvalidArgumentError("--recheck goes with --cache")
     if args.emulator and args.base_url:
         raise InvalidArgumentError("--emulator and --base-url exclude each other; pick one")
     if args.rate_limit is not None:
@@ -949,6 +954,8 @@ def _run_events(args: argparse.Namespace) -> int:
     if args.out is not None:
         if args.format is not None:
             raise InvalidArgumentError("--format goes with -o; a dataset (--out) is Parquet")
+        if args.cache is not None:
+            raise InvalidArgumentError("--cache goes with -o; a dataset (--out) is its own store")
         return _run_events_dataset(args, instruments, start, end)
     output, fmt = _check_output(args, EVENTS.table)
     key = _api_key(args)

@@ -179,7 +179,7 @@ def test_the_cli_says_which_buckets_are_not_final(
     out = tmp_path / "rows.csv"
     start = (datetime.now(UTC) - 6 * H).strftime("%Y-%m-%dT%H:00:00Z")
     argv = ["fetch", "btc", "--start", start, "--end", "2099-01-01", "-o", str(out)]
-    code = main([*argv, "--emulator", "--settle", "2h", "--recheck", "0"])
+    code = main([*argv, "--emulator", "--settle", "2h"])
     assert code == 0
     assert "not final yet (they may still change)" in capsys.readouterr().err
 
@@ -469,3 +469,31 @@ async def test_follow_reports_no_revision_when_the_server_falls_behind(server: S
     # The hours it answered for while behind were not final on its clock: no revision.
     assert got.revisions == []
     assert_the_truth(got, await truth(end=cursor, now=cursor + 2 * H))
+
+
+@pytest.mark.parametrize(
+    ("command", "flags", "said"),
+    [
+        (["fetch", "btc"], ["--recheck", "2h"], "--recheck goes with --cache"),
+        (["plot", "btc"], ["-o", "p.png", "--recheck", "2h"], "--recheck goes with --cache"),
+        (
+            ["events", "binc:future:btc-usd"],
+            ["-o", "e.csv", "--recheck", "0"],
+            "--recheck goes with --cache",
+        ),
+        (
+            ["events", "binc:future:btc-usd"],
+            ["--out", "ds", "--cache", "c"],
+            "--cache goes with -o; a dataset (--out) is its own store",
+        ),
+    ],
+)
+def test_a_store_setting_without_a_store_is_refused(
+    command: list[str], flags: list[str], said: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from kaiko_liq.cli import main
+
+    window = ["--start", "2025-02-01", "--end", "2025-02-02"]
+    assert main([*command, *window, *flags, "--emulator"]) == 2
+    err = capsys.readouterr().err
+    assert said in err and len(err.strip().splitlines()) == 1
