@@ -22,10 +22,10 @@ data" has one-liners for pandas, polars, pyarrow and DuckDB).
 
 What counts as done
     A shard is done iff its file is under its final name and passes the store's check.
-    A file gets that name only by an atomic rename of a complete temporary file whose name
-    starts with ``.``, which readers skip, so a kill at any moment loses only the shards
-    in flight. An empty shard is a zero-row file: "fetched, nothing there" stays distinct
-    from "not fetched yet".
+    A file gets that name only whole: locally by an atomic rename of a complete temporary
+    file whose name starts with ``.`` (readers skip it), on S3 by one PUT; so a kill at
+    any moment loses only the shards in flight. An empty shard is a zero-row file:
+    "fetched, nothing there" stays distinct from "not fetched yet".
 
 The manifest
     ``_manifest.json`` (readers skip it: leading ``_``) records the interval, every shard
@@ -40,31 +40,38 @@ Every run checks what it is about to trust
     warning (logger ``kaiko_liq``, and :attr:`BackfillSummary.warnings`). A stray
     unreadable ``.parquet`` in a partition is moved aside the same way. A missing or
     corrupt manifest is rebuilt from the files that read cleanly: the files are the
-    truth. Leftover temporary files of a killed run are removed.
+    truth. Leftover temporary files are removed once their writer is gone (its process
+    has exited; an older name without a pid, once an hour old).
 
-Only settled buckets
-    A bucket is fetched only once it has closed and had :data:`SETTLE` (an hour) to
-    settle (:func:`~kaiko_liq.store.settled_horizon`); the rest of the window is not
-    fetched, not written, and reported (:attr:`BackfillSummary.deferred_from`), so running
-    the same command later fetches it then.
+Only settled rows
+    A row is stored only once it is final: its bucket closed (an event happened) the
+    client's ``settle`` (:data:`SETTLE`, an hour, by default) ago, on the earlier of our
+    clock and the server's as it answers (:func:`~kaiko_liq.settle.settled_horizon`,
+    :meth:`~kaiko_liq.client.LiquidationClient.final_before`). The rest of the window is
+    not written but reported (:attr:`BackfillSummary.deferred_from`), so running the same
+    command later fetches it then. Each run that reaches a target's newest stored rows
+    fetches them again first (the client's ``recheck``, about a page) and replaces those
+    the server revised since, only as far as the server's clock calls final: a server
+    that has fallen behind cannot overwrite settled rows with partial ones.
 
 Failures stay where they happen
     A shard that fails after retries is reported and the others go on. An asset the
     server does not know (404), or whose data it cannot serve consistently, stops that
-    asset only; so does :data:`GIVE_UP_AFTER` failed shards of one asset in a row. What
-    applies to every asset (a wrong key, a bad parameter) stops the run and is raised as
-    itself. A filesystem failure (disk full, read-only, permission denied) stops the run
-    as one :class:`~kaiko_liq.store.StorageError` saying what was saved. In every case
-    the shards written are on disk and recorded, and the same command resumes.
+    asset only, in the recheck as in its shards; so does :data:`GIVE_UP_AFTER` failed
+    shards of one asset in a row. What applies to every asset (a wrong key, a bad
+    parameter) stops the run and is raised as itself. A filesystem failure (disk full,
+    read-only, permission denied) stops the run as one
+    :class:`~kaiko_liq.fs.StorageError` saying what was saved. In every case the shards
+    written are on disk and recorded, and the same command resumes.
 
 Resuming
     A run fetches only the buckets no file covers: the gaps are planned afresh, which for
     the same command gives back exactly the missing shards. Extending the range or adding
     assets fetches only the new part, and a different ``page_size`` cannot make shards
     overlap. The interval cannot change: a run with another is refused. A writer lock
-    (``.lock``: ``flock`` locally; on S3 a lock object written with ``If-None-Match``,
-    refreshed during the run, expiring ``lock_ttl`` after a killed run's last refresh)
-    keeps two runs out of one dataset.
+    (:data:`~kaiko_liq.layout.LOCK_NAME`: ``flock`` locally; on S3 a lock object written
+    with ``If-None-Match``, refreshed during the run, expiring ``lock_ttl`` after a killed
+    run's last refresh) keeps two runs out of one dataset.
 
 Example::
 

@@ -892,3 +892,12 @@ async def test_an_on_progress_callback_that_raises_is_raised_as_itself(tmp_path:
 
     with pytest.raises(ValueError, match="callback failed"):
         await run(FakeClient(), tmp_path, "eth", on_progress=boom)
+
+
+async def test_the_summary_says_the_clients_settle_delay(tmp_path: Path) -> None:
+    client = FakeClient()
+    client.settle = timedelta(hours=3)
+    summary = await run(client, tmp_path, "eth", end=T0 + D, now=T0 + D + timedelta(hours=2))
+    assert summary.settle == timedelta(hours=3)
+    assert summary.deferred is not None and "under 3h00m ago" in summary.deferred
+    assert summary.deferred_from == T0 + D - 2 * timedelta(hours=1)  # 3h (+ margin) back
