@@ -96,7 +96,7 @@ import anyio
 import msgspec
 from anyio.abc import TaskGroup
 
-from .cache import check_store
+from .cache import check_store, read_identity
 from .datasets import AssetOnDisk, describe_backfill, open_dataset, read_backfill
 from .errors import (
     FailedRange,
@@ -409,59 +409,25 @@ class _Fetcher(Generic[Target, Row]):
 def _load_manifest(
     storage: Storage, route: Route[Any, Any], grid: Grid
 ) -> tuple[Manifest, list[str]]:
-    """The dataset's manifest, checked against this run, and what was repaired.
-
-    A missing or unreadable manifest is replaced by an empty one (the files then rebuild
-    it); one that is readable but another program's or another version's is refused."""
-    where = storage.url_of(MANIFEST_NAME)
+    """The dataset's manifest and what was repaired. Whether it is ours, of this route and
+    at this interval is :func:`~kaiko_liq.cache.check_store`'s (run before); a missing
+    one is replaced by an empty one, an unreadable one too (the files then rebuild it)."""
     fresh = Manifest(interval=grid_text(grid), route=route.name)
+    loose = read_identity(storage)  # refuses another program's or version's
+    if loose is None:
+        return fresh, []
     try:
-        raw = storage.read_bytes(MANIFEST_NAME)
+        manifest = _manifest_decoder.decode(storage.read_bytes(MANIFEST_NAME))
+        if isinstance(grid, Interval):
+            parse_interval(manifest.interval or "")
     except FileNotFoundError:
         return fresh, []
     except OSError as exc:
-        raise StorageError.from_os_error(exc, where, doing="read") from exc
-    try:
-        loose = msgspec.json.decode(raw)
-    except msgspec.DecodeError:
-        loose = None
-    if loose is not None and not (
-        isinstance(loose, dict) and ("format" in loose or "interval" in loose)
-    ):
-        raise InvalidArgumentError(
-            f"{where} is not a kaiko-liq manifest; left it untouched: use another directory"
-        )
-    if isinstance(loose, dict) and isinstance(loose.get("format"), str):
-        fmt, version = loose["format"], loose.get("version")
-        if fmt != MANIFEST_FORMAT or version != MANIFEST_VERSION:
-            raise InvalidArgumentError(
-                f"{where} is a {fmt!r} manifest, version {version}; this kaiko-liq writes "
-                f"{MANIFEST_FORMAT!r} version {MANIFEST_VERSION}; use another directory"
-            )
-    try:
-        manifest = _manifest_decoder.decode(raw)
-    except msgspec.DecodeError as exc:
+        raise StorageError.from_os_error(exc, storage.url_of(MANIFEST_NAME), doing="read") from exc
+    except (msgspec.DecodeError, InvalidArgumentError) as exc:
         note = f"{MANIFEST_NAME} was unreadable ({exc}); rebuilt it from the files"
         logger.warning("%s: %s", storage.url, note)
         return fresh, [note]
-    if manifest.route != route.name:
-        raise InvalidArgumentError(
-            f"{storage.url} holds a {manifest.route} backfill, not {route.name}; use another "
-            "directory"
-        )
-    if isinstance(grid, Interval):
-        try:
-            recorded = parse_interval(manifest.interval or "")
-        except InvalidArgumentError:
-            note = f"{MANIFEST_NAME} named no valid interval; rebuilt it from the files"
-            logger.warning("%s: %s", storage.url, note)
-            return fresh, [note]
-        if recorded.seconds != grid.seconds:
-            raise InvalidArgumentError(
-                f"{storage.url} holds a backfill at interval {manifest.interval}, not "
-                f"{grid}; resume it with --interval {manifest.interval} or use another "
-                "directory"
-            )
     return manifest, []
 
 

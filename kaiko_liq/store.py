@@ -157,6 +157,20 @@ def grid_text(grid: Grid) -> str | None:
     return grid.name if isinstance(grid, Interval) else None
 
 
+def refuse_other_interval(where: str, seconds: int | None, grid: Grid, *, what: str) -> None:
+    """Refuse a store whose data is at another interval than ``grid`` (``seconds``, as
+    its manifest or a file records it; ``None``: nothing recorded). ``what`` says which
+    record: ``"a backfill at interval {}"``, ``"{} buckets"``. The one home of this rule:
+    a store holds one interval."""
+    if seconds is None or not isinstance(grid, Interval) or seconds == grid.seconds:
+        return
+    theirs = interval_name(seconds)
+    raise InvalidArgumentError(
+        f"{where} holds {what.format(theirs)}, not {grid.name} (a store is at one "
+        f"interval); use --interval {theirs} or another directory"
+    )
+
+
 def check_rows(
     route: Route[Any, Row], grid: Grid, rows: Sequence[Row], lo: datetime, hi: datetime
 ) -> None:
@@ -354,14 +368,8 @@ class ShardStore(Generic[Target, Row]):
                 f"{self.storage.url_of(key)} holds {route} rows, not {self.route.name}: "
                 f"{self.location} is another kind of store; use another directory"
             )
-        mine = _grid_meta(self.grid).get("interval_seconds")
-        if isinstance(seconds, int) and mine is not None and seconds != mine:
-            theirs = interval_name(seconds)
-            raise InvalidArgumentError(
-                f"{self.storage.url_of(key)} holds {theirs} buckets, not {grid_text(self.grid)}: "
-                f"{self.location} is a store at interval {theirs}; use --interval {theirs} "
-                "or another directory"
-            )
+        recorded = seconds if isinstance(seconds, int) else None
+        refuse_other_interval(self.storage.url_of(key), recorded, self.grid, what="{} buckets")
 
     def quarantine(self, key: str, reason: str) -> Damaged | None:
         """Move ``key`` aside to a dot-name readers skip, and say so (logged, and in

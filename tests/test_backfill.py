@@ -29,6 +29,7 @@ from kaiko_liq.backfill import (
     read_backfill,
     shard_filename,
 )
+from kaiko_liq.cache import check_store
 from kaiko_liq.client import LiquidationClient
 from kaiko_liq.emulator import RunningEmulator
 from kaiko_liq.engine import Request as EngineRequest
@@ -39,11 +40,11 @@ from kaiko_liq.errors import (
     ServerError,
 )
 from kaiko_liq.export import arrow_schema, to_arrow
-from kaiko_liq.fs import StorageError
+from kaiko_liq.fs import StorageError, open_storage
 from kaiko_liq.models import ExchangeVolume, LiquidationRow
 from kaiko_liq.plan import SubRange, plan_subranges
 from kaiko_liq.query import Request, Window, parse_interval, parse_time, validate_request
-from kaiko_liq.routes.token import Token
+from kaiko_liq.routes.token import TOKEN, Token
 from kaiko_liq.settle import CLOCK_MARGIN
 from kaiko_liq.spans import gaps_in
 from tests.conftest import DEAD_PID
@@ -553,6 +554,20 @@ async def test_the_same_width_spelled_differently_is_the_same_grid(tmp_path: Pat
     again = FakeClient()
     await run(again, tmp_path, "eth", end=T0 + 2 * D, interval="1d")
     assert again.fetched == []
+
+
+@pytest.mark.parametrize("cache", [False, True])
+async def test_a_manifest_of_another_version_is_refused_by_a_backfill_and_a_cache(
+    tmp_path: Path, cache: bool
+) -> None:
+    body = '{"format": "kaiko-liq backfill", "version": 99, "interval": "1h"}'
+    (tmp_path / MANIFEST_NAME).write_text(body)
+    with pytest.raises(InvalidArgumentError, match="version 99; this kaiko-liq writes version 1"):
+        if cache:
+            check_store(open_storage(tmp_path), route=TOKEN, grid=parse_interval("1h"), server=None)
+        else:
+            await run(FakeClient(), tmp_path, "eth")
+    assert (tmp_path / MANIFEST_NAME).read_text() == body
 
 
 async def test_another_programs_manifest_is_refused(tmp_path: Path) -> None:
