@@ -22,10 +22,10 @@ data" has one-liners for pandas, polars, pyarrow and DuckDB).
 
 What counts as done
     A shard is done iff its file is under its final name and passes the store's check.
-    A file gets that name only by an atomic rename of a complete temporary file whose name
-    starts with ``.``, which readers skip, so a kill at any moment loses only the shards
-    in flight. An empty shard is a zero-row file: "fetched, nothing there" stays distinct
-    from "not fetched yet".
+    A file gets that name only whole: locally by an atomic rename of a complete temporary
+    file whose name starts with ``.`` (readers skip it), on S3 by one PUT; so a kill at
+    any moment loses only the shards in flight. An empty shard is a zero-row file:
+    "fetched, nothing there" stays distinct from "not fetched yet".
 
 The manifest
     ``_manifest.json`` (readers skip it: leading ``_``) records the interval, every shard
@@ -40,31 +40,38 @@ Every run checks what it is about to trust
     warning (logger ``kaiko_liq``, and :attr:`BackfillSummary.warnings`). A stray
     unreadable ``.parquet`` in a partition is moved aside the same way. A missing or
     corrupt manifest is rebuilt from the files that read cleanly: the files are the
-    truth. Leftover temporary files of a killed run are removed.
+    truth. Leftover temporary files are removed once their writer is gone (its process
+    has exited; an older name without a pid, once an hour old).
 
-Only settled buckets
-    A bucket is fetched only once it has closed and had :data:`SETTLE` (an hour) to
-    settle (:func:`~kaiko_liq.store.settled_horizon`); the rest of the window is not
-    fetched, not written, and reported (:attr:`BackfillSummary.deferred_from`), so running
-    the same command later fetches it then.
+Only settled rows
+    A row is stored only once it is final: its bucket closed (an event happened) the
+    client's ``settle`` (:data:`SETTLE`, an hour, by default) ago, on the earlier of our
+    clock and the server's as it answers (:func:`~kaiko_liq.settle.settled_horizon`,
+    :meth:`~kaiko_liq.client.LiquidationClient.final_before`). The rest of the window is
+    not written but reported (:attr:`BackfillSummary.deferred_from`), so running the same
+    command later fetches it then. Each run that reaches a target's newest stored rows
+    fetches them again first (the client's ``recheck``, about a page) and replaces those
+    the server revised since, only as far as the server's clock calls final: a server
+    that has fallen behind cannot overwrite settled rows with partial ones.
 
 Failures stay where they happen
     A shard that fails after retries is reported and the others go on. An asset the
     server does not know (404), or whose data it cannot serve consistently, stops that
-    asset only; so does :data:`GIVE_UP_AFTER` failed shards of one asset in a row. What
-    applies to every asset (a wrong key, a bad parameter) stops the run and is raised as
-    itself. A filesystem failure (disk full, read-only, permission denied) stops the run
-    as one :class:`~kaiko_liq.store.StorageError` saying what was saved. In every case
-    the shards written are on disk and recorded, and the same command resumes.
+    asset only, in the recheck as in its shards; so does :data:`GIVE_UP_AFTER` failed
+    shards of one asset in a row. What applies to every asset (a wrong key, a bad
+    parameter) stops the run and is raised as itself. A filesystem failure (disk full,
+    read-only, permission denied) stops the run as one
+    :class:`~kaiko_liq.fs.StorageError` saying what was saved. In every case the shards
+    written are on disk and recorded, and the same command resumes.
 
 Resuming
     A run fetches only the buckets no file covers: the gaps are planned afresh, which for
     the same command gives back exactly the missing shards. Extending the range or adding
     assets fetches only the new part, and a different ``page_size`` cannot make shards
     overlap. The interval cannot change: a run with another is refused. A writer lock
-    (``.lock``: ``flock`` locally; on S3 a lock object written with ``If-None-Match``,
-    refreshed during the run, expiring ``lock_ttl`` after a killed run's last refresh)
-    keeps two runs out of one dataset.
+    (:data:`~kaiko_liq.layout.LOCK_NAME`: ``flock`` locally; on S3 a lock object written
+    with ``If-None-Match``, refreshed during the run, expiring ``lock_ttl`` after a killed
+    run's last refresh) keeps two runs out of one dataset.
 
 Example::
 
@@ -81,7 +88,7 @@ import time
 from bisect import insort
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -89,7 +96,7 @@ import anyio
 import msgspec
 from anyio.abc import TaskGroup
 
-from .cache import check_store
+from .cache import check_store, read_identity
 from .datasets import AssetOnDisk, describe_backfill, open_dataset, read_backfill
 from .errors import (
     FailedRange,
@@ -106,7 +113,6 @@ from .plan import SubRange
 from .progress import empty_reason, format_duration, plural
 from .query import (
     DATA_START,
-    MAX_PAGE_SIZE,
     Interval,
     TimeLike,
     format_time,
@@ -123,6 +129,7 @@ from .store import Damaged, Shard, ShardStore, grid_text
 
 if TYPE_CHECKING:
     from .client import LiquidationClient
+    from .engine import Request
 
 __all__ = [
     "GIVE_UP_AFTER",
@@ -138,6 +145,7 @@ __all__ = [
     "StorageError",
     "backfill",
     "backfill_events",
+    "backfill_targets",
     "describe_backfill",
     "open_dataset",
     "read_backfill",
@@ -223,7 +231,8 @@ class BackfillProgress:
 
 @dataclass(frozen=True, slots=True)
 class BackfillSummary:
-    """What a run did. ``requests`` and ``retries`` are the client's, during the run.
+    """What a run did. ``requests`` and ``retries`` are the client's, during the run
+    (``recheck_requests`` of them rechecking the newest stored rows).
 
     ``deferred_from`` is not ``None`` when the window reached past the settled horizon:
     ``[deferred_from, deferred_to)`` was not fetched (not yet complete, or in the future)
@@ -250,6 +259,8 @@ class BackfillSummary:
     rows_on_disk: int = 0
     warnings: tuple[str, ...] = ()
     noun: str = "asset"  # what a target is called: "asset", "instrument"
+    recheck_requests: int = 0  # of ``requests``: fetching the newest stored rows again
+    settle: timedelta = SETTLE  # the client's: how long after it closes a row is final
 
     @property
     def deferred(self) -> str | None:
@@ -259,7 +270,7 @@ class BackfillSummary:
         return (
             f"skipped {format_time(self.deferred_from)} to {format_time(self.deferred_to)}: "
             "not yet complete (it ends in the future or under "
-            f"{format_duration(SETTLE.total_seconds())} ago); run the same command again "
+            f"{format_duration(self.settle.total_seconds())} ago); run the same command again "
             "later to fetch it"
         )
 
@@ -271,7 +282,7 @@ class BackfillSummary:
             return None
         if self.end <= DATA_START or self.start >= self.now:
             return empty_reason(self.start, self.end, self.now)
-        settle = format_duration(SETTLE.total_seconds())
+        settle = format_duration(self.settle.total_seconds())
         if self.deferred_from is not None and self.deferred_from <= self.start:
             return (
                 f"the window has not settled yet (its buckets closed under {settle} ago, or "
@@ -288,10 +299,12 @@ class BackfillSummary:
         skipped = f", {self.shards_skipped} already on disk" if self.shards_skipped else ""
         deferred = f"; {self.deferred}" if self.deferred else ""
         repaired = f"; {'; '.join(self.warnings)}" if self.warnings else ""
+        rechecked = f" ({self.recheck_requests} for the recheck)" if self.recheck_requests else ""
         return (
             f"{plural(len(self.assets), self.noun)}, {self.shards_total} shards{skipped}: "
             f"wrote {plural(self.shards_written, 'file')}, {self.rows:,} rows, "
-            f"{plural(self.requests, 'request')}, {plural(self.retries, 'retry', 'retries')} "
+            f"{plural(self.requests, 'request')}{rechecked}, "
+            f"{plural(self.retries, 'retry', 'retries')} "
             f"in {self.seconds:.1f}s to {self.out_dir}{deferred}{repaired}"
         )
 
@@ -363,63 +376,31 @@ class _GaveUp(KaikoLiqError):
 
 
 class _Fetcher(Generic[Target, Row]):
-    """How a run plans, fetches and judges one route's targets through the client."""
+    """How a run plans, fetches and judges one route's targets through the client: the
+    same for every route (the route says what differs), ascending, never cached."""
 
-    route: Route[Target, Row]
-    noun: str
-
-    def __init__(self, client: LiquidationClient, page_size: int | None) -> None:
+    def __init__(
+        self, client: LiquidationClient, route: Route[Target, Row], page_size: int | None
+    ) -> None:
         self.client = client
+        self.route = route
         self.page_size = page_size
 
+    def _request(self, target: Target, start: datetime, end: datetime) -> Request[Target, Row]:
+        return self.client.request(
+            self.route, target, start, end, sort="asc", page_size=self.page_size
+        )
+
     def plan(self, target: Target, start: datetime, end: datetime) -> list[SubRange]:
-        raise NotImplementedError
+        return list(self._request(target, start, end).shards)
 
     async def fetch(self, target: Target, shard: SubRange) -> list[Row]:
-        raise NotImplementedError
+        return await self.client.fetch_part(self._request(target, shard.start, shard.end), shard)
 
     def settled_before(self, target: Target) -> datetime:
-        """The end of what is final now, on the earlier of our clock and the server's."""
-        raise NotImplementedError
-
-
-class _TokenFetcher(_Fetcher[Token, Any]):
-    route = TOKEN
-    noun = "asset"
-
-    def plan(self, target: Token, start: datetime, end: datetime) -> list[SubRange]:
-        return self.client.plan(
-            target.asset, start, end, interval=target.interval.text, page_size=self.page_size
-        )
-
-    async def fetch(self, target: Token, shard: SubRange) -> list[Any]:
-        return await self.client.fetch_shard(
-            target.asset,
-            shard,
-            interval=target.interval.text,
-            sort="asc",
-            page_size=self.page_size or MAX_PAGE_SIZE,
-        )
-
-    def settled_before(self, target: Token) -> datetime:
-        return self.client.settled_before(target.interval.text)
-
-
-class _EventsFetcher(_Fetcher[Instrument, Any]):
-    route = EVENTS
-    noun = "instrument"
-
-    def plan(self, target: Instrument, start: datetime, end: datetime) -> list[SubRange]:
-        req = self.client.request(EVENTS, target, start, end, page_size=self.page_size)
-        return list(req.shards)
-
-    async def fetch(self, target: Instrument, shard: SubRange) -> list[Any]:
-        req = self.client.request(EVENTS, target, shard.start, shard.end, page_size=self.page_size)
-        return await self.client.fetch_part(req, shard, sort="asc")
-
-    def settled_before(self, target: Instrument) -> datetime:
-        # The client's one rule (our clock and the server's, the settle delay, the margin).
-        return self.client.final_before(EVENTS, target)
+        """The end of what is final now, on the earlier of our clock and the server's
+        (the client's one rule: the settle delay, the margin)."""
+        return self.client.final_before(self.route, target)
 
 
 # --- the dataset ----------------------------------------------------------------------------
@@ -428,59 +409,25 @@ class _EventsFetcher(_Fetcher[Instrument, Any]):
 def _load_manifest(
     storage: Storage, route: Route[Any, Any], grid: Grid
 ) -> tuple[Manifest, list[str]]:
-    """The dataset's manifest, checked against this run, and what was repaired.
-
-    A missing or unreadable manifest is replaced by an empty one (the files then rebuild
-    it); one that is readable but another program's or another version's is refused."""
-    where = storage.url_of(MANIFEST_NAME)
+    """The dataset's manifest and what was repaired. Whether it is ours, of this route and
+    at this interval is :func:`~kaiko_liq.cache.check_store`'s (run before); a missing
+    one is replaced by an empty one, an unreadable one too (the files then rebuild it)."""
     fresh = Manifest(interval=grid_text(grid), route=route.name)
+    loose = read_identity(storage)  # refuses another program's or version's
+    if loose is None:
+        return fresh, []
     try:
-        raw = storage.read_bytes(MANIFEST_NAME)
+        manifest = _manifest_decoder.decode(storage.read_bytes(MANIFEST_NAME))
+        if isinstance(grid, Interval):
+            parse_interval(manifest.interval or "")
     except FileNotFoundError:
         return fresh, []
     except OSError as exc:
-        raise StorageError.from_os_error(exc, where, doing="read") from exc
-    try:
-        loose = msgspec.json.decode(raw)
-    except msgspec.DecodeError:
-        loose = None
-    if loose is not None and not (
-        isinstance(loose, dict) and ("format" in loose or "interval" in loose)
-    ):
-        raise InvalidArgumentError(
-            f"{where} is not a kaiko-liq manifest; left it untouched: use another directory"
-        )
-    if isinstance(loose, dict) and isinstance(loose.get("format"), str):
-        fmt, version = loose["format"], loose.get("version")
-        if fmt != MANIFEST_FORMAT or version != MANIFEST_VERSION:
-            raise InvalidArgumentError(
-                f"{where} is a {fmt!r} manifest, version {version}; this kaiko-liq writes "
-                f"{MANIFEST_FORMAT!r} version {MANIFEST_VERSION}; use another directory"
-            )
-    try:
-        manifest = _manifest_decoder.decode(raw)
-    except msgspec.DecodeError as exc:
+        raise StorageError.from_os_error(exc, storage.url_of(MANIFEST_NAME), doing="read") from exc
+    except (msgspec.DecodeError, InvalidArgumentError) as exc:
         note = f"{MANIFEST_NAME} was unreadable ({exc}); rebuilt it from the files"
         logger.warning("%s: %s", storage.url, note)
         return fresh, [note]
-    if manifest.route != route.name:
-        raise InvalidArgumentError(
-            f"{storage.url} holds a {manifest.route} backfill, not {route.name}; use another "
-            "directory"
-        )
-    if isinstance(grid, Interval):
-        try:
-            recorded = parse_interval(manifest.interval or "")
-        except InvalidArgumentError:
-            note = f"{MANIFEST_NAME} named no valid interval; rebuilt it from the files"
-            logger.warning("%s: %s", storage.url, note)
-            return fresh, [note]
-        if recorded.seconds != grid.seconds:
-            raise InvalidArgumentError(
-                f"{storage.url} holds a backfill at interval {manifest.interval}, not "
-                f"{grid}; resume it with --interval {manifest.interval} or use another "
-                "directory"
-            )
     return manifest, []
 
 
@@ -564,9 +511,11 @@ async def backfill(
             is what keeps the client's request slots busy (a shard pages sequentially).
         on_progress: called with a :class:`BackfillProgress` after planning and after each
             shard; it runs on the event loop, so keep it quick.
-        now: the time the run takes as now (aware); ``None`` reads the system clock.
-            Buckets ending after ``now - SETTLE`` are not fetched but left for a later
-            run (see "Only settled buckets" above and ``BackfillSummary.deferred_from``).
+        now: the time the run takes as now (aware); ``None`` is the client's clock
+            (:meth:`~kaiko_liq.client.LiquidationClient.now`). Buckets ending after
+            ``now`` less the client's ``settle`` are not fetched but left for a later run
+            (see "Only settled rows" above and ``BackfillSummary.deferred_from``); the
+            server's clock, as it answers, may narrow that further.
         storage_options: S3 settings for an ``s3://`` ``out_dir``
             (:data:`kaiko_liq.fs.STORAGE_OPTIONS`); the AWS environment otherwise.
 
@@ -583,16 +532,14 @@ async def backfill(
     requests = [
         validate_request(a, start, end, interval=interval, page_size=page_size) for a in assets
     ]
-    grid = requests[0].interval
-    targets = list(dict.fromkeys(Token(r.asset, grid) for r in requests))
-    fetcher = _TokenFetcher(client, page_size)
-    return await _backfill(
-        fetcher,
-        targets,
+    return await backfill_targets(
+        client,
+        TOKEN,
+        [Token(r.asset, r.interval) for r in requests],
         requests[0].start,
         requests[0].end,
-        grid,
         out_dir,
+        page_size=page_size,
         concurrency=concurrency,
         on_progress=on_progress,
         now=now,
@@ -625,20 +572,55 @@ async def backfill_events(
         raise InvalidArgumentError(
             "backfill_events needs at least one instrument, e.g. ['binc:perpetual-future:btc-usdt']"
         )
-    targets = list(
-        dict.fromkeys(
-            i if isinstance(i, Instrument) else parse_instrument_spec(i) for i in instruments
-        )
-    )
-    fetcher = _EventsFetcher(client, page_size)
-    # Validated as a fetch is (the window, the page size), before anything is touched.
-    req = client.request(EVENTS, targets[0], start, end, page_size=page_size)
-    return await _backfill(
-        fetcher,
+    targets = [i if isinstance(i, Instrument) else parse_instrument_spec(i) for i in instruments]
+    return await backfill_targets(
+        client,
+        EVENTS,
         targets,
-        req.window.start,
-        req.window.end,
-        EVENTS.grid(targets[0]),
+        start,
+        end,
+        out_dir,
+        page_size=page_size,
+        concurrency=concurrency,
+        on_progress=on_progress,
+        now=now,
+        storage_options=storage_options,
+    )
+
+
+async def backfill_targets(
+    client: LiquidationClient,
+    route: Route[Target, Any],
+    targets: Sequence[Target],
+    start: TimeLike,
+    end: TimeLike,
+    out_dir: str | os.PathLike[str],
+    *,
+    page_size: int | None = None,
+    concurrency: int | None = None,
+    on_progress: Callable[[BackfillProgress], None] | None = None,
+    now: datetime | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+) -> BackfillSummary:
+    """:func:`backfill` for any route: ``targets`` already typed (the route's: a
+    :class:`~kaiko_liq.routes.token.Token`, an
+    :class:`~kaiko_liq.routes.events.Instrument`), on one grid; duplicates ignored. What
+    :func:`backfill` and :func:`backfill_events` (and the CLI, with the values it
+    checked) call; a new route needs nothing more here."""
+    if not targets:
+        raise InvalidArgumentError(f"a backfill needs at least one {route.noun}")
+    unique = list(dict.fromkeys(targets))
+    # Validated as a fetch is (the window, the page size), before anything is touched.
+    window = client.request(route, unique[0], start, end, sort="asc", page_size=page_size).window
+    grid = route.grid(unique[0])
+    if any(route.grid(t) != grid for t in unique):
+        raise InvalidArgumentError(f"the {route.noun}s of one backfill must share one grid")
+    return await _backfill(
+        _Fetcher(client, route, page_size),
+        unique,
+        window.start,
+        window.end,
+        grid,
         out_dir,
         concurrency=concurrency,
         on_progress=on_progress,
@@ -661,7 +643,7 @@ async def _backfill(
     storage_options: Mapping[str, Any] | None,
 ) -> BackfillSummary:
     client = fetcher.client
-    clock = datetime.now(UTC) if now is None else parse_time(now, "now")
+    clock = client.now() if now is None else parse_time(now, "now")
     workers = client.max_concurrency if concurrency is None else concurrency
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise InvalidArgumentError(f"concurrency must be a positive integer, got {concurrency!r}")
@@ -750,6 +732,7 @@ class _Run:
         self._manifest_written = 0.0
         self.jobs: list[tuple[str, SubRange]] = []
         self.requests0, self.retries0 = self.client.stats.requests, self.client.stats.retries
+        self.recheck_requests = 0
         self.clock0 = time.monotonic()
 
     @property
@@ -835,7 +818,7 @@ class _Run:
                 assets=[self.state[p].label for p in self.runs],
                 start=self.start,
                 end=self.end,
-                started=datetime.now(UTC),
+                started=self.client.now(),
                 deferred_from=self.deferred_from,
             )
         )
@@ -846,7 +829,8 @@ class _Run:
         """Fetch the newest stored rows of each target again (about a page) and replace
         those the server changed since: figures revised after they were stored. The
         targets at once, as shards are fetched (the client's limits apply); the notes in
-        the order the targets were asked."""
+        the order the targets were asked. A target's own trouble stops that target only,
+        as in :meth:`_one`."""
         notes: dict[str, str] = {}
         fatal: list[Exception] = []
         slots = anyio.CapacityLimiter(self.workers)
@@ -874,31 +858,38 @@ class _Run:
                 self.warnings.append(notes[partition])
 
     async def _recheck_one(self, state: _State) -> str | None:
-        """One target's recheck; what it revised, if anything."""
-        window = self.route.recheck_span(
-            state.target, self.client.recheck, self.fetcher.page_size or MAX_PAGE_SIZE
-        )
-        if not window:
-            return None
+        """One target's recheck; what it revised, if anything. Only what the server's
+        clock, as it just answered, calls final replaces stored rows: a server behind
+        ours answers for buckets it has not settled, and taken as revisions they would
+        overwrite settled rows with partial ones for ever (as the cache's recheck)."""
+        target = state.target
         newest = self.grid.ceil(max(r.end for r in state.on_disk))
-        lo, hi = max(self.start, newest - window), min(newest, self.end, self.horizon)
+        page_size = self.fetcher.page_size or self.client.page_size
+        lo = max(
+            self.start, self.route.recheck_from(target, newest, self.client.recheck, page_size)
+        )
+        hi = min(newest, self.end, self.horizon)
         if not lo < hi:
-            return None  # this run does not touch the newest rows
+            return None  # off, or this run does not touch the newest rows
         try:
-            rows = await self.fetcher.fetch(state.target, SubRange(lo, hi))
+            rows = await self.fetcher.fetch(target, SubRange(lo, hi))
         except KaikoLiqError as exc:
-            if is_fatal(exc):
-                raise
-            logger.warning(
-                "%s: %s: recheck failed, next run tries again: %s", self.shown, state.label, exc
-            )
+            if not _stops_target(state, exc):
+                logger.warning(
+                    "%s: %s: recheck failed, next run tries again: %s", self.shown, state.label, exc
+                )
             return None
+        hi = min(hi, self.fetcher.settled_before(target))  # judged after the answer
+        if not lo < hi:
+            return None
+        time_of = self.route.time_of
+        rows = [r for r in rows if time_of(r) < hi]
         changed = await anyio.to_thread.run_sync(
-            self.store.revise, state.target, lo, hi, rows, limiter=self.writers
+            self.store.revise, target, lo, hi, rows, limiter=self.writers
         )
         if not changed:
             return None
-        shards = await anyio.to_thread.run_sync(self.store.shards, state.target)
+        shards = await anyio.to_thread.run_sync(self.store.shards, target)
         state.on_disk = [_record(shard) for shard in shards]
         return f"{state.label}: {plural(len(changed), self.route.row_name)} revised by the server"
 
@@ -938,8 +929,7 @@ class _Run:
         try:
             self.jobs = await self._start()
             await self._recheck()
-            self.requests0, self.retries0 = self.client.stats.requests, self.client.stats.retries
-            self.clock0 = time.monotonic()
+            self.recheck_requests = self.client.stats.requests - self.requests0
             if on_progress is not None:
                 on_progress(self._progress())
             await self._work(self.jobs, on_progress)
@@ -1010,7 +1000,7 @@ class _Run:
         )
         self.manifest.runs[-1] = msgspec.structs.replace(
             self.manifest.runs[-1],
-            finished=datetime.now(UTC),
+            finished=self.client.now(),
             complete=complete,
             failed_assets=stopped,
         )
@@ -1051,7 +1041,9 @@ class _Run:
             now=self.now,
             rows_on_disk=self.rows_skipped + self.rows,
             warnings=tuple(self.warnings),
-            noun=self.fetcher.noun,
+            noun=self.route.noun,
+            recheck_requests=self.recheck_requests,
+            settle=self.client.settle,
         )
 
     async def _one(self, state: _State, shard: SubRange) -> None:
@@ -1059,11 +1051,8 @@ class _Run:
         try:
             rows = await self.fetcher.fetch(state.target, shard)
         except KaikoLiqError as exc:
-            if isinstance(exc, NotFoundError | InconsistentDataError):
-                state.stopped = exc  # this target's own trouble: the others go on
+            if _stops_target(state, exc):
                 return
-            if is_fatal(exc):
-                raise  # what every shard would hit: a wrong key, a bad parameter
             state.failed.append(FailedRange(shard.start, shard.end, exc))
             state.streak += 1
             if state.streak >= GIVE_UP_AFTER and state.stopped is None:
@@ -1088,3 +1077,16 @@ class _Run:
         self.written += 1
         self.rows += len(rows)
         await self._save_manifest(force=False)
+
+
+def _stops_target(state: _State, exc: KaikoLiqError) -> bool:
+    """The one classification of a failed fetch: raised when every target would hit it
+    (a wrong key, a bad parameter); ``True`` (the target stopped) when it is the target's
+    own trouble (unknown to the server, inconsistent answers), so the others go on;
+    ``False`` for what a later try may not hit (the caller records it)."""
+    if isinstance(exc, NotFoundError | InconsistentDataError):
+        state.stopped = exc
+        return True
+    if is_fatal(exc):
+        raise exc
+    return False

@@ -30,7 +30,7 @@ from .fs import Storage, StorageError, is_remote, open_storage
 from .layout import MANIFEST_FORMAT, MANIFEST_NAME, MANIFEST_VERSION, is_hidden, split_key
 from .query import parse_interval
 from .routes import Grid, Route
-from .store import ShardStore, grid_text
+from .store import ShardStore, grid_text, refuse_other_interval
 
 __all__ = [
     "cache_store",
@@ -142,6 +142,12 @@ def read_identity(storage: Storage) -> dict[str, Any] | None:
             "left it untouched: use another directory"
         )
     assert isinstance(loose, dict)
+    version = loose.get("version", MANIFEST_VERSION)
+    if version != MANIFEST_VERSION:
+        raise InvalidArgumentError(
+            f"{storage.url_of(MANIFEST_NAME)} is a {MANIFEST_FORMAT!r} manifest, version "
+            f"{version}; this kaiko-liq writes version {MANIFEST_VERSION}; use another directory"
+        )
     return loose
 
 
@@ -164,13 +170,14 @@ def check_store(
             raise InvalidArgumentError(
                 f"{storage.url} holds {kind} data, not {route.name}; use another directory"
             )
-        text, mine = loose.get("interval"), grid_text(grid)
+        text = loose.get("interval")
         theirs = _interval(text) if isinstance(text, str) else None
-        if mine is not None and theirs is not None and theirs.seconds != _interval(mine).seconds:
-            raise InvalidArgumentError(
-                f"{storage.url} holds a backfill at interval {text}, not {mine} (a store "
-                f"is at one interval); use --interval {text} or another directory"
-            )
+        refuse_other_interval(
+            storage.url,
+            None if theirs is None else theirs.seconds,
+            grid,
+            what="a backfill at interval {}",
+        )
     first = f"{route.table.keys[0]}="
     try:
         entries = storage.list("")

@@ -49,7 +49,7 @@ from .backfill import (
     BackfillIncompleteError,
     BackfillProgress,
     BackfillSummary,
-    backfill,
+    backfill_targets,
     describe_backfill,
 )
 from .client import LiquidationClient
@@ -60,7 +60,7 @@ from .errors import (
     NotFoundError,
     redact,
 )
-from .fs import StorageLockedError, StorageUnavailableError, is_remote
+from .fs import StorageError, StorageLockedError, StorageUnavailableError, is_remote
 from .keys import resolve_api_key
 from .models import LiquidationEvent, LiquidationRow
 from .optional import MissingDependencyError, import_optional
@@ -94,9 +94,9 @@ from .query import (
     validate_request,
     validate_window,
 )
+from .routes import Route
 from .routes.events import EVENTS, Instrument, parse_instrument_spec
 from .routes.token import TOKEN, Token
-from .store import StorageError
 
 if TYPE_CHECKING:
     from .tables import TableSpec
@@ -296,27 +296,27 @@ def _directory(text: str) -> str:
     return text
 
 
-def _settle_options(parser: argparse.ArgumentParser) -> None:
+def _settle_options(parser: argparse.ArgumentParser, row: str = "bucket") -> None:
     parser.add_argument(
         "--settle",
         metavar="DURATION",
-        help="a bucket is final this long after it closes, e.g. 90m (default: 1h)",
+        help=f"a {row} is final this long after it ends, e.g. 90m (default: 1h)",
     )
     parser.add_argument(
         "--recheck",
         metavar="DURATION",
-        help="fetch again this far back from the newest stored bucket; 0: off (default: 24h)",
+        help=f"fetch again this far back from the newest stored {row}; 0: off (default: 24h)",
     )
 
 
-def _cache_option(parser: argparse.ArgumentParser) -> None:
+def _cache_option(parser: argparse.ArgumentParser, row: str = "bucket") -> None:
     parser.add_argument(
         "--cache",
         type=_directory,
         metavar="DIR",
-        help="keep settled buckets in DIR and fetch only what it lacks",
+        help=f"keep settled {row}s in DIR and fetch only what it lacks",
     )
-    _settle_options(parser)
+    _settle_options(parser, row)
 
 
 class _VersionAction(argparse.Action):
@@ -435,7 +435,7 @@ def _build_parser(arguments: Sequence[str]) -> _Parser:
     events.add_argument(
         "--format", choices=FORMATS, help="with -o: default from PATH's extension; jsonl on stdout"
     )
-    _cache_option(events)
+    _cache_option(events, "event")
     events.set_defaults(handler=_run_events)
 
     chart = commands.add_parser(
@@ -682,6 +682,11 @@ def _check_arguments(args: argparse.Namespace, *, sort: str | None = None) -> li
 
 
 def _check_connection(args: argparse.Namespace) -> None:
+    no_store = getattr(args, "out", None) is None and getattr(args, "cache", False) is None
+    if no_store and getattr(args, "recheck", None) is not None:
+        # Nothing stored, nothing to fetch again. (--settle still says which rows of the
+        # answer are not final yet.)
+        raise InvalidArgumentError("--recheck goes with --cache")
     if args.emulator and args.base_url:
         raise InvalidArgumentError("--emulator and --base-url exclude each other; pick one")
     if args.rate_limit is not None:
@@ -949,6 +954,8 @@ def _run_events(args: argparse.Namespace) -> int:
     if args.out is not None:
         if args.format is not None:
             raise InvalidArgumentError("--format goes with -o; a dataset (--out) is Parquet")
+        if args.cache is not None:
+            raise InvalidArgumentError("--cache goes with -o; a dataset (--out) is its own store")
         return _run_events_dataset(args, instruments, start, end)
     output, fmt = _check_output(args, EVENTS.table)
     key = _api_key(args)
@@ -1043,7 +1050,7 @@ def _run_events_dataset(
 
     labels = [str(t) for t in instruments]
     make = functools.partial(_backfill, args, key, watch, run)
-    return _finish_dataset(args, out, labels, watch, make, events=True)
+    return _finish_dataset(args, out, labels, watch, make, EVENTS)
 
 
 # --- backfill ---------------------------------------------------------------------------------
@@ -1074,7 +1081,8 @@ _FILE_SUFFIXES = (".csv", ".parquet", ".jsonl", ".json", ".pq")
 
 
 def _run_backfill(args: argparse.Namespace) -> int:
-    assets = [r.asset for r in _check_arguments(args)]
+    requests = _check_arguments(args)
+    assets = [r.asset for r in requests]
     out: str = args.out
     suffix = PurePosixPath(out).suffix.lower()
     if suffix in _FILE_SUFFIXES and (is_remote(out) or not Path(out).is_dir()):
@@ -1087,19 +1095,19 @@ def _run_backfill(args: argparse.Namespace) -> int:
     watch = _BackfillWatch(_progress_line(args), args.quiet)
 
     async def run(client: LiquidationClient) -> BackfillSummary:
-        return await backfill(
+        return await backfill_targets(
             client,
-            assets,
-            args.start,
-            args.end,
-            args.out,
-            interval=args.interval,
+            TOKEN,
+            [Token(r.asset, r.interval) for r in requests],
+            requests[0].start,
+            requests[0].end,
+            out,
             page_size=args.page_size,
             on_progress=watch.on_progress,
         )
 
     return _finish_dataset(
-        args, out, assets, watch, functools.partial(_backfill, args, key, watch, run)
+        args, out, assets, watch, functools.partial(_backfill, args, key, watch, run), TOKEN
     )
 
 
@@ -1109,8 +1117,7 @@ def _finish_dataset(
     names: list[str],
     watch: _BackfillWatch,
     make: Callable[[], Awaitable[BackfillSummary]],
-    *,
-    events: bool = False,
+    route: Route[Any, Any],
 ) -> int:
     """Run a dataset command (``backfill``, ``events --out``) and say how it ended: what
     was saved when interrupted, the summary and what is on disk when done."""
@@ -1127,11 +1134,11 @@ def _finish_dataset(
         return _TERM.code()
     except BackfillIncompleteError as exc:
         if not args.quiet:
-            _print_disk_table(out, names, events=events)
+            _print_disk_table(out, names, route)
         return _fail(str(exc), _EXIT_FAILED)
     if not args.quiet:
         _say(f"backfill done: {summary}")
-        _print_disk_table(out, names, events=events)
+        _print_disk_table(out, names, route)
     elif summary.deferred is not None:
         _say(summary.deferred)  # said even then: part of what was asked for is not on disk
     if summary.reason_empty is not None:
@@ -1143,10 +1150,9 @@ async def _awaited(make: Callable[[], Awaitable[T]]) -> T:
     return await make()
 
 
-def _print_disk_table(out: str, names: list[str], *, events: bool = False) -> None:
-    described = describe_backfill(out, assets=names)
-    header = ("instrument", "time") if events else ("asset", "interval_time")
-    for row in _disk_table(described, *header):
+def _print_disk_table(out: str, names: list[str], route: Route[Any, Any]) -> None:
+    described = describe_backfill(out, assets=names, route=route)
+    for row in _disk_table(described, route.noun, route.table.time):
         print(f"  {row}", file=sys.stderr)
 
 

@@ -21,20 +21,14 @@ from .errors import InvalidArgumentError
 from .fs import Storage, StorageError, open_storage
 from .layout import is_hidden, parse_shard_filename, split_key
 from .optional import import_optional
-from .query import validate_asset
-from .routes import Route
-from .routes.events import EVENTS, parse_instrument_spec
-from .routes.token import TOKEN
+from .routes import DEFAULT_ROUTE, Route, all_routes, route_named
 from .tables import datetime_from_ns, reshape, schema
 
 if TYPE_CHECKING:
     import pyarrow as pa
     import pyarrow.dataset as pads
 
-__all__ = ["ROUTES", "AssetOnDisk", "describe_backfill", "open_dataset", "read_backfill"]
-
-#: The routes a dataset may hold, by the name its manifest records.
-ROUTES: Mapping[str, Route[Any, Any]] = {TOKEN.name: TOKEN, EVENTS.name: EVENTS}
+__all__ = ["AssetOnDisk", "describe_backfill", "open_dataset", "read_backfill"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,19 +48,16 @@ def _route_of(storage: Storage, route: Route[Any, Any] | str | None) -> Route[An
     """The route given, else the one the manifest records, else the one whose partitions
     the location holds (a dataset whose manifest was lost), else the token route."""
     if route is not None:
-        name = route if isinstance(route, str) else route.name
-        if name not in ROUTES:
-            raise InvalidArgumentError(f"route {name!r} is not one of {', '.join(ROUTES)}")
-        return ROUTES[name]
+        return route_named(route if isinstance(route, str) else route.name)
     identity = read_identity(storage)
     if identity:
-        name = identity.get("route", TOKEN.name)
-        if name in ROUTES:
-            return ROUTES[str(name)]
-    for candidate in ROUTES.values():
+        name = identity.get("route", DEFAULT_ROUTE)
+        if isinstance(name, str) and name in all_routes():
+            return route_named(name)
+    for candidate in all_routes().values():
         if _listing(storage, f"{candidate.table.keys[0]}="):
             return candidate
-    return TOKEN
+    return route_named(DEFAULT_ROUTE)
 
 
 def _listing(storage: Storage, prefix: str) -> list[str]:
@@ -95,12 +86,6 @@ def _by_partition(storage: Storage, route: Route[Any, Any]) -> dict[str, list[st
 def _label(partition: str) -> str:
     """``btc`` for ``asset=btc``; ``binc:future:btc-usd`` for an instrument's."""
     return ":".join(part.partition("=")[2] for part in partition.split("/"))
-
-
-def _wanted_label(route: Route[Any, Any], given: Any) -> str:
-    if route is TOKEN:
-        return validate_asset(given)
-    return str(given if not isinstance(given, str) else parse_instrument_spec(given))
 
 
 def open_dataset(
@@ -173,7 +158,7 @@ def describe_backfill(
     if assets is None:  # every partition with a file
         wanted = sorted(label for label, d in found.items() if d.files)
     else:
-        wanted = [_wanted_label(chosen, a) for a in assets]
+        wanted = [chosen.label_of(a) for a in assets]
     return [found.get(w) or AssetOnDisk(w, 0, 0, None, None) for w in dict.fromkeys(wanted)]
 
 
@@ -253,7 +238,7 @@ def read_backfill(
     _refuse_overlaps(storage, chosen)
     where: Any = None
     if assets is not None:
-        labels = [_wanted_label(chosen, a) for a in assets]
+        labels = [chosen.label_of(a) for a in assets]
         for label in labels:
             values = label.split(":")
             match = ds.field(spec.keys[0]) == values[0]

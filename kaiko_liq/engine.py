@@ -242,7 +242,8 @@ class Engine:
     ) -> list[Row] | None:
         """A stored span's rows, or ``None`` when the store cannot give them after all (a
         file found damaged and moved aside, say): then the span is fetched again."""
-        from .store import NotStoredError, StorageError
+        from .fs import StorageError
+        from .store import NotStoredError
 
         try:
             rows: list[Row] = await anyio.to_thread.run_sync(
@@ -267,7 +268,7 @@ class Engine:
     async def _save(
         self, shelf: Shelf[Row], req: Request[Any, Row], shard: SubRange, rows: list[Row]
     ) -> None:
-        from .store import StorageError
+        from .fs import StorageError
 
         # Rows the server's clock says may still change are returned but not stored
         # (they are fetched again next time).
@@ -289,7 +290,7 @@ class Engine:
         those its clock, as it just answered, calls final. A server behind ours (its clock
         or its aggregation) answers for buckets it has not settled yet; taken as
         revisions, they would overwrite settled rows with partial ones for ever."""
-        from .store import StorageError
+        from .fs import StorageError
 
         end, rows = self._final_part(req, shard, rows)
         if end <= shard.start:

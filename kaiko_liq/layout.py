@@ -52,7 +52,7 @@ _STALE_TEMPORARY = 3600.0
 _STAMP = "%Y%m%dT%H%M%S"
 _STAMP_RE = r"\d{8}T\d{6}(?:\.\d{6})?Z"
 _SHARD_RE = re.compile(rf"^({_STAMP_RE})_({_STAMP_RE})\.parquet$")
-# outputs.atomic_write's temporary names: ".<final name>.<pid>.<hex>.tmp" (older: no pid)
+# atomic.atomic_write's temporary names: ".<final name>.<pid>.<hex>.tmp" (older: no pid)
 _TEMP_RE = re.compile(r"^\..+\.[0-9a-f]+\.tmp$")
 _TEMP_PID_RE = re.compile(r"\.(\d+)\.[0-9a-f]{12}\.tmp$")
 
@@ -94,7 +94,7 @@ def is_hidden(key: str) -> bool:
 
 
 def is_temporary(name: str) -> bool:
-    """Whether ``name`` is an :func:`~kaiko_liq.outputs.atomic_write` temporary file."""
+    """Whether ``name`` is an :func:`~kaiko_liq.atomic.atomic_write` temporary file."""
     return _TEMP_RE.match(name) is not None
 
 

@@ -52,6 +52,7 @@ from .errors import (
     KaikoLiqError,
     is_fatal,
 )
+from .fs import StorageError
 from .models import LiquidationRow
 from .progress import plural
 from .query import TimeLike, format_time, parse_interval, parse_time, validate_asset
@@ -59,7 +60,6 @@ from .routes import Route
 from .routes.token import TOKEN, Token
 from .rowiter import RowIterator
 from .settle import CLOCK_MARGIN
-from .store import StorageError
 
 
 class FollowedClient(Protocol):

@@ -43,7 +43,7 @@ from .atomic import atomic_write, output_target
 from .errors import InvalidArgumentError
 from .fs import Storage, is_remote, open_storage
 from .optional import import_optional
-from .query import format_time
+from .query import format_time, from_epoch_ms
 from .tables import (
     Grouped,
     RowsByKey,
@@ -51,7 +51,6 @@ from .tables import (
     TableSpec,
     arrow_table,
     column_values,
-    datetime_from_ms,
     group_rows,
 )
 
@@ -194,7 +193,7 @@ def _maybe_gzip(stream: IO[bytes], compression: Compression) -> Iterator[IO[byte
 
 
 def _csv_time_ms(ms: int) -> str:
-    return format_time(datetime_from_ms(ms))
+    return format_time(from_epoch_ms(ms))
 
 
 def _write_csv(stream: TextIO, spec: TableSpec[Any], data: Grouped, shape: Shape) -> int:

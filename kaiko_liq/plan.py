@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
-from .query import Interval
+from .query import EPOCH, Interval
 
 __all__ = [
     "MIN_PAGE_FILL",
@@ -44,7 +44,6 @@ MIN_PAGE_FILL = 0.95
 #: Upper bound on the units one shard may hold while searching for a good fill.
 _MAX_UNITS = 512
 _DAY = 86_400
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -108,7 +107,7 @@ def plan_subranges(
         anchor = interval.floor(start)
     else:
         unit = unit_seconds(interval)
-        offset = ((start - _EPOCH) // timedelta(seconds=1)) % unit
+        offset = ((start - EPOCH) // timedelta(seconds=1)) % unit
         anchor = start.replace(microsecond=0) - timedelta(seconds=offset)
     shards: list[SubRange] = []
     lo = start

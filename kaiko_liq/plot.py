@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 from .errors import InvalidArgumentError
 from .export import atomic_write, import_optional
 from .models import LiquidationRow
-from .query import TimeLike, parse_interval, parse_time, validate_window
+from .query import EPOCH, TimeLike, parse_interval, parse_time, validate_window
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -67,7 +67,6 @@ CHART_FORMATS: tuple[ChartFormat, ...] = get_args(ChartFormat)
 _HOUR = 3600
 _DAY = 86_400
 _WEEK = 7 * _DAY
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 #: Weeks start on Monday; the epoch was a Thursday.
 _MONDAY = 4 * _DAY
 #: Coarser buckets, finest first; each is used only when it holds whole data buckets.
@@ -188,7 +187,7 @@ def _seconds(value: Any, where: str) -> int:
             f"{where}: interval_time {value!r} is naive; frames from kaiko_liq.export "
             "carry UTC times (timestamp[ns, tz=UTC])"
         )
-    delta = value - _EPOCH
+    delta = value - EPOCH
     return delta.days * _DAY + delta.seconds
 
 
@@ -536,7 +535,7 @@ def plot_liquidations(
 
 
 def _to_seconds(t: datetime) -> int:
-    delta = t - _EPOCH
+    delta = t - EPOCH
     return delta.days * _DAY + delta.seconds
 
 
@@ -547,7 +546,7 @@ def _check_int(name: str, value: int, bounds: tuple[int, int]) -> None:
 
 
 def _when(t: int) -> datetime:
-    return _EPOCH + timedelta(seconds=t)
+    return EPOCH + timedelta(seconds=t)
 
 
 def _window_text(lo: int, hi: int) -> str:

@@ -36,6 +36,7 @@ from .errors import InvalidArgumentError
 __all__ = [
     "DATA_START",
     "EARLIEST",
+    "EPOCH",
     "LATEST",
     "MAX_CONCURRENCY_RANGE",
     "MAX_PAGE_SIZE",
@@ -51,6 +52,7 @@ __all__ = [
     "epoch_ms",
     "format_time",
     "from_epoch_ms",
+    "interval_name",
     "parse_duration",
     "parse_interval",
     "parse_rate_limit",
@@ -71,9 +73,10 @@ DEFAULT_SERVER_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 SORTS = ("asc", "desc")
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: The Unix epoch, UTC: the one definition (the emulator keeps its own).
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 #: Times outside these are refused as arguments: nothing useful lies there.
-EARLIEST = _EPOCH
+EARLIEST = EPOCH
 LATEST = datetime(2100, 1, 1, tzinfo=UTC)
 _HOUR = 3600
 _DAY = 86_400
@@ -108,6 +111,11 @@ class Interval:
     @property
     def delta(self) -> timedelta:
         return timedelta(seconds=self.seconds)
+
+    @property
+    def name(self) -> str:
+        """Its canonical name (``"4h"``, ``"1d"``), whatever the caller wrote."""
+        return interval_name(self.seconds)
 
     def floor(self, t: datetime) -> datetime:
         """The start of the bucket that holds ``t``."""
@@ -159,18 +167,24 @@ class Window:
     page_size: int
 
 
+def interval_name(seconds: int) -> str:
+    """The canonical name of an interval of ``seconds`` (whole days in ``d``, else ``h``):
+    how stores name and record it."""
+    return f"{seconds // 86_400}d" if seconds % 86_400 == 0 else f"{seconds // 3600}h"
+
+
 def epoch_ms(t: datetime) -> int:
     """Milliseconds since the epoch, exactly (no float)."""
-    return (t - _EPOCH) // _MILLISECOND
+    return (t - EPOCH) // _MILLISECOND
 
 
 def from_epoch_ms(ms: int) -> datetime:
     """The UTC datetime ``ms`` milliseconds after the epoch."""
-    return _EPOCH + timedelta(milliseconds=ms)
+    return EPOCH + timedelta(milliseconds=ms)
 
 
 def _whole_seconds(t: datetime) -> int:
-    return (t - _EPOCH) // timedelta(seconds=1)
+    return (t - EPOCH) // timedelta(seconds=1)
 
 
 def parse_interval(value: str) -> Interval:

@@ -68,6 +68,7 @@ from typing import Any, Generic, TypeVar
 from .errors import InvalidArgumentError, KaikoLiqError
 from .fs import Entry, Storage, StorageError, WriterLock, open_storage
 from .layout import (
+    LOCK_NAME,
     aside_name,
     is_hidden,
     is_temporary,
@@ -77,16 +78,12 @@ from .layout import (
     stale_temporary,
 )
 from .optional import import_optional
-from .query import Interval, format_time
+from .query import Interval, format_time, interval_name
 from .routes import Grid, Route
-from .settle import CLOCK_MARGIN, RECHECK, SETTLE, settled_horizon
 from .spans import gaps_in, merge_spans
-from .tables import datetime_from_ns, rows_from_arrow, schema, to_arrow
+from .tables import footer_time_bounds, rows_from_arrow, schema, to_arrow
 
 __all__ = [
-    "CLOCK_MARGIN",
-    "RECHECK",
-    "SETTLE",
     "Damaged",
     "NotStoredError",
     "Shard",
@@ -95,7 +92,6 @@ __all__ = [
     "TargetShelf",
     "check_rows",
     "grid_text",
-    "settled_horizon",
 ]
 
 logger = logging.getLogger("kaiko_liq")
@@ -158,11 +154,21 @@ class _Unreadable(Exception):
 def grid_text(grid: Grid) -> str | None:
     """A bucketed grid's interval as a manifest records it (``"1h"``, ``"1d"``), or
     ``None`` for a grid of instants (events)."""
-    return _interval_name(grid.seconds) if isinstance(grid, Interval) else None
+    return grid.name if isinstance(grid, Interval) else None
 
 
-def _interval_name(seconds: int) -> str:
-    return f"{seconds // 86_400}d" if seconds % 86_400 == 0 else f"{seconds // 3600}h"
+def refuse_other_interval(where: str, seconds: int | None, grid: Grid, *, what: str) -> None:
+    """Refuse a store whose data is at another interval than ``grid`` (``seconds``, as
+    its manifest or a file records it; ``None``: nothing recorded). ``what`` says which
+    record: ``"a backfill at interval {}"``, ``"{} buckets"``. The one home of this rule:
+    a store holds one interval."""
+    if seconds is None or not isinstance(grid, Interval) or seconds == grid.seconds:
+        return
+    theirs = interval_name(seconds)
+    raise InvalidArgumentError(
+        f"{where} holds {what.format(theirs)}, not {grid.name} (a store is at one "
+        f"interval); use --interval {theirs} or another directory"
+    )
 
 
 def check_rows(
@@ -334,7 +340,7 @@ class ShardStore(Generic[Target, Row]):
             raise _Unreadable("not a kaiko-liq shard of this kind (its columns differ)")
         self._check_meta(key, meta.metadata)
         rows = int(meta.num_rows)
-        bounds = _time_bounds(meta, self.spec.time)
+        bounds = footer_time_bounds(meta, self.spec.time)
         if bounds is not None:
             lo, hi = self.grid.floor(window[0]), self.grid.ceil(window[1])
             first, last = bounds
@@ -362,14 +368,8 @@ class ShardStore(Generic[Target, Row]):
                 f"{self.storage.url_of(key)} holds {route} rows, not {self.route.name}: "
                 f"{self.location} is another kind of store; use another directory"
             )
-        mine = _grid_meta(self.grid).get("interval_seconds")
-        if isinstance(seconds, int) and mine is not None and seconds != mine:
-            theirs = _interval_name(seconds)
-            raise InvalidArgumentError(
-                f"{self.storage.url_of(key)} holds {theirs} buckets, not {grid_text(self.grid)}: "
-                f"{self.location} is a store at interval {theirs}; use --interval {theirs} "
-                "or another directory"
-            )
+        recorded = seconds if isinstance(seconds, int) else None
+        refuse_other_interval(self.storage.url_of(key), recorded, self.grid, what="{} buckets")
 
     def quarantine(self, key: str, reason: str) -> Damaged | None:
         """Move ``key`` aside to a dot-name readers skip, and say so (logged, and in
@@ -583,7 +583,7 @@ class ShardStore(Generic[Target, Row]):
         other processes on the storage's lock (flock, or an S3 lock object)."""
         with self._writers[partition]:
             with _storage_errors(self.location, "lock"):
-                held = self.storage.lock(f"{partition}/.lock", wait=_WRITE_LOCK_WAIT)
+                held = self.storage.lock(f"{partition}/{LOCK_NAME}", wait=_WRITE_LOCK_WAIT)
             with held:
                 yield held
 
@@ -622,21 +622,6 @@ def _by_instant(rows: Sequence[Row], time_of: Any) -> dict[datetime, list[Row]]:
 
 def _grid_meta(grid: Grid) -> dict[str, int]:
     return {"interval_seconds": grid.seconds} if isinstance(grid, Interval) else {}
-
-
-def _time_bounds(meta: Any, column: str) -> tuple[datetime, datetime] | None:
-    """The first and last time from the footer's statistics, if it has them."""
-    if meta.num_rows == 0:
-        return None
-    index = meta.schema.names.index(column)
-    lows, highs = [], []
-    for g in range(meta.num_row_groups):
-        stats = meta.row_group(g).column(index).statistics
-        if stats is None or not stats.has_min_max:
-            return None
-        lows.append(int(stats.min_raw))  # the raw int64 nanoseconds
-        highs.append(int(stats.max_raw))
-    return datetime_from_ns(min(lows)), datetime_from_ns(max(highs))
 
 
 @contextmanager

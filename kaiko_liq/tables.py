@@ -59,6 +59,7 @@ import msgspec
 
 from .errors import InvalidArgumentError
 from .optional import import_optional
+from .query import EPOCH
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -75,7 +76,6 @@ __all__ = [
     "TableSpec",
     "arrow_table",
     "column_values",
-    "datetime_from_ms",
     "datetime_from_ns",
     "derived",
     "footer_time_bounds",
@@ -100,7 +100,6 @@ Key = str | tuple[str, ...]
 #: key is checked when the rows are grouped.
 RowsByKey = Mapping[Any, Iterable[Row]]
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _NANOS_PER_MS = 1_000_000
 
 
@@ -108,12 +107,7 @@ def datetime_from_ns(ns: int) -> datetime:
     """The UTC datetime of ``ns`` nanoseconds since the epoch, to the microsecond (a
     datetime's resolution; times built from datetimes are whole microseconds). The one
     conversion from a table's nanoseconds back to Python."""
-    return _EPOCH + timedelta(microseconds=ns // 1000)
-
-
-def datetime_from_ms(ms: int) -> datetime:
-    """The UTC datetime of ``ms`` milliseconds since the epoch (exact)."""
-    return datetime_from_ns(ms * _NANOS_PER_MS)
+    return EPOCH + timedelta(microseconds=ns // 1000)
 
 
 # --- the spec ---------------------------------------------------------------------------------
@@ -434,9 +428,9 @@ def _nanos_of_datetimes(pa: Any, values: list[datetime]) -> list[int]:
     """Nanoseconds since the epoch of UTC datetimes (a naive one read as UTC, as Arrow
     reads it), computed in C: ``(t - epoch) // 1 µs``, then x 1000."""
     try:
-        micros = list(map(floordiv, map(sub, values, repeat(_EPOCH)), repeat(_MICROSECOND)))
+        micros = list(map(floordiv, map(sub, values, repeat(EPOCH)), repeat(_MICROSECOND)))
     except TypeError:  # a naive datetime among them, or not a datetime at all
-        micros = [(_aware(t) - _EPOCH) // _MICROSECOND for t in values]
+        micros = [(_aware(t) - EPOCH) // _MICROSECOND for t in values]
     return _scaled(pa, micros, 1000, _MAX_MICROS, values)
 
 

@@ -29,8 +29,10 @@ from kaiko_liq.backfill import (
     read_backfill,
     shard_filename,
 )
+from kaiko_liq.cache import check_store
 from kaiko_liq.client import LiquidationClient
 from kaiko_liq.emulator import RunningEmulator
+from kaiko_liq.engine import Request as EngineRequest
 from kaiko_liq.errors import (
     AuthenticationError,
     InvalidArgumentError,
@@ -38,10 +40,13 @@ from kaiko_liq.errors import (
     ServerError,
 )
 from kaiko_liq.export import arrow_schema, to_arrow
+from kaiko_liq.fs import StorageError, open_storage
 from kaiko_liq.models import ExchangeVolume, LiquidationRow
 from kaiko_liq.plan import SubRange, plan_subranges
-from kaiko_liq.query import Request, parse_interval, parse_time, validate_request
-from kaiko_liq.store import CLOCK_MARGIN, StorageError, gaps_in
+from kaiko_liq.query import Request, Window, parse_interval, parse_time, validate_request
+from kaiko_liq.routes.token import TOKEN, Token
+from kaiko_liq.settle import CLOCK_MARGIN
+from kaiko_liq.spans import gaps_in
 from tests.conftest import DEAD_PID
 
 H = timedelta(hours=1)
@@ -98,7 +103,8 @@ class Stats:
 
 
 class FakeClient:
-    """What backfill uses of LiquidationClient: plan, fetch_shard, stats, max_concurrency."""
+    """What backfill uses of LiquidationClient: request, fetch_part, final_before, now,
+    stats, max_concurrency. ``fetch_shard`` is the fake's own hook (tests override it)."""
 
     def __init__(
         self,
@@ -119,14 +125,31 @@ class FakeClient:
         self.unknown = unknown or set()  # 404 for every shard
         self.broken = broken or set()  # 503 for every shard, after its retries
 
-    def settled_before(self, interval: str) -> datetime:
+    page_size = 1000
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+    def final_before(self, route: Any, target: Token) -> datetime:
         return datetime.max.replace(tzinfo=UTC)  # the run's own ``now`` decides
 
-    def plan(
-        self, asset: str, start: Any, end: Any, *, interval: str, page_size: int | None
-    ) -> list[SubRange]:
-        return plan_subranges(
-            parse_time(start), parse_time(end), parse_interval(interval), page_size or 1000
+    def request(
+        self, route: Any, target: Token, start: Any, end: Any, *, sort: str, page_size: int | None
+    ) -> EngineRequest[Token, LiquidationRow]:
+        window = Window(parse_time(start), parse_time(end), sort, page_size or self.page_size)
+        shards = plan_subranges(window.start, window.end, target.interval, window.page_size)
+        return EngineRequest(route, target, window, shards)
+
+    async def fetch_part(
+        self, req: EngineRequest[Token, LiquidationRow], shard: SubRange
+    ) -> list[LiquidationRow]:
+        target = req.target
+        return await self.fetch_shard(
+            target.asset,
+            shard,
+            interval=target.interval.text,
+            sort=req.window.sort,
+            page_size=req.window.page_size,
         )
 
     async def fetch_shard(
@@ -533,6 +556,20 @@ async def test_the_same_width_spelled_differently_is_the_same_grid(tmp_path: Pat
     assert again.fetched == []
 
 
+@pytest.mark.parametrize("cache", [False, True])
+async def test_a_manifest_of_another_version_is_refused_by_a_backfill_and_a_cache(
+    tmp_path: Path, cache: bool
+) -> None:
+    body = '{"format": "kaiko-liq backfill", "version": 99, "interval": "1h"}'
+    (tmp_path / MANIFEST_NAME).write_text(body)
+    with pytest.raises(InvalidArgumentError, match="version 99; this kaiko-liq writes version 1"):
+        if cache:
+            check_store(open_storage(tmp_path), route=TOKEN, grid=parse_interval("1h"), server=None)
+        else:
+            await run(FakeClient(), tmp_path, "eth")
+    assert (tmp_path / MANIFEST_NAME).read_text() == body
+
+
 async def test_another_programs_manifest_is_refused(tmp_path: Path) -> None:
     (tmp_path / MANIFEST_NAME).write_text('{"format": "something else", "version": 3}')
     with pytest.raises(
@@ -637,6 +674,34 @@ async def test_an_unknown_asset_among_good_ones_stops_only_itself(tmp_path: Path
     assert read_backfill(tmp_path).to_pylist() == totals(want)
     last = manifest(tmp_path)["runs"][-1]
     assert last["complete"] is False and "zzz" in last["failed_assets"]
+
+
+async def test_an_asset_delisted_since_stops_only_itself_in_the_recheck(tmp_path: Path) -> None:
+    await run(FakeClient(), tmp_path, "btc", "eth")
+    client = FakeClient(unknown={"btc"})
+    client.recheck = timedelta(hours=24)  # the rerun fetches the newest stored day again
+    with pytest.raises(BackfillIncompleteError) as info:
+        await run(client, tmp_path, "btc", "eth", end=T0 + 5 * D)
+    err = info.value
+    assert set(err.failed_assets) == {"btc"}
+    assert isinstance(err.failed_assets["btc"], NotFoundError)
+    # eth goes on: its recheck and its new day; btc's new day is not even tried.
+    assert [f for f in client.fetched if f[0] == "eth"] == [
+        ("eth", T0 + 3 * D, T0 + 4 * D),
+        ("eth", T0 + 4 * D, T0 + 5 * D),
+    ]
+    assert [f[0] for f in client.fetched].count("btc") == 1
+    assert manifest(tmp_path)["runs"][-1]["failed_assets"].keys() == {"btc"}
+
+
+async def test_the_recheck_requests_are_counted_in_the_summary(tmp_path: Path) -> None:
+    await run(FakeClient(), tmp_path, "btc", "eth")
+    client = FakeClient()
+    client.recheck = timedelta(hours=24)
+    summary = await run(client, tmp_path, "btc", "eth")
+    assert summary.shards_written == 0 and len(client.fetched) == 2  # one page per asset
+    assert summary.requests == 2 and summary.recheck_requests == 2
+    assert "2 requests (2 for the recheck)" in str(summary)
 
 
 async def test_an_asset_whose_shards_keep_failing_is_left_after_a_few(tmp_path: Path) -> None:
@@ -842,3 +907,12 @@ async def test_an_on_progress_callback_that_raises_is_raised_as_itself(tmp_path:
 
     with pytest.raises(ValueError, match="callback failed"):
         await run(FakeClient(), tmp_path, "eth", on_progress=boom)
+
+
+async def test_the_summary_says_the_clients_settle_delay(tmp_path: Path) -> None:
+    client = FakeClient()
+    client.settle = timedelta(hours=3)
+    summary = await run(client, tmp_path, "eth", end=T0 + D, now=T0 + D + timedelta(hours=2))
+    assert summary.settle == timedelta(hours=3)
+    assert summary.deferred is not None and "under 3h00m ago" in summary.deferred
+    assert summary.deferred_from == T0 + D - 2 * timedelta(hours=1)  # 3h (+ margin) back

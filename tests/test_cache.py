@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from kaiko_liq import LiquidationClient, LiquidationRow
 from kaiko_liq.emulator import RunningEmulator
 from kaiko_liq.query import parse_interval
-from kaiko_liq.store import settled_horizon
+from kaiko_liq.settle import settled_horizon
 from tests.conftest import FIXED_NOW, EmulatorFactory
 from tests.stores import tok, token_cache
 

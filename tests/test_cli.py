@@ -312,13 +312,15 @@ def test_a_killed_backfill_loses_nothing_and_resumes_without_refetching(
     assert second.returncode == 0, second.stderr
     summary = second.stderr.decode()
     match = re.search(
-        r"40 shards, (\d+) already on disk: wrote (\d+) files?, [\d,]+ rows, (\d+) requests",
+        r"40 shards, (\d+) already on disk: wrote (\d+) files?, [\d,]+ rows, (\d+) requests "
+        r"\((\d+) for the recheck\)",
         summary,
     )
     assert match, summary
-    skipped, written, requests = map(int, match.groups())
+    skipped, written, requests, rechecked = map(int, match.groups())
     assert skipped == len(survivors)
-    assert written == requests == 40 - skipped  # one request per missing shard, no more
+    assert rechecked == 2  # the newest stored day of each asset, one page each
+    assert written == requests - rechecked == 40 - skipped  # one per missing shard, no more
 
     after = visible_shards(out)
     assert len(after) == 40
@@ -570,14 +572,14 @@ def test_an_incomplete_fetch_says_what_is_missing(
 def test_an_incomplete_backfill_says_to_run_it_again(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    real = LiquidationClient.fetch_shard
+    real = LiquidationClient.fetch_part
 
-    async def flaky(self: LiquidationClient, asset: str, shard: SubRange, **kw: Any) -> Any:
+    async def flaky(self: LiquidationClient, req: Any, shard: SubRange, **kw: Any) -> Any:
         if shard.start == datetime(2025, 2, 2, tzinfo=UTC):
             raise ServerError(503, "maintenance", "http://127.0.0.1/x")
-        return await real(self, asset, shard, **kw)
+        return await real(self, req, shard, **kw)
 
-    monkeypatch.setattr(LiquidationClient, "fetch_shard", flaky)
+    monkeypatch.setattr(LiquidationClient, "fetch_part", flaky)
     args = ["backfill", "eth", *WINDOW, "--out", str(tmp_path), "--page-size", "24", "--emulator"]
     assert main(args) == 1
     err = capsys.readouterr().err
@@ -585,7 +587,7 @@ def test_an_incomplete_backfill_says_to_run_it_again(
     assert len(errors) == 1, err
     assert "1 of 3 shards failed" in errors[0] and "run the same command again" in errors[0]
     assert re.search(r"^  eth\s+2\s", err, re.MULTILINE), err  # what is on disk, above it
-    monkeypatch.setattr(LiquidationClient, "fetch_shard", real)
+    monkeypatch.setattr(LiquidationClient, "fetch_part", real)
     assert main(args) == 0
     assert "3 shards, 2 already on disk: wrote 1 file," in capsys.readouterr().err
 

@@ -26,7 +26,7 @@ from kaiko_liq import (
 from kaiko_liq.live import POLL_MARGIN, Follow, Revision
 from kaiko_liq.query import parse_interval
 from kaiko_liq.retry import RetryPolicy
-from kaiko_liq.store import SETTLE, settled_horizon
+from kaiko_liq.settle import SETTLE, settled_horizon
 from tests.conftest import EmulatorFactory, Serve
 
 HOUR = timedelta(hours=1)

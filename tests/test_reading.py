@@ -131,3 +131,19 @@ async def test_a_numeric_looking_asset_stays_a_string(
     lf = pl.scan_parquet(f"{out}/*/*.parquet", hive_schema={"asset": pl.String})
     assert lf.collect_schema()["asset"] == pl.String
     assert read_backfill(out).schema.field("asset").type == "string"
+
+
+def test_routes_are_found_by_the_name_a_manifest_records() -> None:
+    from kaiko_liq.errors import InvalidArgumentError
+    from kaiko_liq.routes import all_routes, route_named
+    from kaiko_liq.routes.events import EVENTS
+    from kaiko_liq.routes.token import TOKEN
+
+    routes = all_routes()
+    assert routes["token"] is TOKEN and routes["events"] is EVENTS
+    for name, route in routes.items():
+        # A reader imports kaiko_liq.routes.<name> to find a route it has not seen yet.
+        assert type(route).__module__ == f"kaiko_liq.routes.{name}"
+        assert route_named(name) is route
+    with pytest.raises(InvalidArgumentError, match="route 'nope' is not one of events, token"):
+        route_named("nope")

@@ -179,7 +179,7 @@ def test_the_cli_says_which_buckets_are_not_final(
     out = tmp_path / "rows.csv"
     start = (datetime.now(UTC) - 6 * H).strftime("%Y-%m-%dT%H:00:00Z")
     argv = ["fetch", "btc", "--start", start, "--end", "2099-01-01", "-o", str(out)]
-    code = main([*argv, "--emulator", "--settle", "2h", "--recheck", "0"])
+    code = main([*argv, "--emulator", "--settle", "2h"])
     assert code == 0
     assert "not final yet (they may still change)" in capsys.readouterr().err
 
@@ -259,6 +259,19 @@ async def test_backfill_with_a_client_clock_two_minutes_fast_keeps_no_partial_bu
     later = edge + 3 * H
     await backfilled(later, later, tmp_path)
     assert on_disk(tmp_path) == as_stored(await truth(now=later), later.replace(minute=0) - 2 * H)
+
+
+async def test_a_backfill_recheck_against_a_server_fallen_behind_changes_nothing_stored(
+    tmp_path: Path,
+) -> None:
+    await backfilled(T, T, tmp_path)  # an on-time server fills the dataset
+    before = on_disk(tmp_path)
+    assert before[-1]["interval_time"] >= T - 3 * H
+    # The same dataset, the server's clock (its aggregation) now six hours behind: its
+    # answer for the newest stored hours is partial, and no revision.
+    warnings = await backfilled(T - 6 * H, T, tmp_path)
+    assert on_disk(tmp_path) == before
+    assert not any("revised" in w for w in warnings)
 
 
 # -- follow: the same three servers, one follow across the change ------------------------
@@ -456,3 +469,31 @@ async def test_follow_reports_no_revision_when_the_server_falls_behind(server: S
     # The hours it answered for while behind were not final on its clock: no revision.
     assert got.revisions == []
     assert_the_truth(got, await truth(end=cursor, now=cursor + 2 * H))
+
+
+@pytest.mark.parametrize(
+    ("command", "flags", "said"),
+    [
+        (["fetch", "btc"], ["--recheck", "2h"], "--recheck goes with --cache"),
+        (["plot", "btc"], ["-o", "p.png", "--recheck", "2h"], "--recheck goes with --cache"),
+        (
+            ["events", "binc:future:btc-usd"],
+            ["-o", "e.csv", "--recheck", "0"],
+            "--recheck goes with --cache",
+        ),
+        (
+            ["events", "binc:future:btc-usd"],
+            ["--out", "ds", "--cache", "c"],
+            "--cache goes with -o; a dataset (--out) is its own store",
+        ),
+    ],
+)
+def test_a_store_setting_without_a_store_is_refused(
+    command: list[str], flags: list[str], said: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from kaiko_liq.cli import main
+
+    window = ["--start", "2025-02-01", "--end", "2025-02-02"]
+    assert main([*command, *window, *flags, "--emulator"]) == 2
+    err = capsys.readouterr().err
+    assert said in err and len(err.strip().splitlines()) == 1

@@ -20,10 +20,12 @@ from hypothesis import strategies as st
 from kaiko_liq.cache import origin_slug
 from kaiko_liq.errors import InvalidArgumentError
 from kaiko_liq.export import to_arrow
+from kaiko_liq.fs import StorageError
 from kaiko_liq.layout import parse_shard_filename, shard_filename
 from kaiko_liq.models import ExchangeVolume, LiquidationRow
 from kaiko_liq.query import parse_interval
-from kaiko_liq.store import CLOCK_MARGIN, SETTLE, NotStoredError, StorageError, settled_horizon
+from kaiko_liq.settle import CLOCK_MARGIN, SETTLE, settled_horizon
+from kaiko_liq.store import NotStoredError
 from tests.stores import tok, token_cache, token_store
 
 H = timedelta(hours=1)

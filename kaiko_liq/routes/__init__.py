@@ -10,16 +10,21 @@ store checks its newest rows again, and the table a row becomes. Page decoding
 name an endpoint.
 
 Adding an endpoint is writing one module here (see :mod:`.token` and :mod:`.events`),
-an emulator route, a facade method on the client and a CLI registration.
+named as its route is, whose one instance is passed to :func:`register`; then an
+emulator route, a facade method on the client and a CLI registration. A dataset's reader
+finds the route by the name its manifest records (:func:`route_named`).
 """
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from abc import ABC, abstractmethod
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 from urllib.parse import quote
 
+from ..errors import InvalidArgumentError
 from ..query import MILLISECOND, Grid, MillisecondGrid, Window, epoch_ms, from_epoch_ms
 from ..settle import settled_horizon
 from ..shard import PageCheck
@@ -30,6 +35,7 @@ if TYPE_CHECKING:
     from ..tables import TableSpec
 
 __all__ = [
+    "DEFAULT_ROUTE",
     "MILLISECOND",
     "Grid",
     "MillisecondGrid",
@@ -37,8 +43,11 @@ __all__ = [
     "Route",
     "ShardPolicy",
     "Window",
+    "all_routes",
     "epoch_ms",
     "from_epoch_ms",
+    "register",
+    "route_named",
 ]
 
 Row = TypeVar("Row")
@@ -52,6 +61,8 @@ class Route(ABC, Generic[Target, Row]):
     name: ClassVar[str]
     #: What one of its rows is called in messages ("3 buckets revised").
     row_name: ClassVar[str]
+    #: What one of its targets is called in messages and tables ("asset").
+    noun: ClassVar[str]
     #: The path, ``{name}`` for each path parameter, as Kaiko's reference writes it.
     path_template: ClassVar[str]
     #: How a window is cut into shards and a shard fetched.
@@ -68,7 +79,14 @@ class Route(ABC, Generic[Target, Row]):
 
     @abstractmethod
     def label(self, target: Target) -> str:
-        """How messages name ``target`` (``btc``, ``binc:perpetual-future:btc-usdt``)."""
+        """How messages name ``target`` (``btc``, ``binc:perpetual-future:btc-usdt``):
+        its path parameters joined by ``:``, as a reader names a partition."""
+
+    @abstractmethod
+    def label_of(self, given: Any) -> str:
+        """A target as a user names it (``BTC``, ``binc:future:btc-usd``, a typed
+        target) checked and written as :meth:`label` writes it;
+        :class:`InvalidArgumentError` if it names no target of this route."""
 
     @abstractmethod
     def decode(self, body: bytes) -> Any:
@@ -133,3 +151,33 @@ class Route(ABC, Generic[Target, Row]):
         """The cache's folder for ``target``'s kind of data under one server's folder
         (a token route keeps each interval apart)."""
         return self.name
+
+
+R = TypeVar("R", bound=Route[Any, Any])
+
+#: The name a manifest records for a route that predates the record (token volumes).
+DEFAULT_ROUTE = "token"
+
+_ROUTES: dict[str, Route[Any, Any]] = {}
+
+
+def register(route: R) -> R:
+    """Make ``route`` findable by its name (:func:`route_named`); a route module calls it
+    on its one instance."""
+    _ROUTES[route.name] = route
+    return route
+
+
+def all_routes() -> dict[str, Route[Any, Any]]:
+    """Every route, by name: each module of this package imported (so registered)."""
+    for info in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{info.name}")
+    return dict(_ROUTES)
+
+
+def route_named(name: str) -> Route[Any, Any]:
+    """The route named ``name`` (the module ``kaiko_liq.routes.<name>`` holds it)."""
+    routes = _ROUTES if name in _ROUTES else all_routes()
+    if name not in routes:
+        raise InvalidArgumentError(f"route {name!r} is not one of {', '.join(sorted(routes))}")
+    return routes[name]

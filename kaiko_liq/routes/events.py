@@ -56,7 +56,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from ..errors import InconsistentDataError, InvalidArgumentError
 from ..models import LiquidationEvent, decode_event_page
@@ -64,7 +64,7 @@ from ..plan import SubRange
 from ..query import MILLISECOND, MillisecondGrid, epoch_ms, format_time, from_epoch_ms
 from ..sharding import AdaptiveShards
 from ..tables import Shape, TableSpec, derived, plain
-from . import Route
+from . import Route, register
 
 __all__ = [
     "EVENTS",
@@ -184,6 +184,7 @@ class _EventOrder:
 class EventsRoute(Route[Instrument, LiquidationEvent]):
     name: ClassVar[str] = "events"
     row_name: ClassVar[str] = "instant"
+    noun: ClassVar[str] = "instrument"
     path_template: ClassVar[str] = (
         "/v2/data/liquidation.v1/trades/{exchange}/{instrument_class}/{instrument}"
     )
@@ -198,6 +199,9 @@ class EventsRoute(Route[Instrument, LiquidationEvent]):
 
     def label(self, target: Instrument) -> str:
         return str(target)
+
+    def label_of(self, given: Any) -> str:
+        return str(given if isinstance(given, Instrument) else parse_instrument_spec(given))
 
     def decode(self, body: bytes) -> object:
         return decode_event_page(body)
@@ -259,4 +263,4 @@ EVENTS_TABLE: TableSpec[LiquidationEvent] = TableSpec(
 
 
 #: The one instance: routes are stateless.
-EVENTS = EventsRoute()
+EVENTS = register(EventsRoute())

@@ -41,15 +41,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from ..errors import InconsistentDataError
 from ..models import ExchangeVolume, LiquidationRow, decode_page
 from ..plan import SubRange, buckets_in
-from ..query import Interval, format_time
+from ..query import Interval, format_time, validate_asset
 from ..sharding import GridShards
 from ..tables import Column, Shape, TableSpec, nested, plain
-from . import Route
+from . import Route, register
 
 __all__ = ["FIGURES", "TOKEN", "TOKEN_TABLE", "Token", "TokenRoute"]
 
@@ -144,6 +144,7 @@ class _RowOrder:
 class TokenRoute(Route[Token, LiquidationRow]):
     name: ClassVar[str] = "token"
     row_name: ClassVar[str] = "bucket"
+    noun: ClassVar[str] = "asset"
     path_template: ClassVar[str] = "/v2/data/liquidation.v1/token/{asset}"
     policy = GridShards()
 
@@ -152,6 +153,9 @@ class TokenRoute(Route[Token, LiquidationRow]):
 
     def label(self, target: Token) -> str:
         return target.asset
+
+    def label_of(self, given: Any) -> str:
+        return given.asset if isinstance(given, Token) else validate_asset(given)
 
     def decode(self, body: bytes) -> object:
         return decode_page(body)
@@ -191,9 +195,8 @@ class TokenRoute(Route[Token, LiquidationRow]):
         return min(recheck, target.interval.delta * page_size)
 
     def store_folder(self, target: Token) -> str:
-        seconds = target.interval.seconds
-        return f"{seconds // 86_400}d" if seconds % 86_400 == 0 else f"{seconds // 3600}h"
+        return target.interval.name
 
 
 #: The one instance: routes are stateless.
-TOKEN = TokenRoute()
+TOKEN = register(TokenRoute())
