@@ -53,6 +53,7 @@ from .backfill import (
     describe_backfill,
 )
 from .client import LiquidationClient
+from .engine import Request as EngineRequest
 from .errors import (
     MIN_SECRET_CHARS,
     InvalidArgumentError,
@@ -845,12 +846,42 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+async def _fetch_with_progress(
+    client: LiquidationClient, line: ProgressLine, reqs: Sequence[EngineRequest[Any, Any]]
+) -> list[list[Any]]:
+    """``client.fetch_requests`` with its shards counted for the progress line (a storage
+    fault is exit 2 while nothing was fetched yet)."""
+    total = sum(len(r.shards) for r in reqs)
+    done = 0
+    clock0 = time.monotonic()
+
+    def count(_req: object, _shard: SubRange) -> None:
+        nonlocal done
+        done += 1
+
+    def render() -> str:
+        stats = client.stats
+        return fetch_line(
+            done=done,
+            total=total,
+            rows=stats.rows,
+            requests=stats.requests,
+            elapsed=time.monotonic() - clock0,
+            retries=stats.retries,
+            last_error=stats.last_error,
+        )
+
+    with _storage_faults(client):
+        return await _with_progress(
+            line, render, lambda: client.fetch_requests(reqs, on_shard=count)
+        )
+
+
 async def _fetch(
     args: argparse.Namespace, requests: list[Request], key: str | None, *, sort: str
 ) -> tuple[dict[str, list[LiquidationRow]], tuple[int, int]]:
-    """``client.fetch_many`` under one client, its ``on_shard`` callback counting shards
-    for the progress line. Returns the rows by asset, in the order given, and the
-    client's (requests, retries)."""
+    """Every asset's request under one client, with the progress line. Returns the rows
+    by asset, in the order given, and the client's (requests, retries)."""
     line = _progress_line(args)
     async with _client(args, key) as client:
         reqs = [
@@ -859,32 +890,8 @@ async def _fetch(
             )
             for r in requests
         ]
-        total = sum(len(r.shards) for r in reqs)
-        done = 0
-        clock0 = time.monotonic()
-
-        def count(_req: object, _shard: SubRange) -> None:
-            nonlocal done
-            done += 1
-
-        def render() -> str:
-            stats = client.stats
-            return fetch_line(
-                done=done,
-                total=total,
-                rows=stats.rows,
-                requests=stats.requests,
-                elapsed=time.monotonic() - clock0,
-                retries=stats.retries,
-                last_error=stats.last_error,
-            )
-
-        async def work() -> dict[str, list[LiquidationRow]]:
-            rows = await client.fetch_requests(reqs, on_shard=count)
-            return {r.target.asset: got for r, got in zip(reqs, rows, strict=True)}
-
-        with _storage_faults(client):
-            results = await _with_progress(line, render, work)
+        rows = await _fetch_with_progress(client, line, reqs)
+        results = {r.target.asset: got for r, got in zip(reqs, rows, strict=True)}
         grid = requests[0].interval
         final = max(requests[0].start, client.final_before(TOKEN, reqs[0].target))
         if final < requests[0].end:
@@ -986,41 +993,17 @@ async def _events(
     end: datetime,
     key: str | None,
 ) -> tuple[dict[str, list[LiquidationEvent]], tuple[int, int]]:
-    """``client.fetch_events_many`` under one client, days counted for the progress line."""
+    """Every instrument's request under one client, days counted for the progress line."""
     line = _progress_line(args)
     async with _client(args, key) as client:
         reqs = [
             client.request(EVENTS, t, start, end, sort=args.sort, page_size=args.page_size)
             for t in instruments
         ]
-        total = sum(len(r.shards) for r in reqs)
-        done = 0
-        clock0 = time.monotonic()
-
-        def count(_req: object, _day: SubRange) -> None:
-            nonlocal done
-            done += 1
-
-        def render() -> str:
-            stats = client.stats
-            return fetch_line(
-                done=done,
-                total=total,
-                rows=stats.rows,
-                requests=stats.requests,
-                elapsed=time.monotonic() - clock0,
-                retries=stats.retries,
-                last_error=stats.last_error,
-            )
-
-        async def work() -> dict[str, list[LiquidationEvent]]:
-            rows = await client.fetch_requests(reqs, on_shard=count)
-            return {str(r.target): got for r, got in zip(reqs, rows, strict=True)}
-
-        with _storage_faults(client):
-            results = await _with_progress(line, render, work)
+        rows = await _fetch_with_progress(client, line, reqs)
+        results = {str(r.target): got for r, got in zip(reqs, rows, strict=True)}
         final = client.final_before(EVENTS, instruments[0])
-        if start < final < end or final <= start:
+        if final < end:
             _say(
                 f"events from {format_time(max(start, final))} on are not final yet "
                 "(they may still change)"
