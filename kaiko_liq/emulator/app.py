@@ -132,37 +132,21 @@ class _Emulator:
             self.stats.finished(status)
 
     async def liquidations(self, request: web.Request) -> web.StreamResponse:
-        request_time = self.config.clock()
-        delay = self._latency.draw()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        truncate = False
-        try:
-            self._rate_limit(self._authenticate(request))
-            truncate = self._inject_fault(request)
-            query, position = self._query(request, request_time)
-        except Rejection as rejection:
-            body = error_body(rejection.message)
-            if truncate:
-                return await _send_truncated(request, rejection.status, body)
-            return _respond(request, rejection.status, body, rejection.headers)
+        return await self._serve(request, self._token_answer)
+
+    def _token_answer(self, request: web.Request, request_time: datetime) -> PageAnswer:
+        """The token route's page: steps 5 to 7 (asset, query, answer)."""
+        query, position = self._query(request, request_time)
         head, page, tail = self._page(request, query, position, request_time)
-        if truncate:
-            return await _send_truncated(request, 200, head + encode_rows(page.rows) + tail)
-        if not self._gzips(request):
-            return web.Response(body=head + encode_rows(page.rows) + tail, headers=_HEADERS)
-        # A page's rows never change: compress them once (see compression.py). Its first
-        # and last buckets and its length say which rows they are.
         rows = page.rows
-        if not page.final:  # figures still filling: this page's bytes are not for keeping
-            return web.Response(
-                body=gzip_bytes(head + encode_rows(rows) + tail), headers=_GZIP_HEADERS
-            )
-        key: tuple[object, ...] = (query.asset, query.seconds, query.sort, len(rows))
-        if rows:
-            key += (rows[0].interval_timestamp, rows[-1].interval_timestamp)
-        body = self._gzip.assemble(head, key, lambda: encode_rows(rows), tail)
-        return web.Response(body=body, headers=_GZIP_HEADERS)
+        key: tuple[object, ...] | None = None
+        if page.final:  # figures still filling: this page's bytes are not for keeping
+            # A page's rows never change: its first and last buckets and its length say
+            # which rows they are, so they are compressed once (see compression.py).
+            key = (query.asset, query.seconds, query.sort, len(rows))
+            if rows:
+                key += (rows[0].interval_timestamp, rows[-1].interval_timestamp)
+        return PageAnswer(head, lambda: encode_rows(rows), tail, key)
 
     async def liquidation_events(self, request: web.Request) -> web.StreamResponse:
         return await self._serve(request, self._events.answer)
