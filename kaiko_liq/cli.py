@@ -345,7 +345,7 @@ def _build_parser(arguments: Sequence[str]) -> _Parser:
     when they name the ``emulator`` command, the first argument that is not a flag."""
     parser = _Parser(
         prog=PROG,
-        description="Kaiko token-level liquidation volumes: fetch, backfill, plot, emulate.",
+        description="Kaiko liquidation volumes and events: fetch, backfill, events, plot, emulate.",
         epilog=f"The API key is read from ${_KEY_ENV} or --api-key-file.",
     )
     parser.add_argument("--version", action=_VersionAction, help="show the version and exit")
