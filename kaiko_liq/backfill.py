@@ -572,7 +572,7 @@ async def backfill_events(
         raise InvalidArgumentError(
             "backfill_events needs at least one instrument, e.g. ['binc:perpetual-future:btc-usdt']"
         )
-    targets = [i if isinstance(i, Instrument) else parse_instrument_spec(i) for i in instruments]
+    targets = [parse_instrument_spec(i) for i in instruments]
     return await backfill_targets(
         client,
         EVENTS,

@@ -789,7 +789,7 @@ def _instrument_list(instruments: Iterable[str | Instrument]) -> list[Instrument
         instruments = [instruments]
     found: list[Instrument] = []
     for item in instruments:
-        target = item if isinstance(item, Instrument) else parse_instrument_spec(item)
+        target = parse_instrument_spec(item)
         if target in found:
             raise InvalidArgumentError(f"instrument {target} is given twice; list each once")
         found.append(target)

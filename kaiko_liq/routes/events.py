@@ -114,9 +114,11 @@ def parse_instrument(exchange: str, instrument_class: str, instrument: str) -> I
     return Instrument(exchange.lower(), instrument_class, instrument.lower())
 
 
-def parse_instrument_spec(spec: str) -> Instrument:
+def parse_instrument_spec(spec: str | Instrument) -> Instrument:
     """``EXCHANGE:CLASS:INSTRUMENT`` (``binc:perpetual-future:btc-usdt``), as the CLI
-    takes it."""
+    takes it; an :class:`Instrument` (already checked) as it is."""
+    if isinstance(spec, Instrument):
+        return spec
     parts = spec.split(":") if isinstance(spec, str) else []
     if len(parts) != 3:
         raise InvalidArgumentError(
